@@ -1,0 +1,39 @@
+# Two set-up commands: `make demo` and `make test`. Both create/reuse .venv.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+DEMO_DIR ?= demo-work
+PIP_FLAGS ?= -q --disable-pip-version-check
+
+.PHONY: demo test bench lint clean venv install install-test
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install $(PIP_FLAGS) --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(PY)
+	$(PY) -m pip install $(PIP_FLAGS) -e .
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml | $(PY)
+	$(PY) -m pip install $(PIP_FLAGS) -e ".[dev]"
+	touch $@ $(VENV)/.installed
+
+install: $(VENV)/.installed
+install-test: $(VENV)/.installed-test
+
+demo: install
+	$(VENV)/bin/smci --workdir $(DEMO_DIR) demo --device cpu
+
+test: install-test
+	$(PY) -m pytest -q
+
+bench: install
+	$(VENV)/bin/smci --workdir $(DEMO_DIR) bench all --size small --device both
+
+lint: install-test
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+clean:
+	rm -rf $(DEMO_DIR) .pytest_cache build *.egg-info .ruff_cache

@@ -1,0 +1,323 @@
+"""One validated configuration: defaults → TOML file → environment (``SMCI_*``) → CLI.
+
+Nested keys use ``__`` in the environment: ``SMCI_FOREST__N_ESTIMATORS=1000``. Values that
+look like JSON (lists, numbers, booleans) are parsed as JSON. Unknown keys and wrong types
+are :class:`~smci_gpu.errors.ConfigError` naming the key, the source and what was expected.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tomllib
+from datetime import date
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from smci_gpu.errors import ConfigError
+from smci_gpu.variables import FEATURES
+
+DEFAULT_CONFIG_NAME = "smci.toml"
+ENV_PREFIX = "SMCI_"
+#: Environment variables with the prefix that are not config keys.
+ENV_RESERVED = {"SMCI_NO_GPU", "SMCI_CONFIG", "SMCI_DEBUG"}
+LAYERS_CM: tuple[int, ...] = (10, 20, 30, 40, 50, 60, 70, 80, 90, 100)
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class RegionConfig(_Section):
+    """Bounding box of the product, degrees (edges snap to the target grid)."""
+
+    west: float = Field(73.0, ge=-180, le=180)
+    south: float = Field(18.0, ge=-90, le=90)
+    east: float = Field(136.0, ge=-180, le=180)
+    north: float = Field(54.0, ge=-90, le=90)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> RegionConfig:
+        if not (self.west < self.east and self.south < self.north):
+            raise ValueError(
+                f"expected west < east and south < north, got west={self.west}, "
+                f"east={self.east}, south={self.south}, north={self.north}"
+            )
+        return self
+
+
+class GridConfig(_Section):
+    """Target grid resolution and the 9 km aggregation factor."""
+
+    resolution_arcsec: float = Field(30.0, gt=0)
+    coarse_factor: int = Field(12, ge=1, description="1 km cells per 9 km block side")
+
+
+class ForestConfig(_Section):
+    """Random-forest parameters (the paper's tuned values by default)."""
+
+    n_estimators: int = Field(100, ge=1)
+    max_features: int | float | Literal["sqrt", "log2"] | None = 1
+    min_samples_leaf: int = Field(20, ge=1)
+    max_depth: int = Field(64, ge=1, description="explicit: cuML's default is shallow")
+    bootstrap: bool = True
+    random_state: int = 20
+    n_jobs: int = -1
+    n_bins: int = Field(128, ge=2, description="cuML histogram bins (GPU only)")
+
+    @field_validator("max_features")
+    @classmethod
+    def _positive(cls, v: Any) -> Any:
+        if isinstance(v, int) and not isinstance(v, bool) and v < 1:
+            raise ValueError("max_features as an int counts features and must be >= 1")
+        if isinstance(v, float) and not 0 < v <= 1:
+            raise ValueError("max_features as a float is a fraction in (0, 1]")
+        return v
+
+
+class TuneConfig(_Section):
+    """Cross-validated grid search (the paper: 10 folds, 25 × 6 grid)."""
+
+    max_features: list[int] = Field(default_factory=lambda: list(range(1, 26)))
+    min_samples_leaf: list[int] = Field(default_factory=lambda: [5, 10, 15, 20, 25, 30])
+    folds: int = Field(10, ge=2)
+    groups: Literal["random", "station"] = "random"
+    n_estimators: int = Field(100, ge=1)
+
+
+class QCConfig(_Section):
+    """Thresholds of the in-situ quality control (Dorigo et al. 2013 tests)."""
+
+    sm_min: float = 0.0
+    sm_max: float = 0.6
+    frozen_soil_temperature_c: float = 0.0
+    frozen_air_temperature_c: float = 0.0
+    spike_ratio: float = Field(0.15, gt=0, description="relative jump that makes a spike")
+    break_ratio: float = Field(0.10, gt=0, description="relative level shift that makes a break")
+    plateau_hours: int = Field(24 * 5, ge=2, description="constant values this long")
+    null_window_days: int = Field(10, ge=1)
+    min_valid_fraction_null_window: float = Field(0.2, ge=0, le=1)
+    gap_fill_days: float = Field(5.0, ge=0, description="linear refill from values within ±days")
+    daily_min_hours: int = Field(12, ge=1, le=24, description="hours needed for a daily mean")
+
+
+class MatchingConfig(_Section):
+    """Which ERA5-Land layer each in-situ layer is matched to (mean/std matching)."""
+
+    reference: dict[int, str] = Field(
+        default_factory=lambda: {d: ("swvl2" if d <= 30 else "swvl3") for d in LAYERS_CM}
+    )
+
+
+class ExperimentConfig(_Section):
+    """Validation experiments (the paper: 2010–2017 vs 2018–2020; 2/3 of stations)."""
+
+    train_years: list[int] = Field(default_factory=lambda: list(range(2010, 2018)))
+    test_years: list[int] = Field(default_factory=lambda: [2018, 2019, 2020])
+    station_train_fraction: float = Field(2 / 3, gt=0, lt=1)
+    repeats: int = Field(1, ge=1)
+    seed: int = 0
+    importance_repeats: int = Field(3, ge=1)
+
+
+class ProduceConfig(_Section):
+    """Production of the gridded product."""
+
+    start: date = date(2000, 1, 1)
+    end: date = date(2020, 12, 31)
+    resolution: Literal["1km", "9km"] = "1km"
+    layout: Literal["daily", "smci1"] = "daily"
+    tile_size: int = Field(512, ge=8, description="tile side in pixels (rows = cols)")
+    inference: Literal["packed", "nvforest", "native"] = "packed"
+    dtype: Literal["int16", "float32"] = "int16"
+    retries: int = Field(2, ge=0)
+    clip_min: float = 0.0
+    clip_max: float = Field(0.6, gt=0)
+
+
+class DaskConfig(_Section):
+    """Where the work runs: a local cluster, or an existing one by address."""
+
+    scheduler_address: str | None = None
+    n_workers: int | None = Field(None, ge=1)
+    threads_per_worker: int = Field(1, ge=1)
+
+
+class Config(_Section):
+    """The effective configuration of one working folder."""
+
+    workdir: Path = Path(".")
+    device: Literal["auto", "cpu", "gpu"] = "auto"
+    layers: list[int] = Field(default_factory=lambda: list(LAYERS_CM))
+    features: list[str] = Field(default_factory=lambda: list(FEATURES))
+    region: RegionConfig = Field(default_factory=RegionConfig)
+    grid: GridConfig = Field(default_factory=GridConfig)
+    forest: ForestConfig = Field(default_factory=ForestConfig)
+    tune: TuneConfig = Field(default_factory=TuneConfig)
+    qc: QCConfig = Field(default_factory=QCConfig)
+    matching: MatchingConfig = Field(default_factory=MatchingConfig)
+    experiments: ExperimentConfig = Field(default_factory=ExperimentConfig)
+    produce: ProduceConfig = Field(default_factory=ProduceConfig)
+    dask: DaskConfig = Field(default_factory=DaskConfig)
+
+    @field_validator("layers")
+    @classmethod
+    def _known_layers(cls, v: list[int]) -> list[int]:
+        bad = [d for d in v if d not in LAYERS_CM]
+        if bad or not v:
+            raise ValueError(f"layers must be a non-empty subset of {list(LAYERS_CM)} cm, got {v}")
+        return sorted(set(v))
+
+    @field_validator("features")
+    @classmethod
+    def _known_features(cls, v: list[str]) -> list[str]:
+        unknown = [f for f in v if f not in FEATURES]
+        if unknown or not v:
+            raise ValueError(f"unknown features {unknown}; known: {list(FEATURES)}")
+        if len(set(v)) != len(v):
+            raise ValueError(f"features repeat a name: {v}")
+        return v
+
+    def hash(self) -> str:
+        """Short hash of everything that changes the product (not paths, device, dask)."""
+        payload = self.model_dump(mode="json", exclude={"workdir", "device", "dask"})
+        payload["produce"].pop("retries", None)
+        text = json.dumps(payload, sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def path(self, *parts: str) -> Path:
+        """A path inside the working folder."""
+        return Path(self.workdir).joinpath(*parts)
+
+
+def _deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _parse_env_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def env_overrides(environ: dict[str, str] | None = None) -> dict[str, Any]:
+    """Nested overrides from ``SMCI_SECTION__KEY=value`` environment variables."""
+    environ = dict(os.environ if environ is None else environ)
+    out: dict[str, Any] = {}
+    for name, text in environ.items():
+        if not name.startswith(ENV_PREFIX) or name in ENV_RESERVED:
+            continue
+        keys = name[len(ENV_PREFIX) :].lower().split("__")
+        node = out
+        for key in keys[:-1]:
+            node = node.setdefault(key, {})
+        node[keys[-1]] = _parse_env_value(text)
+    return out
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text())
+    except FileNotFoundError as exc:
+        raise ConfigError(f"config file {path} does not exist") from exc
+    except PermissionError as exc:
+        raise ConfigError(f"config file {path} is not readable (permission denied)") from exc
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+
+
+def _describe_errors(exc: ValidationError, source: str) -> str:
+    parts = []
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        if err["type"] == "extra_forbidden":
+            parts.append(f"unknown key '{key}'")
+        else:
+            parts.append(f"'{key}': {err['msg']} (got {err.get('input')!r})")
+    return f"invalid config from {source}: " + "; ".join(parts)
+
+
+def load_config(
+    path: str | Path | None = None,
+    workdir: str | Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    environ: dict[str, str] | None = None,
+) -> Config:
+    """Build the effective config.
+
+    Parameters
+    ----------
+    path
+        TOML file; when None, ``$SMCI_CONFIG`` or ``<workdir>/smci.toml`` if it exists.
+    workdir
+        The working folder (overrides the file's ``workdir``).
+    overrides
+        Nested values from the CLI, applied last.
+    environ
+        Environment to read ``SMCI_*`` from (``os.environ`` when None).
+    """
+    env = dict(os.environ if environ is None else environ)
+    sources = []
+    data: dict[str, Any] = {}
+    if path is None and env.get("SMCI_CONFIG"):
+        path = env["SMCI_CONFIG"]
+    if path is None:
+        candidate = Path(workdir or ".") / DEFAULT_CONFIG_NAME
+        path = candidate if candidate.exists() else None
+    if path is not None:
+        data = _deep_merge(data, _read_toml(Path(path)))
+        sources.append(f"file {path}")
+    env_data = env_overrides(env)
+    if env_data:
+        data = _deep_merge(data, env_data)
+        sources.append("environment (SMCI_*)")
+    if overrides:
+        data = _deep_merge(data, overrides)
+        sources.append("command-line options")
+    if workdir is not None:
+        data["workdir"] = str(workdir)
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_describe_errors(exc, " + ".join(sources) or "defaults")) from None
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return json.dumps(str(value))
+
+
+def to_toml(config: Config) -> str:
+    """The config as TOML text (``None`` values are left out, as TOML has no null)."""
+    data = config.model_dump(mode="json")
+    lines: list[str] = []
+    tables: list[tuple[str, dict[str, Any]]] = []
+    for key, value in data.items():
+        if isinstance(value, dict):
+            tables.append((key, value))
+        elif value is not None:
+            lines.append(f"{key} = {_toml_value(value)}")
+    for name, table in tables:
+        lines.append(f"\n[{name}]")
+        for key, value in table.items():
+            if isinstance(value, dict):
+                inline = ", ".join(f'"{k}" = {_toml_value(v)}' for k, v in value.items())
+                lines.append(f"{key} = {{ {inline} }}")
+            elif value is not None:
+                lines.append(f"{key} = {_toml_value(value)}")
+    return "\n".join(lines) + "\n"

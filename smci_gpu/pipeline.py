@@ -1,0 +1,114 @@
+"""Run the stages in order on one working folder (what `smci demo` does)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from smci_gpu.config import DEFAULT_CONFIG_NAME, Config, load_config
+
+#: Pipeline stages after the world is generated, in order; later issues add to it.
+STAGES: dict[str, Callable[[Config, Console], dict[str, Any]]] = {}
+
+
+def stage(name: str):
+    """Register a pipeline stage ``f(config, console) -> summary dict``."""
+
+    def wrap(func):
+        STAGES[name] = func
+        return func
+
+    return wrap
+
+
+def _load_stages() -> None:
+    """Import the modules that register stages (kept lazy: they pull in heavy libraries)."""
+    import importlib
+
+    for module in (
+        "smci_gpu.prepare",
+        "smci_gpu.model.train",
+        "smci_gpu.evaluate.experiments",
+        "smci_gpu.produce",
+        "smci_gpu.evaluate.report",
+    ):
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+
+
+def run_demo(
+    workdir: str | Path,
+    size: str = "default",
+    seed: int = 42,
+    stages: str = "all",
+    device: str = "cpu",
+    console: Console | None = None,
+) -> dict[str, Any]:
+    """Generate (or reuse) the twin world in ``workdir`` and run the stages on it."""
+    from smci_gpu import demo
+
+    console = console or Console()
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    spec = demo.TINY if size == "tiny" else demo.DemoSpec()
+    if seed != spec.seed:
+        from dataclasses import replace
+
+        spec = replace(spec, seed=seed)
+    t0 = time.perf_counter()
+    with console.status("generating the twin world") as status:
+        world = demo.generate(workdir, spec, progress=lambda m: status.update(f"world: {m}"))
+    cfg_path = workdir / DEFAULT_CONFIG_NAME
+    if not cfg_path.exists():
+        cfg_path.write_text(demo.demo_config_toml(spec))
+    summary: dict[str, Any] = {
+        "workdir": str(workdir.resolve()),
+        "world": world,
+        "timings_s": {"world": round(time.perf_counter() - t0, 1)},
+    }
+    cfg = load_config(workdir=workdir, overrides={"device": device})
+    _load_stages()
+    wanted = list(STAGES) if stages == "all" else [s.strip() for s in stages.split(",")]
+    for name in wanted:
+        if name not in STAGES:
+            continue
+        t = time.perf_counter()
+        console.rule(f"[bold]{name}")
+        summary[name] = STAGES[name](cfg, console)
+        summary["timings_s"][name] = round(time.perf_counter() - t, 1)
+    return summary
+
+
+def print_summary(summary: dict[str, Any], console: Console) -> None:
+    """Say where things are."""
+    wd = Path(summary["workdir"])
+    table = Table(title="smci demo: where things are", show_header=True)
+    table.add_column("what")
+    table.add_column("path")
+    rows = [
+        ("inputs (real formats)", wd / "inputs"),
+        ("hidden truth", wd / "truth"),
+        ("config", wd / DEFAULT_CONFIG_NAME),
+    ]
+    for name, key in (
+        ("station-day table", "prepare"),
+        ("models", "train"),
+        ("validation", "validate"),
+        ("product", "produce"),
+        ("report", "report"),
+    ):
+        if key in summary and summary[key].get("path"):
+            rows.append((name, Path(summary[key]["path"])))
+    for name, path in rows:
+        table.add_row(name, str(path))
+    console.print(table)
+    times = ", ".join(f"{k} {v}s" for k, v in summary["timings_s"].items())
+    console.print(f"timings: {times}")

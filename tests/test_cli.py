@@ -1,0 +1,34 @@
+"""The command line: one-line errors, exit codes, config show."""
+
+import subprocess
+import sys
+import tomllib
+
+
+def smci(*args, cwd=None, env=None):
+    return subprocess.run([sys.executable, "-m", "smci_gpu.cli", *args], capture_output=True,
+                          text=True, cwd=cwd, env=env)  # fmt: skip
+
+
+def test_config_show_prints_valid_toml(tmp_path):
+    (tmp_path / "smci.toml").write_text("[forest]\nn_estimators = 1000\n")
+    r = smci("--workdir", str(tmp_path), "config", "show")
+    assert r.returncode == 0, r.stderr
+    data = tomllib.loads(r.stdout)
+    assert data["forest"]["n_estimators"] == 1000
+    assert r.stdout.startswith("# config hash ")
+
+
+def test_bad_config_is_one_line_and_nonzero(tmp_path):
+    (tmp_path / "smci.toml").write_text("[forest]\nmax_depht = 3\n")
+    r = smci("--workdir", str(tmp_path), "config", "show")
+    assert r.returncode == 2
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "unknown key 'forest.max_depht'" in lines[0]
+    assert "Traceback" not in r.stderr
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    r = smci("--debug", "--config", str(tmp_path / "missing.toml"), "config", "show")
+    assert r.returncode == 2
+    assert "Traceback" in r.stderr and "does not exist" in r.stderr
