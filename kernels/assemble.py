@@ -1,0 +1,90 @@
+"""Predictor-matrix assembly for a set of pixels, fused with the ERA5-Land upsampling.
+
+Each output column is either a coarse (ERA5-Land) field gathered through the row/column
+nearest-neighbour maps, or a fine (1 km) field read at the pixel. Nothing is upsampled to
+a full 1 km field first, and on the GPU nothing leaves the device.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+from numba import cuda
+from smci_gpu.kernels._common import THREADS_2D, blocks_2d, check_float, check_same_device
+
+from smci_gpu.backend import array_module
+
+COARSE, FINE = 0, 1
+
+
+@numba.njit(parallel=True, cache=True)
+def _assemble_cpu(coarse, iy, ix, fine, rows, cols, kind, index, out):
+    n, nf = out.shape
+    for p in numba.prange(n):
+        r, c = rows[p], cols[p]
+        cy, cx = iy[r], ix[c]
+        for f in range(nf):
+            if kind[f] == 0:
+                out[p, f] = coarse[index[f], cy, cx]
+            else:
+                out[p, f] = fine[index[f], r, c]
+
+
+@cuda.jit
+def _assemble_gpu(coarse, iy, ix, fine, rows, cols, kind, index, out):
+    p, f = cuda.grid(2)
+    n, nf = out.shape
+    if p < n and f < nf:
+        r, c = rows[p], cols[p]
+        if kind[f] == 0:
+            out[p, f] = coarse[index[f], iy[r], ix[c]]
+        else:
+            out[p, f] = fine[index[f], r, c]
+
+
+def assemble_features(coarse, iy, ix, fine, rows, cols, kind, index, out=None):
+    """Build the ``(n_pixels, n_features)`` float32 predictor matrix.
+
+    Parameters
+    ----------
+    coarse
+        ``(n_coarse_vars, ny_c, nx_c)`` coarse fields for one day (NaNs already filled).
+    iy, ix
+        Nearest coarse row for each fine row, nearest coarse column for each fine column.
+    fine
+        ``(n_fine_vars, ny, nx)`` fine fields (daily LAI, static maps).
+    rows, cols
+        Fine-grid row and column of each output pixel.
+    kind, index
+        Per output column: ``COARSE`` (0) or ``FINE`` (1), and the variable index in that
+        array. The column order is the config's feature order.
+    out
+        Optional preallocated float32 output (reused across tiles on the GPU).
+    """
+    check_float(coarse, "coarse")
+    check_float(fine, "fine")
+    if coarse.ndim != 3 or fine.ndim != 3:
+        raise ValueError(f"coarse and fine must be 3-D, got {coarse.shape} and {fine.shape}")
+    if len(kind) != len(index):
+        raise ValueError(f"kind ({len(kind)}) and index ({len(index)}) differ in length")
+    if len(rows) != len(cols):
+        raise ValueError(f"rows ({len(rows)}) and cols ({len(cols)}) differ in length")
+    if len(iy) != fine.shape[1] or len(ix) != fine.shape[2]:
+        raise ValueError(
+            f"iy/ix lengths ({len(iy)}, {len(ix)}) must match fine's grid {fine.shape[1:]}"
+        )
+    on_gpu = check_same_device(coarse=coarse, fine=fine, rows=rows, out=out)
+    xp = array_module(coarse)
+    shape = (len(rows), len(kind))
+    if out is None:
+        out = xp.empty(shape, dtype=np.float32)
+    elif out.shape != shape or out.dtype != np.float32:
+        raise ValueError(f"out must be {shape} float32, got {out.shape} {out.dtype}")
+    args = [xp.asarray(v, dtype=np.int64) for v in (iy, ix, rows, cols, kind, index)]
+    if on_gpu:
+        grid = blocks_2d(len(rows), len(kind))
+        _assemble_gpu[grid, THREADS_2D](coarse, args[0], args[1], fine, *args[2:], out)
+    else:
+        _assemble_cpu(np.ascontiguousarray(coarse), args[0], args[1],
+                      np.ascontiguousarray(fine), *args[2:], out)  # fmt: skip
+    return out

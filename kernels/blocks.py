@@ -1,0 +1,163 @@
+"""Block aggregation: NaN-aware means (500 m → 1 km, 1 km → 9 km) and categorical majority."""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+from numba import cuda
+from smci_gpu.kernels._common import THREADS_2D, blocks_2d, check_float, check_same_device
+
+from smci_gpu.backend import array_module
+
+MAX_BLOCK_CELLS = 256  # majority: fy * fx at most (12 × 12 = 144 for 1 km → 9 km)
+
+
+def _block_shape(a, fy: int, fx: int) -> tuple[int, int]:
+    if fy < 1 or fx < 1:
+        raise ValueError(f"block factors must be >= 1, got fy={fy}, fx={fx}")
+    if a.ndim < 2:
+        raise ValueError(f"a must have at least 2 dimensions, got shape {a.shape}")
+    ny, nx = a.shape[-2:]
+    if ny % fy or nx % fx:
+        raise ValueError(f"a's last two dims {(ny, nx)} are not multiples of ({fy}, {fx})")
+    return ny // fy, nx // fx
+
+
+@numba.njit(parallel=True, cache=True)
+def _mean_cpu(a, fy, fx, min_valid, out):
+    lead, oy, ox = out.shape
+    for k in numba.prange(lead * oy):
+        b = k // oy
+        i = k - b * oy
+        for j in range(ox):
+            s = 0.0
+            n = 0
+            for u in range(fy):
+                for v in range(fx):
+                    x = a[b, i * fy + u, j * fx + v]
+                    if not np.isnan(x):
+                        s += x
+                        n += 1
+            out[b, i, j] = s / n if n >= min_valid and n > 0 else np.nan
+
+
+@cuda.jit
+def _mean_gpu(a, fy, fx, min_valid, out):
+    i, j = cuda.grid(2)
+    lead, oy, ox = out.shape
+    if i < oy and j < ox:
+        for b in range(lead):
+            s = 0.0
+            n = 0
+            for u in range(fy):
+                for v in range(fx):
+                    x = a[b, i * fy + u, j * fx + v]
+                    if x == x:
+                        s += x
+                        n += 1
+            if n >= min_valid and n > 0:
+                out[b, i, j] = s / n
+            else:
+                out[b, i, j] = a[b, 0, 0] * np.nan
+
+
+def block_mean(a, fy: int, fx: int, min_valid: int = 1, out=None):
+    """Mean of the valid (non-NaN) cells of each ``fy × fx`` block.
+
+    Blocks with fewer than ``min_valid`` valid cells are NaN. Accumulates in float64;
+    the result keeps ``a``'s dtype.
+    """
+    check_float(a, "a")
+    oy, ox = _block_shape(a, fy, fx)
+    on_gpu = check_same_device(a=a, out=out)
+    xp = array_module(a)
+    shape = (*a.shape[:-2], oy, ox)
+    if out is None:
+        out = xp.empty(shape, dtype=a.dtype)
+    a3 = a.reshape(-1, *a.shape[-2:])
+    o3 = out.reshape(-1, oy, ox)
+    if on_gpu:
+        _mean_gpu[blocks_2d(oy, ox), THREADS_2D](a3, fy, fx, min_valid, o3)
+    else:
+        _mean_cpu(np.ascontiguousarray(a3), fy, fx, min_valid, o3)
+    return out
+
+
+@numba.njit(inline="always")
+def _majority_of(buf, n, nodata):
+    # Insertion sort of the block's values, then the longest run (ties → smallest value).
+    for p in range(1, n):
+        x = buf[p]
+        q = p - 1
+        while q >= 0 and buf[q] > x:
+            buf[q + 1] = buf[q]
+            q -= 1
+        buf[q + 1] = x
+    best, best_n, run = nodata, 0, 0
+    for p in range(n):
+        run = run + 1 if p > 0 and buf[p] == buf[p - 1] else 1
+        if run > best_n:
+            best, best_n = buf[p], run
+    return best
+
+
+@numba.njit(parallel=True, cache=True)
+def _majority_cpu(a, fy, fx, nodata, has_nodata, out):
+    lead, oy, ox = out.shape
+    for k in numba.prange(lead * oy):
+        b = k // oy
+        i = k - b * oy
+        buf = np.empty(fy * fx, dtype=np.int64)
+        for j in range(ox):
+            n = 0
+            for u in range(fy):
+                for v in range(fx):
+                    x = a[b, i * fy + u, j * fx + v]
+                    if not (has_nodata and x == nodata):
+                        buf[n] = x
+                        n += 1
+            out[b, i, j] = _majority_of(buf, n, nodata)
+
+
+@cuda.jit
+def _majority_gpu(a, fy, fx, nodata, has_nodata, out):
+    i, j = cuda.grid(2)
+    lead, oy, ox = out.shape
+    if i < oy and j < ox:
+        buf = cuda.local.array(MAX_BLOCK_CELLS, dtype=numba.int64)
+        for b in range(lead):
+            n = 0
+            for u in range(fy):
+                for v in range(fx):
+                    x = a[b, i * fy + u, j * fx + v]
+                    if not (has_nodata and x == nodata):
+                        buf[n] = x
+                        n += 1
+            out[b, i, j] = _majority_of(buf, n, nodata)
+
+
+def block_majority(a, fy: int, fx: int, nodata: int | None = None, out=None):
+    """Most frequent value of each ``fy × fx`` block of a categorical (integer) map.
+
+    Cells equal to ``nodata`` are ignored; a block with no other value is ``nodata``
+    (or 0 when none is given). Ties go to the smallest class value. Land cover is
+    aggregated this way, never averaged.
+    """
+    if not np.issubdtype(a.dtype, np.integer):
+        raise ValueError(f"a must be an integer (categorical) array, got {a.dtype}")
+    oy, ox = _block_shape(a, fy, fx)
+    if fy * fx > MAX_BLOCK_CELLS:
+        raise ValueError(f"blocks of {fy}x{fx} exceed {MAX_BLOCK_CELLS} cells")
+    on_gpu = check_same_device(a=a, out=out)
+    xp = array_module(a)
+    shape = (*a.shape[:-2], oy, ox)
+    if out is None:
+        out = xp.empty(shape, dtype=a.dtype)
+    a3 = a.reshape(-1, *a.shape[-2:])
+    o3 = out.reshape(-1, oy, ox)
+    fill = 0 if nodata is None else int(nodata)
+    if on_gpu:
+        _majority_gpu[blocks_2d(oy, ox), THREADS_2D](a3, fy, fx, fill, nodata is not None, o3)
+    else:
+        _majority_cpu(np.ascontiguousarray(a3), fy, fx, fill, nodata is not None, o3)
+    return out

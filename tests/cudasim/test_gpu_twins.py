@@ -1,0 +1,58 @@
+"""GPU twins under the Numba CUDA simulator equal the CPU twins (tiny inputs).
+
+Collected only when NUMBA_ENABLE_CUDASIM=1 (``tests/test_cudasim.py`` runs this folder in
+a subprocess with it set). The kernels are launched exactly as the dispatchers launch them.
+"""
+
+import numpy as np
+from smci_gpu.kernels import assemble, blocks, lai, upsample
+from smci_gpu.kernels._common import THREADS_1D, THREADS_2D, blocks_1d, blocks_2d
+
+from smci_gpu import kernels as K
+
+
+def test_gather(rng):
+    src = rng.random((2, 4, 5)).astype(np.float32)
+    iy, ix = rng.integers(0, 4, 7), rng.integers(0, 5, 6)
+    out = np.empty((2, 7, 6), np.float32)
+    upsample._gather_gpu[blocks_2d(7, 6), THREADS_2D](src, iy, ix, out)
+    np.testing.assert_array_equal(out, K.gather_2d(src, iy, ix))
+
+
+def test_block_mean(rng):
+    a = rng.random((1, 6, 9))
+    a[0, :3, :3] = np.nan
+    a[0, 4, 5] = np.nan
+    out = np.empty((1, 2, 3))
+    blocks._mean_gpu[blocks_2d(2, 3), THREADS_2D](a, 3, 3, 1, out)
+    np.testing.assert_allclose(out, K.block_mean(a, 3, 3), rtol=1e-12, equal_nan=True)
+
+
+def test_block_majority(rng):
+    a = rng.integers(0, 4, (1, 6, 8)).astype(np.int64)
+    out = np.empty((1, 2, 2), np.int64)
+    blocks._majority_gpu[blocks_2d(2, 2), THREADS_2D](a, 3, 4, 0, False, out)
+    np.testing.assert_array_equal(out, K.block_majority(a, 3, 4))
+
+
+def test_lai(rng):
+    comp = rng.random((5, 7))
+    comp[1, :3] = np.nan
+    comp[:, 6] = np.nan
+    cd, td = np.array([0.0, 8, 16, 24, 32]), np.arange(-3.0, 40.0, 2.5)
+    out = np.empty((td.size, 7))
+    lai._lai_gpu[blocks_1d(7), THREADS_1D](comp, cd, td, out)
+    np.testing.assert_allclose(out, K.lai_daily(comp, cd, td), rtol=1e-12, equal_nan=True)
+
+
+def test_assemble(rng):
+    coarse = rng.random((3, 4, 4)).astype(np.float32)
+    fine = rng.random((2, 8, 8)).astype(np.float32)
+    iy = ix = np.repeat(np.arange(4), 2)
+    rows, cols = rng.integers(0, 8, 9), rng.integers(0, 8, 9)
+    kind, index = np.array([0, 1, 0, 1]), np.array([2, 1, 0, 0])
+    out = np.empty((9, 4), np.float32)
+    assemble._assemble_gpu[blocks_2d(9, 4), THREADS_2D](coarse, iy, ix, fine, rows, cols,
+                                                        kind, index, out)  # fmt: skip
+    np.testing.assert_array_equal(out, K.assemble_features(coarse, iy, ix, fine, rows, cols,
+                                                           kind, index))  # fmt: skip

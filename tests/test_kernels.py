@@ -1,0 +1,246 @@
+"""CPU twins of the kernels against independent NumPy/xarray references."""
+
+import warnings
+
+import numpy as np
+import pytest
+import xarray as xr
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from smci_gpu.kernels.assemble import COARSE, FINE
+
+from smci_gpu import kernels as K
+
+from .conftest import requires_cuda
+
+# ----------------------------------------------------------------- references
+
+
+def ref_block_mean(a, fy, fx, min_valid=1):
+    lead = a.shape[:-2]
+    ny, nx = a.shape[-2:]
+    b = a.reshape(*lead, ny // fy, fy, nx // fx, fx).astype(np.float64)
+    n = np.isfinite(b).sum(axis=(-3, -1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN blocks
+        m = np.nanmean(b, axis=(-3, -1))
+    m[n < max(min_valid, 1)] = np.nan
+    return m
+
+
+def ref_block_majority(a, fy, fx, nodata=None):
+    ny, nx = a.shape
+    out = np.empty((ny // fy, nx // fx), a.dtype)
+    for i in range(ny // fy):
+        for j in range(nx // fx):
+            v = a[i * fy : (i + 1) * fy, j * fx : (j + 1) * fx].ravel()
+            if nodata is not None:
+                v = v[v != nodata]
+            if v.size == 0:
+                out[i, j] = 0 if nodata is None else nodata
+                continue
+            vals, counts = np.unique(v, return_counts=True)
+            out[i, j] = vals[np.argmax(counts)]  # unique sorts: first max = smallest value
+    return out
+
+
+def ref_lai(comp, cdates, tdates):
+    out = np.full((tdates.size, comp.shape[1]), np.nan)
+    for p in range(comp.shape[1]):
+        ok = np.isfinite(comp[:, p])
+        if ok.any():
+            out[:, p] = np.interp(tdates, cdates[ok], comp[ok, p])
+    return out
+
+
+# ----------------------------------------------------------------- upsample
+
+
+@settings(max_examples=40, deadline=None)
+@given(ny=st.integers(2, 9), nx=st.integers(2, 11), lead=st.integers(1, 3),
+       f=st.integers(1, 13), descending=st.booleans(), f32=st.booleans(),
+       seed=st.integers(0, 10_000))  # fmt: skip
+def test_upsample_equals_xarray_sel_nearest(ny, nx, lead, f, descending, f32, seed):
+    rng = np.random.default_rng(seed)
+    dtype = np.float32 if f32 else np.float64
+    src = rng.random((lead, ny, nx)).astype(dtype)
+    lat = 30.0 + 0.1 * np.arange(ny)
+    lon = 110.0 + 0.1 * np.arange(nx)
+    if descending:
+        lat, src = lat[::-1], src[:, ::-1].copy()
+    res = 0.1 / f
+    dlat = lat.min() - 0.05 + res * (np.arange(ny * f) + 0.5)
+    dlon = lon.min() - 0.05 + res * (np.arange(nx * f) + 0.5)
+    got = K.upsample_nearest(src, lat, lon, dlat, dlon)
+    da = xr.DataArray(src, dims=("k", "lat", "lon"), coords={"lat": lat, "lon": lon})
+    want = da.sel(lat=dlat, lon=dlon, method="nearest").values
+    assert got.dtype == dtype
+    np.testing.assert_array_equal(got, want)
+
+
+def test_upsample_fills_nan_cells_from_the_nearest_valid_cell():
+    src = np.arange(25, dtype=np.float64).reshape(1, 5, 5)
+    src[0, 2, 2] = np.nan  # a lake cell: its 4 neighbours are at distance 1
+    src[0, 0, 0] = np.nan  # a corner: neighbours (0,1) and (1,0)
+    lat = np.arange(5.0)
+    got = K.upsample_nearest(src, lat, lat, np.array([2.0, 0.0]), np.array([2.0, 0.0]))
+    assert got[0, 0, 0] in (src[0, 1, 2], src[0, 3, 2], src[0, 2, 1], src[0, 2, 3])
+    assert got[0, 1, 1] in (src[0, 0, 1], src[0, 1, 0])
+    assert np.isfinite(got).all()
+    # Without filling, the NaN cell stays NaN (plain nearest neighbour).
+    raw = K.upsample_nearest(src, lat, lat, np.array([2.0]), np.array([2.0]), fill_nan=False)
+    assert np.isnan(raw[0, 0, 0])
+
+
+def test_fill_handles_slices_with_their_own_nan_pattern():
+    src = np.ones((2, 3, 3))
+    src[0, 0, 0] = np.nan
+    src[1, 2, 2] = np.nan
+    src[1, 2, 1] = 5.0
+    out = K.fill_nearest_valid(src)
+    assert out[0, 0, 0] == 1.0 and out[1, 2, 2] in (5.0, 1.0) and np.isfinite(out).all()
+
+
+@pytest.mark.parametrize(
+    ("call", "match"),
+    [
+        (lambda: K.upsample_nearest(np.zeros((3, 4)), np.arange(4.0), np.arange(4.0),
+                                    np.arange(2.0), np.arange(2.0)), "len\\(src_lat\\)"),
+        (lambda: K.upsample_nearest(np.zeros((3, 3)), np.array([0.0, 2, 1]), np.arange(3.0),
+                                    np.arange(2.0), np.arange(2.0)), "src_lat must be strictly"),
+        (lambda: K.upsample_nearest(np.zeros((3, 3)), np.arange(3.0), np.arange(3.0),
+                                    np.array([50.0]), np.arange(2.0)), "outside src_lat"),
+        (lambda: K.upsample_nearest(np.zeros((3, 3), np.int32), np.arange(3.0), np.arange(3.0),
+                                    np.arange(2.0), np.arange(2.0)), "src must be float32"),
+        (lambda: K.block_mean(np.zeros((5, 4)), 2, 2), "not multiples"),
+        (lambda: K.block_majority(np.zeros((4, 4)), 2, 2), "integer"),
+        (lambda: K.lai_daily(np.zeros((3, 2)), np.array([0.0, 8.0]), np.array([1.0])),
+         "composite_dates has 2"),
+        (lambda: K.lai_daily(np.zeros((2, 2)), np.array([8.0, 0.0]), np.array([1.0])),
+         "strictly increasing"),
+    ],
+)  # fmt: skip
+def test_bad_input_names_the_argument(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
+
+
+# ----------------------------------------------------------------- blocks
+
+
+@settings(max_examples=40, deadline=None)
+@given(oy=st.integers(1, 5), ox=st.integers(1, 5), fy=st.integers(1, 5), fx=st.integers(1, 5),
+       nan_frac=st.sampled_from([0.0, 0.3, 0.9, 1.0]), min_valid=st.integers(1, 4),
+       f32=st.booleans(), seed=st.integers(0, 10_000))  # fmt: skip
+def test_block_mean_equals_reference(oy, ox, fy, fx, nan_frac, min_valid, f32, seed):
+    rng = np.random.default_rng(seed)
+    a = rng.random((2, oy * fy, ox * fx)).astype(np.float32 if f32 else np.float64)
+    a[rng.random(a.shape) < nan_frac] = np.nan
+    got = K.block_mean(a, fy, fx, min_valid=min_valid)
+    want = ref_block_mean(a, fy, fx, min_valid)
+    assert got.dtype == a.dtype
+    np.testing.assert_allclose(got, want, rtol=1e-6, equal_nan=True)
+
+
+def test_all_nan_block_is_nan_and_partial_block_is_mean():
+    a = np.array([[np.nan, np.nan, 1.0, np.nan], [np.nan, np.nan, 3.0, 5.0]])
+    np.testing.assert_allclose(K.block_mean(a, 2, 2), [[np.nan, 3.0]])
+    np.testing.assert_allclose(K.block_mean(a, 2, 2, min_valid=4), [[np.nan, np.nan]])
+
+
+@settings(max_examples=40, deadline=None)
+@given(oy=st.integers(1, 4), ox=st.integers(1, 4), fy=st.integers(1, 6), fx=st.integers(1, 6),
+       classes=st.integers(1, 6), nodata=st.sampled_from([None, 0]),
+       seed=st.integers(0, 10_000))  # fmt: skip
+def test_block_majority_equals_reference(oy, ox, fy, fx, classes, nodata, seed):
+    rng = np.random.default_rng(seed)
+    a = rng.integers(0, classes, (oy * fy, ox * fx)).astype(np.uint8)
+    np.testing.assert_array_equal(K.block_majority(a, fy, fx, nodata=nodata),
+                                  ref_block_majority(a, fy, fx, nodata))  # fmt: skip
+
+
+def test_majority_ties_go_to_the_smallest_class():
+    a = np.array([[3, 1], [1, 3]], dtype=np.int16)
+    assert K.block_majority(a, 2, 2)[0, 0] == 1
+
+
+# ----------------------------------------------------------------- LAI
+
+
+@settings(max_examples=40, deadline=None)
+@given(t=st.integers(1, 8), pix=st.integers(1, 20), nan_frac=st.sampled_from([0.0, 0.4, 1.0]),
+       f32=st.booleans(), seed=st.integers(0, 10_000))  # fmt: skip
+def test_lai_daily_equals_np_interp_over_valid_composites(t, pix, nan_frac, f32, seed):
+    rng = np.random.default_rng(seed)
+    dtype = np.float32 if f32 else np.float64
+    comp = (rng.random((t, pix)) * 6).astype(dtype)
+    comp[rng.random(comp.shape) < nan_frac] = np.nan
+    cdates = np.cumsum(rng.integers(1, 12, t)).astype(np.float64)
+    tdates = np.arange(cdates[0] - 5, cdates[-1] + 6, 0.5)
+    got = K.lai_daily(comp, cdates, tdates)
+    assert got.dtype == dtype
+    np.testing.assert_allclose(got, ref_lai(comp.astype(np.float64), cdates, tdates),
+                               rtol=1e-6, atol=1e-6, equal_nan=True)  # fmt: skip
+
+
+def test_lai_hand_worked_with_datetimes():
+    comp = np.array([[1.0, 2.0], [np.nan, 4.0], [3.0, np.nan]])
+    dates = np.array(["2018-01-01", "2018-01-09", "2018-01-17"], dtype="datetime64[D]")
+    target = np.array(["2017-12-25", "2018-01-05", "2018-01-13", "2018-02-01"],
+                      dtype="datetime64[D]")  # fmt: skip
+    got = K.lai_daily(comp, dates, target)
+    np.testing.assert_allclose(got[:, 0], [1.0, 1.5, 2.5, 3.0])  # NaN skipped
+    np.testing.assert_allclose(got[:, 1], [2.0, 3.0, 4.0, 4.0])  # held past the last
+
+
+# ----------------------------------------------------------------- assemble
+
+
+def test_assemble_equals_upsample_then_pick():
+    rng = np.random.default_rng(3)
+    coarse = rng.random((4, 5, 6)).astype(np.float32)
+    fine = rng.random((3, 36, 48)).astype(np.float32)
+    lat_c, lon_c = np.arange(5) * 0.1, np.arange(6) * 0.1
+    lat_f = -0.05 + (np.arange(36) + 0.5) * 0.0125
+    lon_f = -0.05 + (np.arange(48) + 0.5) * 0.0125
+    up = K.upsample_nearest(coarse, lat_c, lon_c, lat_f, lon_f)
+    from smci_gpu.grid import nearest_index
+
+    iy, ix = nearest_index(lat_c, lat_f), nearest_index(lon_c, lon_f)
+    rows, cols = rng.integers(0, 36, 50), rng.integers(0, 48, 50)
+    kind = np.array([COARSE, FINE, COARSE, FINE, COARSE])
+    index = np.array([2, 0, 0, 2, 3])
+    got = K.assemble_features(coarse, iy, ix, fine, rows, cols, kind, index)
+    want = np.stack([up[2][rows, cols], fine[0][rows, cols], up[0][rows, cols],
+                     fine[2][rows, cols], up[3][rows, cols]], axis=1)  # fmt: skip
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got, want)
+
+
+# ----------------------------------------------------------------- real GPU
+
+
+@requires_cuda
+def test_gpu_twins_equal_cpu_twins_full_size():
+    import cupy as cp
+
+    rng = np.random.default_rng(0)
+    src = rng.random((16, 40, 40)).astype(np.float32)
+    src[:, 3, 3] = np.nan
+    lat = np.arange(40) * 0.1
+    dst = -0.05 + (np.arange(480) + 0.5) / 120
+    cpu = K.upsample_nearest(src, lat, lat, dst, dst)
+    gpu = K.upsample_nearest(cp.asarray(src), lat, lat, dst, dst)
+    np.testing.assert_array_equal(cp.asnumpy(gpu), cpu)
+    a = rng.random((5, 480, 480)).astype(np.float32)
+    a[a < 0.2] = np.nan
+    np.testing.assert_allclose(cp.asnumpy(K.block_mean(cp.asarray(a), 12, 12)),
+                               K.block_mean(a, 12, 12), rtol=1e-6, equal_nan=True)  # fmt: skip
+    lc = rng.integers(0, 17, (480, 480)).astype(np.uint8)
+    np.testing.assert_array_equal(cp.asnumpy(K.block_majority(cp.asarray(lc), 12, 12)),
+                                  K.block_majority(lc, 12, 12))  # fmt: skip
+    comp = rng.random((46, 100_000)).astype(np.float32)
+    comp[comp < 0.1] = np.nan
+    cd, td = np.arange(46) * 8.0, np.arange(365.0)
+    np.testing.assert_allclose(cp.asnumpy(K.lai_daily(cp.asarray(comp), cd, td)),
+                               K.lai_daily(comp, cd, td), rtol=1e-6, equal_nan=True)  # fmt: skip
