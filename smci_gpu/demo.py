@@ -393,7 +393,7 @@ def inject_faults(
         return start, min(start + length, n)
 
     for _ in range(rng.poisson(rate)):
-        kind = FAULT_TYPES[rng.integers(0, 5)]  # gaps are added separately below
+        kind = FAULT_TYPES[rng.integers(0, 4)]  # frozen and gaps are added separately
         if kind == "spike":
             s, e = span(1, 3)
             sm[s:e] *= rng.choice([0.45, 1.7])
@@ -406,14 +406,12 @@ def inject_faults(
         elif kind == "range":
             s, e = span(6, 72)
             sm[s:e] = rng.choice([-0.05, 0.75]) + rng.normal(0, 0.005, e - s)
-        else:  # frozen: dielectric drop while the soil is frozen
-            idx = np.flatnonzero(frozen_hours)
-            if idx.size < 24:
-                continue
-            s = int(idx[rng.integers(0, max(1, idx.size - 24 * 10))])
-            e = min(s + int(rng.integers(24 * 5, 24 * 20)), n)
-            sm[s:e] = np.where(frozen_hours[s:e], sm[s:e] * 0.45, sm[s:e])
         faults.append({"fault": kind, "start": hours[s], "end": hours[e - 1]})
+    # Frozen soil: every permittivity sensor reads far too low while the soil is frozen.
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], frozen_hours.astype(int), [0]])))
+    for s, e in zip(edges[::2], edges[1::2], strict=True):
+        sm[s:e] *= 0.45
+        faults.append({"fault": "frozen", "start": hours[s], "end": hours[e - 1]})
     if rng.random() < 0.5:
         s, e = span(24 * 2, 24 * 20)
         sm[s:e] = np.nan

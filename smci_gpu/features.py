@@ -1,0 +1,124 @@
+"""The one predictor builder: any set of pixels, any day, in the config's feature order.
+
+The station-day table is this builder sampled at station pixels, and production calls it
+for every land pixel of a tile, so training and production features are identical by
+construction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from smci_gpu import backend, kernels
+from smci_gpu.config import Config
+from smci_gpu.grid import RegularGrid, index_maps, target_grid
+from smci_gpu.io.era5land import Era5LandArchive
+from smci_gpu.io.rasters import read_lai, read_static
+from smci_gpu.kernels.assemble import COARSE, FINE
+from smci_gpu.variables import ERA5LAND_FEATURES, STATIC_FEATURES
+
+WATER_CLASSES = (0, 17)  # no data / IGBP water bodies
+
+
+def column_plan(features: list[str], era_vars: list[str], fine_vars: list[str]):
+    """Per feature: (kind, index) into the coarse or the fine stack."""
+    kind = np.array([COARSE if f in era_vars else FINE for f in features], dtype=np.int64)
+    index = np.array([era_vars.index(f) if f in era_vars else fine_vars.index(f)
+                      for f in features], dtype=np.int64)  # fmt: skip
+    return kind, index
+
+
+@dataclass
+class Predictors:
+    """Inputs of a period, loaded once and kept on one device.
+
+    Attributes
+    ----------
+    coarse
+        ``(days, n_era, ny_c, nx_c)`` ERA5-Land daily fields, NaN cells filled.
+    static
+        ``(n_static, ny, nx)`` static maps on the target grid.
+    lai_comp, lai_dates
+        LAI composites on the target grid and their dates.
+    """
+
+    config: Config
+    grid: RegularGrid
+    days: pd.DatetimeIndex
+    era_vars: list[str]
+    coarse: object
+    era_lat: np.ndarray
+    era_lon: np.ndarray
+    iy: object
+    ix: object
+    static_vars: list[str]
+    static: object
+    lai_comp: object
+    lai_dates: np.ndarray
+    device: str
+
+    @classmethod
+    def load(cls, config: Config, start, end, device: str = "cpu") -> Predictors:
+        """Read every input for days ``start..end`` onto ``device``."""
+        grid = target_grid(config.region.west, config.region.south, config.region.east,
+                           config.region.north, config.grid.resolution_arcsec)  # fmt: skip
+        days = pd.date_range(pd.Timestamp(start), pd.Timestamp(end), freq="D")
+        era_vars = [f for f in config.features if f in ERA5LAND_FEATURES]
+        # Matching references are needed even when not used as features.
+        needed = sorted(set(era_vars) | set(config.matching.reference.values()),
+                        key=ERA5LAND_FEATURES.index)  # fmt: skip
+        archive = Era5LandArchive.from_folder(config.path("inputs", "era5land"))
+        ds = archive.load(days[0], days[-1], needed)
+        coarse = np.stack([ds[v].values for v in needed], axis=1).astype(np.float32)
+        coarse = kernels.fill_nearest_valid(coarse)
+        iy, ix = index_maps(grid, ds["lat"].values, ds["lon"].values)
+        static_vars = list(STATIC_FEATURES)
+        static = read_static(config.path("inputs", "static"), grid, static_vars)
+        comp, dates = read_lai(config.path("inputs", "lai"), grid, days[0], days[-1])
+        put = lambda a: backend.to_device(a, device)  # noqa: E731
+        return cls(config, grid, days, needed, put(coarse), ds["lat"].values, ds["lon"].values,
+                   put(iy), put(ix), static_vars, put(static), put(comp), dates, device)  # fmt: skip
+
+    @property
+    def fine_vars(self) -> list[str]:
+        return ["lai", *self.static_vars]
+
+    def land_mask(self):
+        """True where a product value is wanted: land cover not water, statics valid."""
+        xp = backend.xp_for(self.device)
+        lc = self.static[self.static_vars.index("landcover")]
+        ok = ~xp.isin(lc, xp.asarray(WATER_CLASSES, dtype=lc.dtype))
+        return ok & xp.all(xp.isfinite(self.static), axis=0)
+
+    def day_index(self, day) -> int:
+        i = self.days.get_indexer([pd.Timestamp(day)])[0]
+        if i < 0:
+            raise KeyError(f"day {pd.Timestamp(day).date()} is not in the loaded period")
+        return int(i)
+
+    def fine_stack(self, day):
+        """``(1 + n_static, ny, nx)``: the day's LAI, then the static maps."""
+        xp = backend.xp_for(self.device)
+        lai = kernels.lai_daily(self.lai_comp, self.lai_dates,
+                                np.array([np.datetime64(pd.Timestamp(day), "s")]))  # fmt: skip
+        lai = xp.where(xp.isnan(lai), 0.0, lai).astype(np.float32)  # bare soil, water: no leaves
+        return xp.concatenate([lai, self.static.astype(np.float32)], axis=0)
+
+    def features(self, day, rows, cols, fine=None, out=None):
+        """``(len(rows), n_features)`` float32 predictors for one day at pixels (rows, cols)."""
+        xp = backend.xp_for(self.device)
+        fine = self.fine_stack(day) if fine is None else fine
+        kind, index = column_plan(self.config.features, self.era_vars, self.fine_vars)
+        return kernels.assemble_features(self.coarse[self.day_index(day)], self.iy, self.ix,
+                                         fine, xp.asarray(rows), xp.asarray(cols), kind, index,
+                                         out=out)  # fmt: skip
+
+    def reference(self, name: str, rows, cols) -> np.ndarray:
+        """``(days, len(rows))`` daily ERA5-Land ``name`` at the pixels' nearest cells."""
+        v = self.era_vars.index(name)
+        iy, ix = backend.to_host(self.iy), backend.to_host(self.ix)
+        c = backend.to_host(self.coarse)
+        return c[:, v, iy[np.asarray(rows)], ix[np.asarray(cols)]]

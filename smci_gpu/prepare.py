@@ -1,0 +1,149 @@
+"""`smci prepare`: stations → QC → refill → daily → cell averages → matching → table.
+
+Writes ``work/station_days.parquet`` (one row per 1 km cell, layer and day, with the raw
+and matched soil moisture, the ERA5-Land reference and every predictor in the config's
+order) and ``work/qc_report.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from rich.console import Console
+from rich.table import Table
+
+from smci_gpu.config import Config
+from smci_gpu.errors import GridError, InputDataError
+from smci_gpu.features import Predictors
+from smci_gpu.grid import target_grid
+from smci_gpu.insitu import daily as D
+from smci_gpu.insitu.matching import mean_std_match
+from smci_gpu.insitu.qc import FLAGS, flag
+from smci_gpu.io.atomic import atomic_path
+from smci_gpu.io.stations import read_stations
+from smci_gpu.pipeline import stage
+
+log = logging.getLogger(__name__)
+TABLE_NAME = "station_days.parquet"
+
+
+def soil_temperature_layer(depth_cm: int) -> str:
+    """ERA5-Land soil temperature layer that holds a depth (stl1 0–7, stl2 7–28, stl3 28–100)."""
+    return "stl1" if depth_cm <= 7 else "stl2" if depth_cm <= 28 else "stl3"
+
+
+def qc_series(hourly: pd.Series, soil_t_daily: pd.Series, cfg: Config, where: str):
+    """QC, null-window removal and refill of one station-depth series → daily means."""
+    full = hourly.reindex(pd.date_range(hourly.index[0], hourly.index[-1], freq="h"))
+    soil_t = soil_t_daily.reindex(full.index.normalize()).to_numpy() - 273.15
+    flags = flag(pd.DataFrame({"sm": full, "soil_temperature": soil_t}, index=full.index),
+                 cfg.qc, where=where)  # fmt: skip
+    clean = full.mask(flags["any"].to_numpy())
+    nulls = D.null_windows(clean, cfg.qc.null_window_days, cfg.qc.min_valid_fraction_null_window)
+    clean = clean.mask(nulls)
+    daily = D.daily_mean(D.refill(clean, cfg.qc.gap_fill_days), cfg.qc.daily_min_hours)
+    counts = {k: int(flags[k].sum()) for k in FLAGS}
+    counts["null_window"] = int((nulls & full.notna().to_numpy()).sum())
+    return daily, counts, flags
+
+
+def build_table(cfg: Config, console: Console | None = None) -> tuple[pd.DataFrame, dict]:
+    """The station-day table and the QC report (no files written)."""
+    grid = target_grid(cfg.region.west, cfg.region.south, cfg.region.east, cfg.region.north,
+                       cfg.grid.resolution_arcsec)  # fmt: skip
+    obs, drops = read_stations(cfg.path("inputs", "stations"), cfg.layers)
+    sites = obs.groupby("station_id")[["lat", "lon"]].first()
+    inside = grid.contains(sites.lat.values, sites.lon.values)
+    if not inside.any():
+        raise GridError(f"no station lies inside the region {cfg.region.model_dump()}")
+    outside = sites.index[~inside].tolist()
+    if outside:
+        log.warning("dropping %d station(s) outside the grid: %s", len(outside), outside[:10])
+    drops["stations_outside_grid"] = len(outside)
+    sites = sites[inside]
+    sites["row"], sites["col"] = grid.row_col(sites.lat.values, sites.lon.values,
+                                              names=list(sites.index))  # fmt: skip
+    obs = obs[obs.station_id.isin(sites.index)]
+    start, end = obs.time.min().normalize(), obs.time.max().normalize()
+    pred = Predictors.load(cfg, start, end, device="cpu")
+    rows, cols = sites.row.to_numpy(), sites.col.to_numpy()
+    stl = {v: pd.DataFrame(pred.reference(v, rows, cols), index=pred.days, columns=sites.index)
+           for v in ("stl1", "stl2", "stl3") if v in pred.era_vars}  # fmt: skip
+    daily_parts, qc_counts = [], {k: 0 for k in (*FLAGS, "null_window")}
+    for (sid, depth), g in obs.groupby(["station_id", "depth_cm"], sort=True):
+        where = f"station {sid}, {depth} cm"
+        layer = soil_temperature_layer(int(depth))
+        if layer not in stl:
+            raise InputDataError(f"{where}: ERA5-Land {layer} is needed for the frozen-soil test")
+        series = g.set_index("time")["sm"]
+        day_sm, counts, _ = qc_series(series, stl[layer][sid], cfg, where)
+        for k, v in counts.items():
+            qc_counts[k] += v
+        daily_parts.append(pd.DataFrame({"station_id": sid, "depth_cm": int(depth),
+                                         "time": day_sm.index, "sm": day_sm.to_numpy()}))  # fmt: skip
+    daily = pd.concat(daily_parts, ignore_index=True).dropna(subset=["sm"])
+    daily = daily.join(sites[["row", "col"]], on="station_id")
+    cells = D.cell_average(daily)
+    # Matching per cell and layer against the configured ERA5-Land layer.
+    cell_keys = cells[["row", "col"]].drop_duplicates().reset_index(drop=True)
+    ref_cache = {v: pred.reference(v, cell_keys.row, cell_keys.col)
+                 for v in set(cfg.matching.reference.values())}  # fmt: skip
+    cell_pos = {(r, c): i for i, (r, c) in enumerate(zip(cell_keys.row, cell_keys.col,
+                                                         strict=True))}  # fmt: skip
+    parts, unmatched = [], 0
+    for (r, c, depth), g in cells.groupby(["row", "col", "depth_cm"], sort=True):
+        ref_name = cfg.matching.reference[int(depth)]
+        ref_all = ref_cache[ref_name][:, cell_pos[(r, c)]]
+        di = pred.days.get_indexer(pd.DatetimeIndex(g.time))
+        ref = ref_all[di]
+        matched = mean_std_match(g.sm.to_numpy(), ref)
+        if not np.isfinite(matched).any():
+            unmatched += len(g)
+            continue
+        parts.append(g.assign(sm_matched=matched, reference=ref, reference_name=ref_name))
+    drops["unmatched_cell_days"] = unmatched
+    table = pd.concat(parts, ignore_index=True)
+    # Predictors: the production builder sampled at the station cells, day by day.
+    feats = np.empty((len(pred.days), len(cell_keys), len(cfg.features)), np.float32)
+    for i, day in enumerate(pred.days):
+        feats[i] = pred.features(day, cell_keys.row.to_numpy(), cell_keys.col.to_numpy())
+    di = pred.days.get_indexer(pd.DatetimeIndex(table.time))
+    ci = np.array([cell_pos[(r, c)] for r, c in zip(table.row, table.col, strict=True)])
+    table[list(cfg.features)] = feats[di, ci]
+    table["lat"], table["lon"] = grid.lat[table.row], grid.lon[table.col]
+    report = {"qc_flag_hours": qc_counts, "drops": drops,
+              "hours_read": int(len(obs)), "stations": int(len(sites)),
+              "cells": int(len(cell_keys)), "rows_per_layer":
+              {int(k): int(v) for k, v in table.groupby("depth_cm").size().items()},
+              "period": [str(start.date()), str(end.date())]}  # fmt: skip
+    return table, report
+
+
+@stage("prepare")
+def prepare(cfg: Config, console: Console) -> dict[str, Any]:
+    """Build and write the station-day table and QC report; print a summary."""
+    out = Path(cfg.path("work"))
+    path = out / TABLE_NAME
+    table, report = build_table(cfg, console)
+    with atomic_path(path) as tmp:
+        table.to_parquet(tmp, index=False)
+    with atomic_path(out / "qc_report.json") as tmp:
+        tmp.write_text(json.dumps(report, indent=2))
+    t = Table(title="prepare: station-day table")
+    t.add_column("item")
+    t.add_column("value", justify="right")
+    t.add_row("stations / cells", f"{report['stations']} / {report['cells']}")
+    t.add_row("hourly records read", f"{report['hours_read']:,}")
+    for k, v in report["qc_flag_hours"].items():
+        if v:
+            t.add_row(f"QC flagged hours {k}", f"{v:,}")
+    for k, v in report["drops"].items():
+        t.add_row(f"dropped: {k}", f"{v:,}")
+    t.add_row("rows (cell × layer × day)", f"{len(table):,}")
+    console.print(t)
+    return {"path": str(path), **report}
