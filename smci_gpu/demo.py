@@ -82,11 +82,12 @@ class DemoSpec:
 
 TINY = DemoSpec(
     size_deg=0.5,
-    start="2018-01-01",
-    end="2018-03-31",
+    start="2018-03-01",
+    end="2018-06-30",
     spinup_days=30,
     n_stations=6,
-    production_days=("2018-03-01",),
+    production_days=("2018-06-01",),
+    depth_missing_probability=0.0,
 )
 
 

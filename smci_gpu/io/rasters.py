@@ -60,7 +60,7 @@ def to_target(da, grid: RegularGrid, categorical: bool, path: Path) -> np.ndarra
     if aligned:
         c0 = round((grid.west - left) / xres)
         r0 = round((top - grid.north) / xres)
-        window = da.values[r0:r0 + grid.ny * f, c0:c0 + grid.nx * f][::-1]
+        window = da.values[r0 : r0 + grid.ny * f, c0 : c0 + grid.nx * f][::-1]
         if categorical:
             ints = np.where(np.isfinite(window), window, 0).astype(np.int32)
             return kernels.block_majority(ints, f, f, nodata=0).astype(np.float32)

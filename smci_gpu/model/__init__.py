@@ -1,0 +1,1 @@
+"""Forests: per-layer training, the packed inference format, tuning."""

@@ -1,0 +1,194 @@
+"""Per-layer random forests and :class:`PackedForest`, the exact fast inference format.
+
+Training uses scikit-learn on the CPU or cuML on the GPU with the same parameters (the
+paper's ``max_features=1`` is an int: one feature per split). Inference uses a
+``PackedForest``: the trees flattened into node arrays that a Numba (CPU) or Numba-CUDA
+(GPU) kernel walks, saved as ``.npz`` arrays plus JSON (no pickle).
+
+Exactness: scikit-learn compares float32 features with float64 thresholds. A float32
+threshold ``t32`` gives the same decisions for every float32 ``x`` when it is the largest
+float32 not above ``t64`` (``x <= t64`` ⇔ ``x <= t32``), so thresholds are rounded down,
+never to nearest; leaf values stay float64.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from smci_gpu import backend
+from smci_gpu.errors import ModelError
+from smci_gpu.io.atomic import atomic_path
+from smci_gpu.kernels import forest as fk
+
+FORMAT = "smci-packed-forest"
+FORMAT_VERSION = 1
+
+
+def round_thresholds_down(t64: np.ndarray) -> np.ndarray:
+    """Largest float32 ≤ each float64 threshold."""
+    t32 = t64.astype(np.float32)
+    above = t32.astype(np.float64) > t64
+    t32[above] = np.nextafter(t32[above], np.float32(-np.inf))
+    return t32
+
+
+def check_features(x: Any, n_features: int, names: list[str] | None = None) -> np.ndarray:
+    """Validate a predictor matrix (shape, dtype, NaN) and return it as float32."""
+    xp = backend.array_module(x)
+    if x.ndim != 2 or x.shape[1] != n_features:
+        raise ValueError(f"X must be (n_rows, {n_features}), got shape {tuple(x.shape)}")
+    if not (xp.issubdtype(x.dtype, xp.floating) or xp.issubdtype(x.dtype, xp.integer)):
+        raise ValueError(f"X must be numeric (float32 preferred), got dtype {x.dtype}")
+    x = x.astype(np.float32, copy=False)
+    bad = xp.isnan(x).any(axis=0)
+    if bool(bad.any()):
+        cols = np.flatnonzero(backend.to_host(bad)).tolist()
+        label = [names[c] for c in cols] if names else cols
+        raise ValueError(f"X holds NaN in column(s) {label}; forests need complete predictors")
+    return x
+
+
+@dataclass
+class PackedForest:
+    """A regression forest as flat node arrays.
+
+    Use :meth:`from_sklearn` (or :meth:`from_cuml`), :meth:`predict`, :meth:`save`,
+    :meth:`load`.
+    """
+
+    feature: np.ndarray
+    threshold: np.ndarray
+    left: np.ndarray
+    right: np.ndarray
+    value: np.ndarray
+    roots: np.ndarray
+    n_features: int
+    feature_names: list[str] | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+    _device_arrays: tuple | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def n_trees(self) -> int:
+        return int(self.roots.size)
+
+    @property
+    def n_nodes(self) -> int:
+        return int(self.feature.size)
+
+    @classmethod
+    def from_sklearn(cls, est, feature_names: list[str] | None = None) -> PackedForest:
+        """Pack a fitted scikit-learn ``RandomForestRegressor`` (single output)."""
+        trees = [e.tree_ for e in est.estimators_]
+        if any(t.n_outputs != 1 for t in trees):
+            raise ModelError("only single-output regression forests can be packed")
+        sizes = np.array([t.node_count for t in trees])
+        roots = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+        feature, threshold, left, right, value = [], [], [], [], []
+        for t, off in zip(trees, roots, strict=True):
+            leaf = t.children_left < 0
+            feature.append(np.where(leaf, -1, t.feature).astype(np.int32))
+            threshold.append(np.where(leaf, 0.0, t.threshold))
+            left.append(np.where(leaf, -1, t.children_left + off).astype(np.int64))
+            right.append(np.where(leaf, -1, t.children_right + off).astype(np.int64))
+            value.append(t.value[:, 0, 0].astype(np.float64))
+        names = feature_names or (list(est.feature_names_in_)
+                                  if hasattr(est, "feature_names_in_") else None)  # fmt: skip
+        return cls(np.concatenate(feature), round_thresholds_down(np.concatenate(threshold)),
+                   np.concatenate(left), np.concatenate(right), np.concatenate(value), roots,
+                   int(est.n_features_in_), names,
+                   {"source": f"sklearn {type(est).__name__}",
+                    "params": {k: v for k, v in est.get_params().items()
+                               if isinstance(v, (int, float, str, bool, type(None)))}})  # fmt: skip
+
+    @classmethod
+    def from_cuml(cls, est, feature_names: list[str] | None = None) -> PackedForest:
+        """Pack a cuML forest through its scikit-learn export (``as_sklearn``)."""
+        if not hasattr(est, "as_sklearn"):
+            raise ModelError("this cuML model has no as_sklearn(); cuML >= 26.08 is required")
+        return cls.from_sklearn(est.as_sklearn(), feature_names)
+
+    # ----------------------------------------------------------- inference
+
+    def _on_device(self):
+        if self._device_arrays is None:
+            cp = backend.cupy_module()
+            self._device_arrays = tuple(cp.asarray(a) for a in (
+                self.feature, self.threshold, self.left, self.right, self.value, self.roots))  # fmt: skip
+        return self._device_arrays
+
+    def predict(self, x, device: str | None = None, out=None):
+        """Mean leaf value over trees for each row of ``x`` (float64).
+
+        ``device`` defaults to where ``x`` lives; ``"gpu"`` with a host array copies it to
+        the GPU once. NaN or a wrong column count is a ``ValueError``.
+        """
+        x = check_features(x, self.n_features, self.feature_names)
+        on_gpu = device == "gpu" or (device is None and backend.is_device_array(x))
+        if on_gpu:
+            x = backend.to_device(x, "gpu")
+            return fk.predict_gpu(x, *self._on_device(), out=out)
+        x = backend.to_host(x)
+        return fk.predict_cpu(x, self.feature, self.threshold, self.left, self.right,
+                              self.value, self.roots, out=out)  # fmt: skip
+
+    def check_names(self, names: list[str]) -> None:
+        """Refuse predictors whose names or order differ from the training features."""
+        if self.feature_names is not None and list(names) != list(self.feature_names):
+            diff = [f"{i}: model {a!r} vs given {b!r}" for i, (a, b) in
+                    enumerate(zip(self.feature_names, names, strict=False)) if a != b][:3]  # fmt: skip
+            raise ModelError(
+                f"predictors differ from the model's ({len(self.feature_names)} vs {len(names)} "
+                f"columns; first differences: {diff})"
+            )
+
+    # ----------------------------------------------------------- persistence
+
+    def digest(self) -> str:
+        """sha256 of the node arrays (identifies the model in product provenance)."""
+        h = hashlib.sha256()
+        for a in (self.feature, self.threshold, self.left, self.right, self.value, self.roots):
+            h.update(np.ascontiguousarray(a).tobytes())
+        return h.hexdigest()[:16]
+
+    def save(self, path: str | Path) -> Path:
+        """Write ``.npz`` node arrays with a JSON header (atomically)."""
+        path = Path(path)
+        header = {"format": FORMAT, "version": FORMAT_VERSION, "n_features": self.n_features,
+                  "feature_names": self.feature_names, "meta": self.meta,
+                  "digest": self.digest()}  # fmt: skip
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, feature=self.feature, threshold=self.threshold, left=self.left,
+                         right=self.right, value=self.value, roots=self.roots,
+                         header=np.frombuffer(json.dumps(header).encode(), dtype=np.uint8))  # fmt: skip
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> PackedForest:
+        """Read a file written by :meth:`save`; other formats/versions are a ModelError."""
+        path = Path(path)
+        if not path.exists():
+            raise ModelError(f"model file {path} does not exist (run `smci train`)")
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                header = json.loads(bytes(z["header"]).decode())
+                arrays = {k: z[k] for k in ("feature", "threshold", "left", "right", "value",
+                                            "roots")}  # fmt: skip
+        except Exception as exc:  # noqa: BLE001
+            raise ModelError(f"model file {path} is not a packed forest: {exc}") from exc
+        if header.get("format") != FORMAT or header.get("version") != FORMAT_VERSION:
+            raise ModelError(
+                f"model file {path} has format {header.get('format')!r} version "
+                f"{header.get('version')!r}; this engine reads {FORMAT!r} version {FORMAT_VERSION}"
+            )
+        forest = cls(**arrays, n_features=header["n_features"],
+                     feature_names=header["feature_names"], meta=header["meta"])  # fmt: skip
+        if forest.digest() != header["digest"]:
+            raise ModelError(f"model file {path} is corrupt (digest mismatch)")
+        return forest
