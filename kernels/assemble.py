@@ -85,6 +85,12 @@ def assemble_features(coarse, iy, ix, fine, rows, cols, kind, index, out=None):
         grid = blocks_2d(len(rows), len(kind))
         _assemble_gpu[grid, THREADS_2D](coarse, args[0], args[1], fine, *args[2:], out)
     else:
-        _assemble_cpu(np.ascontiguousarray(coarse), args[0], args[1],
-                      np.ascontiguousarray(fine), *args[2:], out)  # fmt: skip
+        _assemble_cpu(
+            np.ascontiguousarray(coarse),
+            args[0],
+            args[1],
+            np.ascontiguousarray(fine),
+            *args[2:],
+            out,
+        )
     return out

@@ -69,6 +69,7 @@ def predict_gpu(x, feature, threshold, left, right, value, roots, out=None):
         from smci_gpu.backend import array_module
 
         out = array_module(x).empty(x.shape[0], dtype=np.float64)
-    _predict_gpu[blocks_1d(x.shape[0]), THREADS_1D](x, feature, threshold, left, right, value,
-                                                    roots, out)  # fmt: skip
+    _predict_gpu[blocks_1d(x.shape[0]), THREADS_1D](
+        x, feature, threshold, left, right, value, roots, out
+    )
     return out

@@ -26,8 +26,10 @@ WATER_CLASSES = (0, 17)  # no data / IGBP water bodies
 def column_plan(features: list[str], era_vars: list[str], fine_vars: list[str]):
     """Per feature: (kind, index) into the coarse or the fine stack."""
     kind = np.array([COARSE if f in era_vars else FINE for f in features], dtype=np.int64)
-    index = np.array([era_vars.index(f) if f in era_vars else fine_vars.index(f)
-                      for f in features], dtype=np.int64)  # fmt: skip
+    index = np.array(
+        [era_vars.index(f) if f in era_vars else fine_vars.index(f) for f in features],
+        dtype=np.int64,
+    )
     return kind, index
 
 
@@ -63,13 +65,19 @@ class Predictors:
     @classmethod
     def load(cls, config: Config, start, end, device: str = "cpu") -> Predictors:
         """Read every input for days ``start..end`` onto ``device``."""
-        grid = target_grid(config.region.west, config.region.south, config.region.east,
-                           config.region.north, config.grid.resolution_arcsec)  # fmt: skip
+        grid = target_grid(
+            config.region.west,
+            config.region.south,
+            config.region.east,
+            config.region.north,
+            config.grid.resolution_arcsec,
+        )
         days = pd.date_range(pd.Timestamp(start), pd.Timestamp(end), freq="D")
         era_vars = [f for f in config.features if f in ERA5LAND_FEATURES]
         # Matching references are needed even when not used as features.
-        needed = sorted(set(era_vars) | set(config.matching.reference.values()),
-                        key=ERA5LAND_FEATURES.index)  # fmt: skip
+        needed = sorted(
+            set(era_vars) | set(config.matching.reference.values()), key=ERA5LAND_FEATURES.index
+        )
         archive = Era5LandArchive.from_folder(config.path("inputs", "era5land"))
         ds = archive.load(days[0], days[-1], needed)
         coarse = np.stack([ds[v].values for v in needed], axis=1).astype(np.float32)
@@ -79,8 +87,22 @@ class Predictors:
         static = read_static(config.path("inputs", "static"), grid, static_vars)
         comp, dates = read_lai(config.path("inputs", "lai"), grid, days[0], days[-1])
         put = lambda a: backend.to_device(a, device)  # noqa: E731
-        return cls(config, grid, days, needed, put(coarse), ds["lat"].values, ds["lon"].values,
-                   put(iy), put(ix), static_vars, put(static), put(comp), dates, device)  # fmt: skip
+        return cls(
+            config,
+            grid,
+            days,
+            needed,
+            put(coarse),
+            ds["lat"].values,
+            ds["lon"].values,
+            put(iy),
+            put(ix),
+            static_vars,
+            put(static),
+            put(comp),
+            dates,
+            device,
+        )
 
     @property
     def fine_vars(self) -> list[str]:
@@ -102,8 +124,9 @@ class Predictors:
     def fine_stack(self, day):
         """``(1 + n_static, ny, nx)``: the day's LAI, then the static maps."""
         xp = backend.xp_for(self.device)
-        lai = kernels.lai_daily(self.lai_comp, self.lai_dates,
-                                np.array([np.datetime64(pd.Timestamp(day), "s")]))  # fmt: skip
+        lai = kernels.lai_daily(
+            self.lai_comp, self.lai_dates, np.array([np.datetime64(pd.Timestamp(day), "s")])
+        )
         lai = xp.where(xp.isnan(lai), 0.0, lai).astype(np.float32)  # bare soil, water: no leaves
         return xp.concatenate([lai, self.static.astype(np.float32)], axis=0)
 
@@ -112,9 +135,17 @@ class Predictors:
         xp = backend.xp_for(self.device)
         fine = self.fine_stack(day) if fine is None else fine
         kind, index = column_plan(self.config.features, self.era_vars, self.fine_vars)
-        return kernels.assemble_features(self.coarse[self.day_index(day)], self.iy, self.ix,
-                                         fine, xp.asarray(rows), xp.asarray(cols), kind, index,
-                                         out=out)  # fmt: skip
+        return kernels.assemble_features(
+            self.coarse[self.day_index(day)],
+            self.iy,
+            self.ix,
+            fine,
+            xp.asarray(rows),
+            xp.asarray(cols),
+            kind,
+            index,
+            out=out,
+        )
 
     def reference(self, name: str, rows, cols) -> np.ndarray:
         """``(days, len(rows))`` daily ERA5-Land ``name`` at the pixels' nearest cells."""

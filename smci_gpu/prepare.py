@@ -41,8 +41,11 @@ def qc_series(hourly: pd.Series, soil_t_daily: pd.Series, cfg: Config, where: st
     """QC, null-window removal and refill of one station-depth series → daily means."""
     full = hourly.reindex(pd.date_range(hourly.index[0], hourly.index[-1], freq="h"))
     soil_t = soil_t_daily.reindex(full.index.normalize()).to_numpy() - 273.15
-    flags = flag(pd.DataFrame({"sm": full, "soil_temperature": soil_t}, index=full.index),
-                 cfg.qc, where=where)  # fmt: skip
+    flags = flag(
+        pd.DataFrame({"sm": full, "soil_temperature": soil_t}, index=full.index),
+        cfg.qc,
+        where=where,
+    )
     clean = full.mask(flags["any"].to_numpy())
     nulls = D.null_windows(clean, cfg.qc.null_window_days, cfg.qc.min_valid_fraction_null_window)
     clean = clean.mask(nulls)
@@ -54,8 +57,13 @@ def qc_series(hourly: pd.Series, soil_t_daily: pd.Series, cfg: Config, where: st
 
 def build_table(cfg: Config, console: Console | None = None) -> tuple[pd.DataFrame, dict]:
     """The station-day table and the QC report (no files written)."""
-    grid = target_grid(cfg.region.west, cfg.region.south, cfg.region.east, cfg.region.north,
-                       cfg.grid.resolution_arcsec)  # fmt: skip
+    grid = target_grid(
+        cfg.region.west,
+        cfg.region.south,
+        cfg.region.east,
+        cfg.region.north,
+        cfg.grid.resolution_arcsec,
+    )
     obs, drops = read_stations(cfg.path("inputs", "stations"), cfg.layers)
     sites = obs.groupby("station_id")[["lat", "lon"]].first()
     inside = grid.contains(sites.lat.values, sites.lon.values)
@@ -66,14 +74,18 @@ def build_table(cfg: Config, console: Console | None = None) -> tuple[pd.DataFra
         log.warning("dropping %d station(s) outside the grid: %s", len(outside), outside[:10])
     drops["stations_outside_grid"] = len(outside)
     sites = sites[inside]
-    sites["row"], sites["col"] = grid.row_col(sites.lat.values, sites.lon.values,
-                                              names=list(sites.index))  # fmt: skip
+    sites["row"], sites["col"] = grid.row_col(
+        sites.lat.values, sites.lon.values, names=list(sites.index)
+    )
     obs = obs[obs.station_id.isin(sites.index)]
     start, end = obs.time.min().normalize(), obs.time.max().normalize()
     pred = Predictors.load(cfg, start, end, device="cpu")
     rows, cols = sites.row.to_numpy(), sites.col.to_numpy()
-    stl = {v: pd.DataFrame(pred.reference(v, rows, cols), index=pred.days, columns=sites.index)
-           for v in ("stl1", "stl2", "stl3") if v in pred.era_vars}  # fmt: skip
+    stl = {
+        v: pd.DataFrame(pred.reference(v, rows, cols), index=pred.days, columns=sites.index)
+        for v in ("stl1", "stl2", "stl3")
+        if v in pred.era_vars
+    }
     daily_parts, qc_counts = [], {k: 0 for k in (*FLAGS, "null_window")}
     for (sid, depth), g in obs.groupby(["station_id", "depth_cm"], sort=True):
         where = f"station {sid}, {depth} cm"
@@ -84,17 +96,28 @@ def build_table(cfg: Config, console: Console | None = None) -> tuple[pd.DataFra
         day_sm, counts, _ = qc_series(series, stl[layer][sid], cfg, where)
         for k, v in counts.items():
             qc_counts[k] += v
-        daily_parts.append(pd.DataFrame({"station_id": sid, "depth_cm": int(depth),
-                                         "time": day_sm.index, "sm": day_sm.to_numpy()}))  # fmt: skip
+        daily_parts.append(
+            pd.DataFrame(
+                {
+                    "station_id": sid,
+                    "depth_cm": int(depth),
+                    "time": day_sm.index,
+                    "sm": day_sm.to_numpy(),
+                }
+            )
+        )
     daily = pd.concat(daily_parts, ignore_index=True).dropna(subset=["sm"])
     daily = daily.join(sites[["row", "col"]], on="station_id")
     cells = D.cell_average(daily)
     # Matching per cell and layer against the configured ERA5-Land layer.
     cell_keys = cells[["row", "col"]].drop_duplicates().reset_index(drop=True)
-    ref_cache = {v: pred.reference(v, cell_keys.row, cell_keys.col)
-                 for v in set(cfg.matching.reference.values())}  # fmt: skip
-    cell_pos = {(r, c): i for i, (r, c) in enumerate(zip(cell_keys.row, cell_keys.col,
-                                                         strict=True))}  # fmt: skip
+    ref_cache = {
+        v: pred.reference(v, cell_keys.row, cell_keys.col)
+        for v in set(cfg.matching.reference.values())
+    }
+    cell_pos = {
+        (r, c): i for i, (r, c) in enumerate(zip(cell_keys.row, cell_keys.col, strict=True))
+    }
     parts, unmatched = [], 0
     for (r, c, depth), g in cells.groupby(["row", "col", "depth_cm"], sort=True):
         ref_name = cfg.matching.reference[int(depth)]
@@ -116,11 +139,15 @@ def build_table(cfg: Config, console: Console | None = None) -> tuple[pd.DataFra
     ci = np.array([cell_pos[(r, c)] for r, c in zip(table.row, table.col, strict=True)])
     table[list(cfg.features)] = feats[di, ci]
     table["lat"], table["lon"] = grid.lat[table.row], grid.lon[table.col]
-    report = {"qc_flag_hours": qc_counts, "drops": drops,
-              "hours_read": int(len(obs)), "stations": int(len(sites)),
-              "cells": int(len(cell_keys)), "rows_per_layer":
-              {int(k): int(v) for k, v in table.groupby("depth_cm").size().items()},
-              "period": [str(start.date()), str(end.date())]}  # fmt: skip
+    report = {
+        "qc_flag_hours": qc_counts,
+        "drops": drops,
+        "hours_read": int(len(obs)),
+        "stations": int(len(sites)),
+        "cells": int(len(cell_keys)),
+        "rows_per_layer": {int(k): int(v) for k, v in table.groupby("depth_cm").size().items()},
+        "period": [str(start.date()), str(end.date())],
+    }
     return table, report
 
 

@@ -6,8 +6,13 @@ import tomllib
 
 
 def smci(*args, cwd=None, env=None):
-    return subprocess.run([sys.executable, "-m", "smci_gpu.cli", *args], capture_output=True,
-                          text=True, cwd=cwd, env=env)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "smci_gpu.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+    )
 
 
 def test_config_show_prints_valid_toml(tmp_path):

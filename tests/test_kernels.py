@@ -57,9 +57,15 @@ def ref_lai(comp, cdates, tdates):
 
 
 @settings(max_examples=40, deadline=None)
-@given(ny=st.integers(2, 9), nx=st.integers(2, 11), lead=st.integers(1, 3),
-       f=st.integers(1, 13), descending=st.booleans(), f32=st.booleans(),
-       seed=st.integers(0, 10_000))  # fmt: skip
+@given(
+    ny=st.integers(2, 9),
+    nx=st.integers(2, 11),
+    lead=st.integers(1, 3),
+    f=st.integers(1, 13),
+    descending=st.booleans(),
+    f32=st.booleans(),
+    seed=st.integers(0, 10_000),
+)
 def test_upsample_equals_xarray_sel_nearest(ny, nx, lead, f, descending, f32, seed):
     rng = np.random.default_rng(seed)
     dtype = np.float32 if f32 else np.float64
@@ -104,22 +110,50 @@ def test_fill_handles_slices_with_their_own_nan_pattern():
 @pytest.mark.parametrize(
     ("call", "match"),
     [
-        (lambda: K.upsample_nearest(np.zeros((3, 4)), np.arange(4.0), np.arange(4.0),
-                                    np.arange(2.0), np.arange(2.0)), "len\\(src_lat\\)"),
-        (lambda: K.upsample_nearest(np.zeros((3, 3)), np.array([0.0, 2, 1]), np.arange(3.0),
-                                    np.arange(2.0), np.arange(2.0)), "src_lat must be strictly"),
-        (lambda: K.upsample_nearest(np.zeros((3, 3)), np.arange(3.0), np.arange(3.0),
-                                    np.array([50.0]), np.arange(2.0)), "outside src_lat"),
-        (lambda: K.upsample_nearest(np.zeros((3, 3), np.int32), np.arange(3.0), np.arange(3.0),
-                                    np.arange(2.0), np.arange(2.0)), "src must be float32"),
+        (
+            lambda: K.upsample_nearest(
+                np.zeros((3, 4)), np.arange(4.0), np.arange(4.0), np.arange(2.0), np.arange(2.0)
+            ),
+            "len\\(src_lat\\)",
+        ),
+        (
+            lambda: K.upsample_nearest(
+                np.zeros((3, 3)),
+                np.array([0.0, 2, 1]),
+                np.arange(3.0),
+                np.arange(2.0),
+                np.arange(2.0),
+            ),
+            "src_lat must be strictly",
+        ),
+        (
+            lambda: K.upsample_nearest(
+                np.zeros((3, 3)), np.arange(3.0), np.arange(3.0), np.array([50.0]), np.arange(2.0)
+            ),
+            "outside src_lat",
+        ),
+        (
+            lambda: K.upsample_nearest(
+                np.zeros((3, 3), np.int32),
+                np.arange(3.0),
+                np.arange(3.0),
+                np.arange(2.0),
+                np.arange(2.0),
+            ),
+            "src must be float32",
+        ),
         (lambda: K.block_mean(np.zeros((5, 4)), 2, 2), "not multiples"),
         (lambda: K.block_majority(np.zeros((4, 4)), 2, 2), "integer"),
-        (lambda: K.lai_daily(np.zeros((3, 2)), np.array([0.0, 8.0]), np.array([1.0])),
-         "composite_dates has 2"),
-        (lambda: K.lai_daily(np.zeros((2, 2)), np.array([8.0, 0.0]), np.array([1.0])),
-         "strictly increasing"),
+        (
+            lambda: K.lai_daily(np.zeros((3, 2)), np.array([0.0, 8.0]), np.array([1.0])),
+            "composite_dates has 2",
+        ),
+        (
+            lambda: K.lai_daily(np.zeros((2, 2)), np.array([8.0, 0.0]), np.array([1.0])),
+            "strictly increasing",
+        ),
     ],
-)  # fmt: skip
+)
 def test_bad_input_names_the_argument(call, match):
     with pytest.raises(ValueError, match=match):
         call()
@@ -129,9 +163,16 @@ def test_bad_input_names_the_argument(call, match):
 
 
 @settings(max_examples=40, deadline=None)
-@given(oy=st.integers(1, 5), ox=st.integers(1, 5), fy=st.integers(1, 5), fx=st.integers(1, 5),
-       nan_frac=st.sampled_from([0.0, 0.3, 0.9, 1.0]), min_valid=st.integers(1, 4),
-       f32=st.booleans(), seed=st.integers(0, 10_000))  # fmt: skip
+@given(
+    oy=st.integers(1, 5),
+    ox=st.integers(1, 5),
+    fy=st.integers(1, 5),
+    fx=st.integers(1, 5),
+    nan_frac=st.sampled_from([0.0, 0.3, 0.9, 1.0]),
+    min_valid=st.integers(1, 4),
+    f32=st.booleans(),
+    seed=st.integers(0, 10_000),
+)
 def test_block_mean_equals_reference(oy, ox, fy, fx, nan_frac, min_valid, f32, seed):
     rng = np.random.default_rng(seed)
     a = rng.random((2, oy * fy, ox * fx)).astype(np.float32 if f32 else np.float64)
@@ -149,14 +190,21 @@ def test_all_nan_block_is_nan_and_partial_block_is_mean():
 
 
 @settings(max_examples=40, deadline=None)
-@given(oy=st.integers(1, 4), ox=st.integers(1, 4), fy=st.integers(1, 6), fx=st.integers(1, 6),
-       classes=st.integers(1, 6), nodata=st.sampled_from([None, 0]),
-       seed=st.integers(0, 10_000))  # fmt: skip
+@given(
+    oy=st.integers(1, 4),
+    ox=st.integers(1, 4),
+    fy=st.integers(1, 6),
+    fx=st.integers(1, 6),
+    classes=st.integers(1, 6),
+    nodata=st.sampled_from([None, 0]),
+    seed=st.integers(0, 10_000),
+)
 def test_block_majority_equals_reference(oy, ox, fy, fx, classes, nodata, seed):
     rng = np.random.default_rng(seed)
     a = rng.integers(0, classes, (oy * fy, ox * fx)).astype(np.uint8)
-    np.testing.assert_array_equal(K.block_majority(a, fy, fx, nodata=nodata),
-                                  ref_block_majority(a, fy, fx, nodata))  # fmt: skip
+    np.testing.assert_array_equal(
+        K.block_majority(a, fy, fx, nodata=nodata), ref_block_majority(a, fy, fx, nodata)
+    )
 
 
 def test_majority_ties_go_to_the_smallest_class():
@@ -168,8 +216,13 @@ def test_majority_ties_go_to_the_smallest_class():
 
 
 @settings(max_examples=40, deadline=None)
-@given(t=st.integers(1, 8), pix=st.integers(1, 20), nan_frac=st.sampled_from([0.0, 0.4, 1.0]),
-       f32=st.booleans(), seed=st.integers(0, 10_000))  # fmt: skip
+@given(
+    t=st.integers(1, 8),
+    pix=st.integers(1, 20),
+    nan_frac=st.sampled_from([0.0, 0.4, 1.0]),
+    f32=st.booleans(),
+    seed=st.integers(0, 10_000),
+)
 def test_lai_daily_equals_np_interp_over_valid_composites(t, pix, nan_frac, f32, seed):
     rng = np.random.default_rng(seed)
     dtype = np.float32 if f32 else np.float64
@@ -179,15 +232,17 @@ def test_lai_daily_equals_np_interp_over_valid_composites(t, pix, nan_frac, f32,
     tdates = np.arange(cdates[0] - 5, cdates[-1] + 6, 0.5)
     got = K.lai_daily(comp, cdates, tdates)
     assert got.dtype == dtype
-    np.testing.assert_allclose(got, ref_lai(comp.astype(np.float64), cdates, tdates),
-                               rtol=1e-6, atol=1e-6, equal_nan=True)  # fmt: skip
+    np.testing.assert_allclose(
+        got, ref_lai(comp.astype(np.float64), cdates, tdates), rtol=1e-6, atol=1e-6, equal_nan=True
+    )
 
 
 def test_lai_hand_worked_with_datetimes():
     comp = np.array([[1.0, 2.0], [np.nan, 4.0], [3.0, np.nan]])
     dates = np.array(["2018-01-01", "2018-01-09", "2018-01-17"], dtype="datetime64[D]")
-    target = np.array(["2017-12-25", "2018-01-05", "2018-01-13", "2018-02-01"],
-                      dtype="datetime64[D]")  # fmt: skip
+    target = np.array(
+        ["2017-12-25", "2018-01-05", "2018-01-13", "2018-02-01"], dtype="datetime64[D]"
+    )
     got = K.lai_daily(comp, dates, target)
     np.testing.assert_allclose(got[:, 0], [1.0, 1.5, 2.5, 3.0])  # NaN skipped
     np.testing.assert_allclose(got[:, 1], [2.0, 3.0, 4.0, 4.0])  # held past the last
@@ -211,8 +266,16 @@ def test_assemble_equals_upsample_then_pick():
     kind = np.array([COARSE, FINE, COARSE, FINE, COARSE])
     index = np.array([2, 0, 0, 2, 3])
     got = K.assemble_features(coarse, iy, ix, fine, rows, cols, kind, index)
-    want = np.stack([up[2][rows, cols], fine[0][rows, cols], up[0][rows, cols],
-                     fine[2][rows, cols], up[3][rows, cols]], axis=1)  # fmt: skip
+    want = np.stack(
+        [
+            up[2][rows, cols],
+            fine[0][rows, cols],
+            up[0][rows, cols],
+            fine[2][rows, cols],
+            up[3][rows, cols],
+        ],
+        axis=1,
+    )
     assert got.dtype == np.float32
     np.testing.assert_array_equal(got, want)
 
@@ -234,13 +297,22 @@ def test_gpu_twins_equal_cpu_twins_full_size():
     np.testing.assert_array_equal(cp.asnumpy(gpu), cpu)
     a = rng.random((5, 480, 480)).astype(np.float32)
     a[a < 0.2] = np.nan
-    np.testing.assert_allclose(cp.asnumpy(K.block_mean(cp.asarray(a), 12, 12)),
-                               K.block_mean(a, 12, 12), rtol=1e-6, equal_nan=True)  # fmt: skip
+    np.testing.assert_allclose(
+        cp.asnumpy(K.block_mean(cp.asarray(a), 12, 12)),
+        K.block_mean(a, 12, 12),
+        rtol=1e-6,
+        equal_nan=True,
+    )
     lc = rng.integers(0, 17, (480, 480)).astype(np.uint8)
-    np.testing.assert_array_equal(cp.asnumpy(K.block_majority(cp.asarray(lc), 12, 12)),
-                                  K.block_majority(lc, 12, 12))  # fmt: skip
+    np.testing.assert_array_equal(
+        cp.asnumpy(K.block_majority(cp.asarray(lc), 12, 12)), K.block_majority(lc, 12, 12)
+    )
     comp = rng.random((46, 100_000)).astype(np.float32)
     comp[comp < 0.1] = np.nan
     cd, td = np.arange(46) * 8.0, np.arange(365.0)
-    np.testing.assert_allclose(cp.asnumpy(K.lai_daily(cp.asarray(comp), cd, td)),
-                               K.lai_daily(comp, cd, td), rtol=1e-6, equal_nan=True)  # fmt: skip
+    np.testing.assert_allclose(
+        cp.asnumpy(K.lai_daily(cp.asarray(comp), cd, td)),
+        K.lai_daily(comp, cd, td),
+        rtol=1e-6,
+        equal_nan=True,
+    )

@@ -43,6 +43,9 @@ def cell_average(daily: pd.DataFrame) -> pd.DataFrame:
     row per (row, col, depth_cm, time) with the mean ``sm``, the station count and ids.
     """
     g = daily.groupby(["row", "col", "depth_cm", "time"], sort=True)
-    out = g.agg(sm=("sm", "mean"), n_stations=("station_id", "nunique"),
-                stations=("station_id", lambda s: ";".join(sorted(set(s))))).reset_index()  # fmt: skip
+    out = g.agg(
+        sm=("sm", "mean"),
+        n_stations=("station_id", "nunique"),
+        stations=("station_id", lambda s: ";".join(sorted(set(s)))),
+    ).reset_index()
     return out

@@ -52,8 +52,13 @@ def flag_spike(sm: np.ndarray, ratio: float, min_abs: float = 0.02) -> np.ndarra
         return (dev > ratio * np.abs(med)) & (dev > min_abs)
 
 
-def flag_breaks(sm: np.ndarray, ratio: float, min_abs: float = 0.04,
-                persist: int = 12, max_segment: int = 24 * 90) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+def flag_breaks(
+    sm: np.ndarray,
+    ratio: float,
+    min_abs: float = 0.04,
+    persist: int = 12,
+    max_segment: int = 24 * 90,
+) -> tuple[np.ndarray, np.ndarray]:
     """D07 (negative) and D08 (positive) breaks, with the shifted segment flagged whole."""
     n = sm.size
     neg, pos = np.zeros(n, bool), np.zeros(n, bool)
@@ -63,8 +68,9 @@ def flag_breaks(sm: np.ndarray, ratio: float, min_abs: float = 0.04,
     shift = after - before
     with np.errstate(invalid="ignore"):
         big = (np.abs(step) > min_abs) & (np.abs(step) > ratio * np.abs(before))
-        cand = np.flatnonzero(big & (np.abs(shift) > 0.6 * np.abs(step)) &
-                              (np.sign(shift) == np.sign(step)))  # fmt: skip
+        cand = np.flatnonzero(
+            big & (np.abs(shift) > 0.6 * np.abs(step)) & (np.sign(shift) == np.sign(step))
+        )
     used = np.zeros(cand.size, bool)
     for a, i in enumerate(cand):
         if used[a]:
@@ -75,8 +81,9 @@ def flag_breaks(sm: np.ndarray, ratio: float, min_abs: float = 0.04,
             j = cand[b]
             if j - i > max_segment:
                 break
-            if np.sign(shift[j]) != np.sign(shift[i]) and \
-                    abs(shift[j] + shift[i]) < 0.5 * abs(shift[i]):  # fmt: skip
+            if np.sign(shift[j]) != np.sign(shift[i]) and abs(shift[j] + shift[i]) < 0.5 * abs(
+                shift[i]
+            ):
                 mark[i:j] = True
                 used[b] = True
                 break
@@ -99,8 +106,9 @@ def check_units(sm: np.ndarray, where: str) -> None:
     """Refuse series that look like percent rather than m³/m³."""
     finite = sm[np.isfinite(sm)]
     if finite.size and np.median(finite) > 1.5:
-        raise InputDataError(f"{where}: sm median {np.median(finite):.1f} looks like percent; "
-                             "expected m3/m3")  # fmt: skip
+        raise InputDataError(
+            f"{where}: sm median {np.median(finite):.1f} looks like percent; expected m3/m3"
+        )
 
 
 def flag(df: pd.DataFrame, config: QCConfig | None = None, where: str = "series") -> pd.DataFrame:
@@ -132,11 +140,11 @@ def flag(df: pd.DataFrame, config: QCConfig | None = None, where: str = "series"
     out = pd.DataFrame(False, index=idx, columns=list(FLAGS))
     out["C01"], out["C02"] = flag_range(sm, cfg.sm_min, cfg.sm_max)
     if "soil_temperature" in df:
-        out["D01"] = flag_below(df["soil_temperature"].to_numpy(float),
-                                cfg.frozen_soil_temperature_c)  # fmt: skip
+        out["D01"] = flag_below(
+            df["soil_temperature"].to_numpy(float), cfg.frozen_soil_temperature_c
+        )
     if "air_temperature" in df:
-        out["D02"] = flag_below(df["air_temperature"].to_numpy(float),
-                                cfg.frozen_air_temperature_c)  # fmt: skip
+        out["D02"] = flag_below(df["air_temperature"].to_numpy(float), cfg.frozen_air_temperature_c)
     in_range = np.where(out["C01"] | out["C02"], np.nan, sm)
     out["D06"] = flag_spike(in_range, cfg.spike_ratio)
     despiked = np.where(out["D06"], np.nan, in_range)

@@ -64,8 +64,9 @@ def canonicalize(ds: xr.Dataset, path: Path) -> dict[str, xr.DataArray]:
         for k in range(1, ds.sizes["expver"]):
             first = first.combine_first(ds.isel(expver=k))
         ds = first
-    drop = [c for c in ("number", "expver", "step", "surface", "time") if c in ds.coords
-            and c != tname]  # fmt: skip
+    drop = [
+        c for c in ("number", "expver", "step", "surface", "time") if c in ds.coords and c != tname
+    ]
     ds = ds.drop_vars(drop).rename({tname: "time"})
     rename = {a: b for a, b in (("latitude", "lat"), ("longitude", "lon")) if a in ds.dims}
     ds = ds.rename(rename)
@@ -149,14 +150,17 @@ class Era5LandArchive:
                 this_grid = (da["lat"].values, da["lon"].values)
                 if grid is None:
                     grid = this_grid
-                elif not (np.array_equal(grid[0], this_grid[0])
-                          and np.array_equal(grid[1], this_grid[1])):  # fmt: skip
+                elif not (
+                    np.array_equal(grid[0], this_grid[0]) and np.array_equal(grid[1], this_grid[1])
+                ):
                     raise InputDataError(f"{path}: grid differs from the other ERA5-Land files")
                 daily = to_daily(name, da)
                 daily = daily.sel(time=slice(start, end))
                 if points is not None:
-                    daily = daily.isel(lat=xr.DataArray(points[0], dims="point"),
-                                       lon=xr.DataArray(points[1], dims="point"))  # fmt: skip
+                    daily = daily.isel(
+                        lat=xr.DataArray(points[0], dims="point"),
+                        lon=xr.DataArray(points[1], dims="point"),
+                    )
                 pieces[name].append(daily.astype(np.float32).load())
         days = pd.date_range(start, end, freq="D")
         out = {}

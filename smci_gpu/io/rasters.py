@@ -54,9 +54,11 @@ def to_target(da, grid: RegularGrid, categorical: bool, path: Path) -> np.ndarra
         f is not None
         and abs((grid.west - left) / xres - round((grid.west - left) / xres)) < 1e-6
         and abs((top - grid.north) / xres - round((top - grid.north) / xres)) < 1e-6
-        and left <= grid.west + 1e-9 and top >= grid.north - 1e-9
-        and right >= grid.east - 1e-9 and bottom <= grid.south + 1e-9
-    )  # fmt: skip
+        and left <= grid.west + 1e-9
+        and top >= grid.north - 1e-9
+        and right >= grid.east - 1e-9
+        and bottom <= grid.south + 1e-9
+    )
     if aligned:
         c0 = round((grid.west - left) / xres)
         r0 = round((top - grid.north) / xres)
@@ -70,10 +72,11 @@ def to_target(da, grid: RegularGrid, categorical: bool, path: Path) -> np.ndarra
 
     try:
         out = da.rio.reproject(
-            "EPSG:4326", shape=grid.shape,
+            "EPSG:4326",
+            shape=grid.shape,
             transform=from_origin(grid.west, grid.north, grid.res, grid.res),
             resampling=Resampling.mode if categorical else Resampling.average,
-        )  # fmt: skip
+        )
     except Exception as exc:  # noqa: BLE001
         raise InputDataError(f"raster {path} could not be reprojected to the grid: {exc}") from exc
     return np.asarray(out.values[::-1], dtype=np.float32)

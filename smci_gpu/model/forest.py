@@ -97,14 +97,27 @@ class PackedForest:
             left.append(np.where(leaf, -1, t.children_left + off).astype(np.int64))
             right.append(np.where(leaf, -1, t.children_right + off).astype(np.int64))
             value.append(t.value[:, 0, 0].astype(np.float64))
-        names = feature_names or (list(est.feature_names_in_)
-                                  if hasattr(est, "feature_names_in_") else None)  # fmt: skip
-        return cls(np.concatenate(feature), round_thresholds_down(np.concatenate(threshold)),
-                   np.concatenate(left), np.concatenate(right), np.concatenate(value), roots,
-                   int(est.n_features_in_), names,
-                   {"source": f"sklearn {type(est).__name__}",
-                    "params": {k: v for k, v in est.get_params().items()
-                               if isinstance(v, (int, float, str, bool, type(None)))}})  # fmt: skip
+        names = feature_names or (
+            list(est.feature_names_in_) if hasattr(est, "feature_names_in_") else None
+        )
+        return cls(
+            np.concatenate(feature),
+            round_thresholds_down(np.concatenate(threshold)),
+            np.concatenate(left),
+            np.concatenate(right),
+            np.concatenate(value),
+            roots,
+            int(est.n_features_in_),
+            names,
+            {
+                "source": f"sklearn {type(est).__name__}",
+                "params": {
+                    k: v
+                    for k, v in est.get_params().items()
+                    if isinstance(v, (int, float, str, bool, type(None)))
+                },
+            },
+        )
 
     @classmethod
     def from_cuml(cls, est, feature_names: list[str] | None = None) -> PackedForest:
@@ -118,8 +131,17 @@ class PackedForest:
     def _on_device(self):
         if self._device_arrays is None:
             cp = backend.cupy_module()
-            self._device_arrays = tuple(cp.asarray(a) for a in (
-                self.feature, self.threshold, self.left, self.right, self.value, self.roots))  # fmt: skip
+            self._device_arrays = tuple(
+                cp.asarray(a)
+                for a in (
+                    self.feature,
+                    self.threshold,
+                    self.left,
+                    self.right,
+                    self.value,
+                    self.roots,
+                )
+            )
         return self._device_arrays
 
     def predict(self, x, device: str | None = None, out=None):
@@ -134,14 +156,18 @@ class PackedForest:
             x = backend.to_device(x, "gpu")
             return fk.predict_gpu(x, *self._on_device(), out=out)
         x = backend.to_host(x)
-        return fk.predict_cpu(x, self.feature, self.threshold, self.left, self.right,
-                              self.value, self.roots, out=out)  # fmt: skip
+        return fk.predict_cpu(
+            x, self.feature, self.threshold, self.left, self.right, self.value, self.roots, out=out
+        )
 
     def check_names(self, names: list[str]) -> None:
         """Refuse predictors whose names or order differ from the training features."""
         if self.feature_names is not None and list(names) != list(self.feature_names):
-            diff = [f"{i}: model {a!r} vs given {b!r}" for i, (a, b) in
-                    enumerate(zip(self.feature_names, names, strict=False)) if a != b][:3]  # fmt: skip
+            diff = [
+                f"{i}: model {a!r} vs given {b!r}"
+                for i, (a, b) in enumerate(zip(self.feature_names, names, strict=False))
+                if a != b
+            ][:3]
             raise ModelError(
                 f"predictors differ from the model's ({len(self.feature_names)} vs {len(names)} "
                 f"columns; first differences: {diff})"
@@ -159,14 +185,26 @@ class PackedForest:
     def save(self, path: str | Path) -> Path:
         """Write ``.npz`` node arrays with a JSON header (atomically)."""
         path = Path(path)
-        header = {"format": FORMAT, "version": FORMAT_VERSION, "n_features": self.n_features,
-                  "feature_names": self.feature_names, "meta": self.meta,
-                  "digest": self.digest()}  # fmt: skip
+        header = {
+            "format": FORMAT,
+            "version": FORMAT_VERSION,
+            "n_features": self.n_features,
+            "feature_names": self.feature_names,
+            "meta": self.meta,
+            "digest": self.digest(),
+        }
         with atomic_path(path) as tmp:
             with open(tmp, "wb") as fh:
-                np.savez(fh, feature=self.feature, threshold=self.threshold, left=self.left,
-                         right=self.right, value=self.value, roots=self.roots,
-                         header=np.frombuffer(json.dumps(header).encode(), dtype=np.uint8))  # fmt: skip
+                np.savez(
+                    fh,
+                    feature=self.feature,
+                    threshold=self.threshold,
+                    left=self.left,
+                    right=self.right,
+                    value=self.value,
+                    roots=self.roots,
+                    header=np.frombuffer(json.dumps(header).encode(), dtype=np.uint8),
+                )
         return path
 
     @classmethod
@@ -178,8 +216,9 @@ class PackedForest:
         try:
             with np.load(path, allow_pickle=False) as z:
                 header = json.loads(bytes(z["header"]).decode())
-                arrays = {k: z[k] for k in ("feature", "threshold", "left", "right", "value",
-                                            "roots")}  # fmt: skip
+                arrays = {
+                    k: z[k] for k in ("feature", "threshold", "left", "right", "value", "roots")
+                }
         except Exception as exc:  # noqa: BLE001
             raise ModelError(f"model file {path} is not a packed forest: {exc}") from exc
         if header.get("format") != FORMAT or header.get("version") != FORMAT_VERSION:
@@ -187,8 +226,12 @@ class PackedForest:
                 f"model file {path} has format {header.get('format')!r} version "
                 f"{header.get('version')!r}; this engine reads {FORMAT!r} version {FORMAT_VERSION}"
             )
-        forest = cls(**arrays, n_features=header["n_features"],
-                     feature_names=header["feature_names"], meta=header["meta"])  # fmt: skip
+        forest = cls(
+            **arrays,
+            n_features=header["n_features"],
+            feature_names=header["feature_names"],
+            meta=header["meta"],
+        )
         if forest.digest() != header["digest"]:
             raise ModelError(f"model file {path} is corrupt (digest mismatch)")
         return forest

@@ -47,9 +47,14 @@ def load_table(cfg: Config) -> pd.DataFrame:
 def make_estimator(cfg: Config, device: str, n_estimators: int | None = None, **overrides):
     """A scikit-learn (CPU) or cuML (GPU) forest with the config's parameters."""
     f = cfg.forest
-    params = dict(n_estimators=n_estimators or f.n_estimators, max_features=f.max_features,
-                  min_samples_leaf=f.min_samples_leaf, max_depth=f.max_depth,
-                  bootstrap=f.bootstrap, random_state=f.random_state)  # fmt: skip
+    params = dict(
+        n_estimators=n_estimators or f.n_estimators,
+        max_features=f.max_features,
+        min_samples_leaf=f.min_samples_leaf,
+        max_depth=f.max_depth,
+        bootstrap=f.bootstrap,
+        random_state=f.random_state,
+    )
     params.update(overrides)
     cls = backend.forest_regressor_class(device)
     if device == "gpu":
@@ -58,8 +63,14 @@ def make_estimator(cfg: Config, device: str, n_estimators: int | None = None, **
     return cls(n_jobs=f.n_jobs, **params)
 
 
-def fit_forest(x: np.ndarray, y: np.ndarray, cfg: Config, device: str = "cpu",
-               names: list[str] | None = None, **overrides) -> PackedForest:  # fmt: skip
+def fit_forest(
+    x: np.ndarray,
+    y: np.ndarray,
+    cfg: Config,
+    device: str = "cpu",
+    names: list[str] | None = None,
+    **overrides,
+) -> PackedForest:
     """Fit one forest and return it packed (NaN predictors are refused, as cuML does)."""
     x = check_features(np.asarray(x), x.shape[1], names)
     if not np.isfinite(y).all():
@@ -71,8 +82,9 @@ def fit_forest(x: np.ndarray, y: np.ndarray, cfg: Config, device: str = "cpu",
 
 
 def data_hash(frame: pd.DataFrame) -> str:
-    return hashlib.sha256(pd.util.hash_pandas_object(frame, index=False).values.tobytes()
-                          ).hexdigest()[:16]  # fmt: skip
+    return hashlib.sha256(
+        pd.util.hash_pandas_object(frame, index=False).values.tobytes()
+    ).hexdigest()[:16]
 
 
 def train_layer(cfg: Config, table: pd.DataFrame, depth: int, device: str) -> dict[str, Any]:
@@ -90,16 +102,25 @@ def train_layer(cfg: Config, table: pd.DataFrame, depth: int, device: str) -> di
     import sklearn
 
     card = {
-        "layer_cm": depth, "features": list(cfg.features), "target": TARGET,
-        "forest": cfg.forest.model_dump(), "device": device,
-        "rows": int(len(rows)), "stations": int(rows.stations.str.split(";").explode().nunique()),
+        "layer_cm": depth,
+        "features": list(cfg.features),
+        "target": TARGET,
+        "forest": cfg.forest.model_dump(),
+        "device": device,
+        "rows": int(len(rows)),
+        "stations": int(rows.stations.str.split(";").explode().nunique()),
         "period": [str(rows.time.min().date()), str(rows.time.max().date())],
-        "train_seconds": round(seconds, 3), "model_digest": forest.digest(),
-        "data_hash": data_hash(rows[[*cfg.features, TARGET]]), "config_hash": cfg.hash(),
-        "versions": {"smci_gpu": __version__, "sklearn": sklearn.__version__,
-                     "numpy": np.__version__},
+        "train_seconds": round(seconds, 3),
+        "model_digest": forest.digest(),
+        "data_hash": data_hash(rows[[*cfg.features, TARGET]]),
+        "config_hash": cfg.hash(),
+        "versions": {
+            "smci_gpu": __version__,
+            "sklearn": sklearn.__version__,
+            "numpy": np.__version__,
+        },
         "n_nodes": forest.n_nodes,
-    }  # fmt: skip
+    }
     with atomic_path(out / "card.json") as tmp:
         tmp.write_text(json.dumps(card, indent=2))
     return card
@@ -113,8 +134,10 @@ def load_layer(cfg: Config, depth: int) -> tuple[PackedForest, dict]:
         raise ModelError(f"no model card {card_path} (run `smci train`)")
     card = json.loads(card_path.read_text())
     if card["features"] != list(cfg.features):
-        raise ModelError(f"model card {card_path} was trained on features {card['features']}, "
-                         f"but the config lists {list(cfg.features)}")  # fmt: skip
+        raise ModelError(
+            f"model card {card_path} was trained on features {card['features']}, "
+            f"but the config lists {list(cfg.features)}"
+        )
     forest = PackedForest.load(folder / "forest.npz")
     if forest.digest() != card["model_digest"]:
         raise ModelError(f"{folder / 'forest.npz'} does not match its card (digest differs)")
@@ -140,8 +163,17 @@ def train(cfg: Config, console: Console, layers: list[int] | None = None) -> dic
     for col in ("layer", "rows", "stations", "nodes", "seconds"):
         t.add_column(col, justify="right")
     for c in cards:
-        t.add_row(f"{c['layer_cm']} cm", f"{c['rows']:,}", str(c["stations"]),
-                  f"{c['n_nodes']:,}", f"{c['train_seconds']:.1f}")  # fmt: skip
+        t.add_row(
+            f"{c['layer_cm']} cm",
+            f"{c['rows']:,}",
+            str(c["stations"]),
+            f"{c['n_nodes']:,}",
+            f"{c['train_seconds']:.1f}",
+        )
     console.print(t)
-    return {"path": str(cfg.path("models")), "layers": [c["layer_cm"] for c in cards],
-            "train_seconds": sum(c["train_seconds"] for c in cards), "skipped": skipped}  # fmt: skip
+    return {
+        "path": str(cfg.path("models")),
+        "layers": [c["layer_cm"] for c in cards],
+        "train_seconds": sum(c["train_seconds"] for c in cards),
+        "skipped": skipped,
+    }

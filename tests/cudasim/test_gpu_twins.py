@@ -52,7 +52,9 @@ def test_assemble(rng):
     rows, cols = rng.integers(0, 8, 9), rng.integers(0, 8, 9)
     kind, index = np.array([0, 1, 0, 1]), np.array([2, 1, 0, 0])
     out = np.empty((9, 4), np.float32)
-    assemble._assemble_gpu[blocks_2d(9, 4), THREADS_2D](coarse, iy, ix, fine, rows, cols,
-                                                        kind, index, out)  # fmt: skip
-    np.testing.assert_array_equal(out, K.assemble_features(coarse, iy, ix, fine, rows, cols,
-                                                           kind, index))  # fmt: skip
+    assemble._assemble_gpu[blocks_2d(9, 4), THREADS_2D](
+        coarse, iy, ix, fine, rows, cols, kind, index, out
+    )
+    np.testing.assert_array_equal(
+        out, K.assemble_features(coarse, iy, ix, fine, rows, cols, kind, index)
+    )
