@@ -11,7 +11,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 from numba import cuda
-from smci_gpu.kernels._common import THREADS_1D, blocks_1d
+from smci_gpu.kernels._common import THREADS_1D, blocks_1d  # noqa: F401 (used by tests)
 
 ROW_BLOCK = 128  # rows that share a tree while it is hot in cache
 

@@ -123,7 +123,7 @@ def build_table(cfg: Config, console: Console | None = None) -> tuple[pd.DataFra
         ref_name = cfg.matching.reference[int(depth)]
         ref_all = ref_cache[ref_name][:, cell_pos[(r, c)]]
         di = pred.days.get_indexer(pd.DatetimeIndex(g.time))
-        ref = ref_all[di]
+        ref = ref_all[di].astype(np.float64)
         matched = mean_std_match(g.sm.to_numpy(), ref)
         if not np.isfinite(matched).any():
             unmatched += len(g)

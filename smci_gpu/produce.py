@@ -1,0 +1,147 @@
+"""`smci produce`: daily tiles → features on the device → forests → CF NetCDF, resumable.
+
+For each day: the day's ERA5-Land fields (already on the device) and daily LAI feed the
+feature builder tile by tile over land pixels; each layer's :class:`PackedForest`
+predicts; values are clipped to the documented bounds (and counted); the day is written to
+a temporary name and renamed. A day whose file exists and verifies (shape and provenance
+match this config and these models) is skipped, so a re-run resumes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+from smci_gpu import __version__, backend
+from smci_gpu.config import Config
+from smci_gpu.errors import ModelError, SmciError
+from smci_gpu.features import Predictors
+from smci_gpu.io.writer import day_file_name, product_dataset, verify_day, write_day
+from smci_gpu.model.train import load_layer
+from smci_gpu.pipeline import stage
+
+log = logging.getLogger(__name__)
+
+
+def provenance(cfg: Config, cards: dict[int, dict]) -> dict[str, Any]:
+    """Attributes that identify what made a product file (checked on resume)."""
+    return {
+        "smci_gpu_version": __version__, "config_hash": cfg.hash(),
+        "model_digests": ";".join(f"{d}:{cards[d]['model_digest']}" for d in sorted(cards)),
+        "source": "random forests on QC'd in-situ soil moisture; ERA5-Land, LAI, land cover, "
+                  "DEM and soil predictors (SMCI1.0 method)",
+        "inputs": "inputs/era5land, inputs/lai, inputs/static",
+    }  # fmt: skip
+
+
+def predict_day(pred: Predictors, forests: dict, day, tile_size: int, clip=(0.0, 0.6)):
+    """``(layers, ny, nx)`` float32 soil moisture for one day (NaN off land) + stage timings."""
+    xp = backend.xp_for(pred.device)
+    ny, nx = pred.grid.shape
+    t = {"lai": 0.0, "assemble": 0.0, "infer": 0.0}
+    t0 = time.perf_counter()
+    fine = pred.fine_stack(day)
+    t["lai"] += time.perf_counter() - t0
+    land = pred.land_mask()
+    out = xp.full((len(forests), ny, nx), np.nan, dtype=np.float32)
+    clipped = 0
+    for r0, r1, c0, c1 in pred.grid.tiles(tile_size):
+        rr, cc = xp.nonzero(land[r0:r1, c0:c1])
+        if rr.size == 0:
+            continue
+        rows, cols = rr + r0, cc + c0
+        t0 = time.perf_counter()
+        x = pred.features(day, rows, cols, fine=fine)
+        t["assemble"] += time.perf_counter() - t0
+        t0 = time.perf_counter()
+        for k, forest in enumerate(forests.values()):
+            p = forest.predict(x)
+            clipped += int(((p < clip[0]) | (p > clip[1])).sum())
+            out[k, rows, cols] = xp.clip(p, clip[0], clip[1])
+        t["infer"] += time.perf_counter() - t0
+    return out, t, clipped
+
+
+def load_forests(cfg: Config) -> tuple[dict, dict]:
+    forests, cards = {}, {}
+    for depth in cfg.layers:
+        forests[depth], cards[depth] = load_layer(cfg, depth)
+    return forests, cards
+
+
+def produce(cfg: Config, console: Console, start=None, end=None) -> dict[str, Any]:
+    """Produce every day of ``start..end`` (default: the config's period) that is not done."""
+    device = backend.resolve_device(cfg.device)
+    start = pd.Timestamp(start or cfg.produce.start)
+    end = pd.Timestamp(end or cfg.produce.end)
+    forests, cards = load_forests(cfg)
+    for depth, f in forests.items():
+        f.check_names(cfg.features)
+    out_dir = Path(cfg.path("product", cfg.produce.resolution))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    days = pd.date_range(start, end, freq="D")
+    prov = provenance(cfg, cards)
+    check = {k: prov[k] for k in ("config_hash", "model_digests")}
+    pred = Predictors.load(cfg, days[0], days[-1], device=device)
+    shape = (1, len(cfg.layers), *pred.grid.shape)
+    todo = [d for d in days if not verify_day(out_dir / day_file_name(d), check, shape)]
+    stats = {"days": len(days), "skipped_complete": len(days) - len(todo), "written": 0,
+             "failed": {}, "clipped": 0, "seconds": {"lai": 0.0, "assemble": 0.0,
+                                                      "infer": 0.0, "write": 0.0}}  # fmt: skip
+    columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/"
+               "{task.total} days"), TextColumn("{task.fields[rate]}"), TimeRemainingColumn())  # fmt: skip
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task(f"producing on {device}", total=len(todo), rate="")
+        t_start = time.perf_counter()
+        for day in todo:
+            try:
+                sm, t, clipped = predict_day(pred, forests, day, cfg.produce.tile_size,
+                                             (cfg.produce.clip_min, cfg.produce.clip_max))  # fmt: skip
+                t0 = time.perf_counter()
+                attrs = {**prov, "date": f"{day:%Y-%m-%d}", "device": device,
+                         "clipped_values": clipped,
+                         "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                         **pred.grid.to_attrs()}  # fmt: skip
+                ds = product_dataset(backend.to_host(sm), day, cfg.layers, pred.grid, attrs,
+                                     cfg.produce.dtype)  # fmt: skip
+                write_day(out_dir / day_file_name(day), ds, cfg.produce.dtype)
+                t["write"] = time.perf_counter() - t0
+            except SmciError as exc:
+                stats["failed"][f"{day:%Y-%m-%d}"] = str(exc)
+                log.error("day %s failed: %s", day.date(), exc)
+                continue
+            for k, v in t.items():
+                stats["seconds"][k] += v
+            stats["written"] += 1
+            stats["clipped"] += clipped
+            rate = stats["written"] / (time.perf_counter() - t_start)
+            progress.update(task, advance=1, rate=f"{rate:.2f} days/s")
+    stats["path"] = str(out_dir)
+    stats["pixels"] = int(backend.to_host(pred.land_mask()).sum())
+    return stats
+
+
+@stage("produce")
+def produce_stage(cfg: Config, console: Console) -> dict[str, Any]:
+    try:
+        stats = produce(cfg, console)
+    except ModelError as exc:
+        raise ModelError(f"{exc}") from exc
+    console.print(f"produce: {stats['written']} day(s) written, {stats['skipped_complete']} "
+                  f"already complete, {len(stats['failed'])} failed, {stats['pixels']:,} land "
+                  f"pixels, {stats['clipped']} values clipped → {stats['path']}")  # fmt: skip
+    for day, err in stats["failed"].items():
+        console.print(f"[red]failed[/] {day}: {err}")
+    run_dir = Path(cfg.path("runs"))
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "produce_last.json").write_text(json.dumps(stats, indent=2, default=str))
+    return stats

@@ -1,0 +1,118 @@
+"""PackedForest: exact against scikit-learn, persistence, bad input."""
+
+import numpy as np
+import pytest
+from sklearn.ensemble import RandomForestRegressor
+
+from smci_gpu.errors import ModelError
+from smci_gpu.model.forest import PackedForest, round_thresholds_down
+
+from .conftest import requires_cuda
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    rng = np.random.default_rng(0)
+    x = rng.random((6000, 25)).astype(np.float32)
+    y = x[:, 0] + np.sin(6 * x[:, 1]) + 0.3 * x[:, 2] * x[:, 3] + rng.normal(0, 0.05, 6000)
+    est = RandomForestRegressor(n_estimators=20, max_features=1, min_samples_leaf=20,
+                                max_depth=64, random_state=20, n_jobs=1).fit(x, y)  # fmt: skip
+    return est, PackedForest.from_sklearn(est)
+
+
+def test_threshold_rounding_is_exact_for_every_float32():
+    rng = np.random.default_rng(1)
+    t64 = rng.random(2000)
+    t32 = round_thresholds_down(t64)
+    assert (t32.astype(np.float64) <= t64).all()
+    # The next float32 up is above t64, so x32 <= t64 ⇔ x32 <= t32.
+    up = np.nextafter(t32, np.float32(np.inf))
+    assert (up.astype(np.float64) > t64).all()
+
+
+def test_predictions_equal_sklearn(fitted):
+    est, pf = fitted
+    x = np.random.default_rng(2).random((50_000, 25)).astype(np.float32)
+    np.testing.assert_allclose(pf.predict(x), est.predict(x), rtol=0, atol=1e-6)
+
+
+def test_naive_float32_cast_would_not_be_exact(fitted):
+    """The rounding rule matters: rows placed exactly at thresholds expose a naive cast."""
+    est, pf = fitted
+    t64 = np.concatenate([e.tree_.threshold[e.tree_.feature >= 0] for e in est.estimators_])
+    x32 = t64.astype(np.float32)
+    wrong = x32.astype(np.float64) > t64  # naive cast rounded up: x32 goes the other way
+    assert wrong.any()
+    rows = np.tile(np.float32(0.5), (int(wrong.sum()), 25))
+    feats = np.concatenate([e.tree_.feature[e.tree_.feature >= 0] for e in est.estimators_])
+    rows[np.arange(rows.shape[0]), feats[wrong]] = x32[wrong]
+    np.testing.assert_allclose(pf.predict(rows), est.predict(rows), atol=1e-6)
+
+
+def test_save_load_is_bit_identical(tmp_path, fitted):
+    _, pf = fitted
+    x = np.random.default_rng(3).random((1000, 25)).astype(np.float32)
+    path = pf.save(tmp_path / "f.npz")
+    again = PackedForest.load(path)
+    assert np.array_equal(again.predict(x), pf.predict(x))
+    assert again.digest() == pf.digest()
+
+
+def test_load_rejects_other_formats(tmp_path, fitted):
+    _, pf = fitted
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"not a model")
+    with pytest.raises(ModelError, match="not a packed forest"):
+        PackedForest.load(bad)
+    with pytest.raises(ModelError, match="does not exist"):
+        PackedForest.load(tmp_path / "none.npz")
+    import json
+
+    path = pf.save(tmp_path / "f.npz")
+    with np.load(path) as z:
+        arrays = dict(z)
+    header = json.loads(bytes(arrays["header"]).decode())
+    header["version"] = 99
+    arrays["header"] = np.frombuffer(json.dumps(header).encode(), np.uint8)
+    np.savez(tmp_path / "v99.npz", **arrays)
+    with pytest.raises(ModelError, match="version 99"):
+        PackedForest.load(tmp_path / "v99.npz")
+
+
+def test_bad_input(fitted):
+    _, pf = fitted
+    with pytest.raises(ValueError, match=r"\(n_rows, 25\)"):
+        pf.predict(np.zeros((3, 24), np.float32))
+    x = np.zeros((3, 25), np.float32)
+    x[1, 7] = np.nan
+    with pytest.raises(ValueError, match=r"NaN in column\(s\) \[7\]"):
+        pf.predict(x)
+    with pytest.raises(ValueError, match="numeric"):
+        pf.predict(np.zeros((3, 25), dtype=object))
+
+
+def test_node_arrays_walked_in_plain_python_equal_sklearn(fitted):
+    """The per-row walk both twins do, written as plain Python over the same arrays."""
+    est, pf = fitted
+    x = np.random.default_rng(4).random((64, 25)).astype(np.float32)
+    out = np.empty(64)
+    for r in range(64):
+        acc = 0.0
+        for root in pf.roots:
+            node = root
+            while pf.feature[node] >= 0:
+                go_left = x[r, pf.feature[node]] <= pf.threshold[node]
+                node = pf.left[node] if go_left else pf.right[node]
+            acc += pf.value[node]
+        out[r] = acc / pf.n_trees
+    np.testing.assert_allclose(out, est.predict(x), atol=1e-6)
+
+
+@requires_cuda
+def test_gpu_equals_cpu_full_size(fitted):
+    _, pf = fitted
+    x = np.random.default_rng(5).random((1_000_000, 25)).astype(np.float32)
+    import cupy as cp
+
+    np.testing.assert_allclose(cp.asnumpy(pf.predict(x, device="gpu")), pf.predict(x),
+                               atol=1e-12)  # fmt: skip

@@ -1,0 +1,108 @@
+"""prepare → train → produce on the tiny twin world."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+from rich.console import Console
+
+from smci_gpu import pipeline
+from smci_gpu.config import load_config
+from smci_gpu.errors import ModelError
+from smci_gpu.features import Predictors
+from smci_gpu.io.writer import FILL, SCALE
+
+
+@pytest.fixture(scope="module")
+def world(tiny_world):
+    pipeline._load_stages()
+    cfg = load_config(workdir=tiny_world, overrides={"device": "cpu"})
+    console = Console(quiet=True)
+    for name in ("prepare", "train", "produce"):
+        pipeline.STAGES[name](cfg, console)
+    return cfg
+
+
+def test_station_table_rows_equal_production_feature_rows(world):
+    cfg = world
+    table = pd.read_parquet(cfg.path("work", "station_days.parquet"))
+    sample = table.sample(20, random_state=0)
+    for _, row in sample.iterrows():
+        pred = Predictors.load(cfg, row.time, row.time)
+        # The production builder for the whole land mask of that day...
+        land = pred.land_mask()
+        rows, cols = np.nonzero(land)
+        x = pred.features(row.time, rows, cols)
+        k = np.flatnonzero((rows == row.row) & (cols == row.col))
+        assert k.size == 1
+        # ...has exactly the station-day table's predictors at the station pixel.
+        np.testing.assert_array_equal(x[k[0]], row[cfg.features].to_numpy(np.float32))
+
+
+def test_matched_series_keep_the_reference_mean_and_std(world):
+    table = pd.read_parquet(world.path("work", "station_days.parquet"))
+    for _, g in table.groupby(["row", "col", "depth_cm"]):
+        if len(g) < 10:
+            continue
+        assert g.sm_matched.mean() == pytest.approx(g.reference.mean(), abs=1e-9)
+        assert g.sm_matched.std(ddof=0) == pytest.approx(g.reference.std(ddof=0), abs=1e-9)
+        assert np.corrcoef(g.sm_matched, g.sm)[0, 1] == pytest.approx(1.0, abs=1e-9)
+
+
+def test_model_cards_describe_the_forests(world):
+    card = json.loads((world.path("models", "layer_010cm", "card.json")).read_text())
+    assert card["features"] == list(world.features)
+    assert card["forest"]["max_features"] == 1 and card["forest"]["min_samples_leaf"] == 20
+    assert card["rows"] > 100 and card["stations"] >= 1
+
+
+def test_product_values_equal_rounded_forest_predictions(world):
+    from smci_gpu.model.train import load_layer
+
+    cfg = world
+    day = pd.Timestamp(cfg.produce.start)
+    path = cfg.path("product", "1km", f"SMCI_1km_{day:%Y%m%d}.nc")
+    raw = xr.open_dataset(path, mask_and_scale=False, engine="netcdf4")
+    assert raw.sm.dtype == np.int16 and raw.sm.attrs["scale_factor"] == SCALE
+    assert raw.sm.attrs["_FillValue"] == FILL and raw.attrs["Conventions"] == "CF-1.8"
+    assert raw.attrs["config_hash"] == cfg.hash()
+    pred = Predictors.load(cfg, day, day)
+    land = pred.land_mask()
+    rng = np.random.default_rng(1)
+    rows, cols = np.nonzero(land)
+    pick = rng.choice(rows.size, 25, replace=False)
+    x = pred.features(day, rows[pick], cols[pick])
+    for k, depth in enumerate(cfg.layers):
+        forest, _ = load_layer(cfg, depth)
+        want = np.round(np.clip(forest.predict(x), 0.0, 0.6) / SCALE).astype(np.int16)
+        got = raw.sm.values[0, k, rows[pick], cols[pick]]
+        np.testing.assert_array_equal(got, want)
+    # Off land: the fill value.
+    assert (raw.sm.values[0, :, ~land] == FILL).all()
+    decoded = xr.open_dataset(path, engine="netcdf4").sm
+    assert float(decoded.max()) <= 0.6 and decoded.depth.attrs["positive"] == "down"
+
+
+def test_rerun_skips_complete_days_and_redoes_corrupt_ones(world):
+    from smci_gpu.produce import produce
+
+    console = Console(quiet=True)
+    again = produce(world, console)
+    assert again["written"] == 0 and again["skipped_complete"] == again["days"]
+    day = pd.Timestamp(world.produce.start)
+    path = world.path("product", "1km", f"SMCI_1km_{day:%Y%m%d}.nc")
+    good = xr.open_dataset(path, engine="netcdf4").sm.values
+    path.write_bytes(path.read_bytes()[:1000])  # truncated
+    redo = produce(world, console)
+    assert redo["written"] == 1
+    np.testing.assert_array_equal(xr.open_dataset(path, engine="netcdf4").sm.values, good)
+
+
+def test_model_features_must_match_the_config(world):
+    from smci_gpu.model.train import load_layer
+
+    other = world.model_copy(update={"features": list(reversed(world.features))})
+    with pytest.raises(ModelError, match="trained on features"):
+        load_layer(other, 10)
