@@ -33,8 +33,8 @@ def _load_stages() -> None:
     for module in (
         "smci_gpu.prepare",
         "smci_gpu.model.train",
-        "smci_gpu.evaluate.experiments",
         "smci_gpu.produce",
+        "smci_gpu.evaluate.experiments",
         "smci_gpu.evaluate.report",
     ):
         try:

@@ -23,7 +23,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from smci_gpu import __version__, backend
 from smci_gpu.config import Config
-from smci_gpu.errors import ModelError, SmciError
+from smci_gpu.errors import SmciError
 from smci_gpu.features import Predictors
 from smci_gpu.io.writer import day_file_name, product_dataset, verify_day, write_day
 from smci_gpu.model.train import load_layer
@@ -35,12 +35,13 @@ log = logging.getLogger(__name__)
 def provenance(cfg: Config, cards: dict[int, dict]) -> dict[str, Any]:
     """Attributes that identify what made a product file (checked on resume)."""
     return {
-        "smci_gpu_version": __version__, "config_hash": cfg.hash(),
+        "smci_gpu_version": __version__,
+        "config_hash": cfg.hash(),
         "model_digests": ";".join(f"{d}:{cards[d]['model_digest']}" for d in sorted(cards)),
         "source": "random forests on QC'd in-situ soil moisture; ERA5-Land, LAI, land cover, "
-                  "DEM and soil predictors (SMCI1.0 method)",
+        "DEM and soil predictors (SMCI1.0 method)",
         "inputs": "inputs/era5land, inputs/lai, inputs/static",
-    }  # fmt: skip
+    }
 
 
 def predict_day(pred: Predictors, forests: dict, day, tile_size: int, clip=(0.0, 0.6)):
@@ -84,8 +85,8 @@ def produce(cfg: Config, console: Console, start=None, end=None) -> dict[str, An
     start = pd.Timestamp(start or cfg.produce.start)
     end = pd.Timestamp(end or cfg.produce.end)
     forests, cards = load_forests(cfg)
-    for depth, f in forests.items():
-        f.check_names(cfg.features)
+    for forest in forests.values():
+        forest.check_names(cfg.features)
     out_dir = Path(cfg.path("product", cfg.produce.resolution))
     out_dir.mkdir(parents=True, exist_ok=True)
     days = pd.date_range(start, end, freq="D")
@@ -94,25 +95,45 @@ def produce(cfg: Config, console: Console, start=None, end=None) -> dict[str, An
     pred = Predictors.load(cfg, days[0], days[-1], device=device)
     shape = (1, len(cfg.layers), *pred.grid.shape)
     todo = [d for d in days if not verify_day(out_dir / day_file_name(d), check, shape)]
-    stats = {"days": len(days), "skipped_complete": len(days) - len(todo), "written": 0,
-             "failed": {}, "clipped": 0, "seconds": {"lai": 0.0, "assemble": 0.0,
-                                                      "infer": 0.0, "write": 0.0}}  # fmt: skip
-    columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/"
-               "{task.total} days"), TextColumn("{task.fields[rate]}"), TimeRemainingColumn())  # fmt: skip
+    stats = {
+        "days": len(days),
+        "skipped_complete": len(days) - len(todo),
+        "written": 0,
+        "failed": {},
+        "clipped": 0,
+        "seconds": {"lai": 0.0, "assemble": 0.0, "infer": 0.0, "write": 0.0},
+    }
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} days"),
+        TextColumn("{task.fields[rate]}"),
+        TimeRemainingColumn(),
+    )
     with Progress(*columns, console=console, transient=True) as progress:
         task = progress.add_task(f"producing on {device}", total=len(todo), rate="")
         t_start = time.perf_counter()
         for day in todo:
             try:
-                sm, t, clipped = predict_day(pred, forests, day, cfg.produce.tile_size,
-                                             (cfg.produce.clip_min, cfg.produce.clip_max))  # fmt: skip
+                sm, t, clipped = predict_day(
+                    pred,
+                    forests,
+                    day,
+                    cfg.produce.tile_size,
+                    (cfg.produce.clip_min, cfg.produce.clip_max),
+                )
                 t0 = time.perf_counter()
-                attrs = {**prov, "date": f"{day:%Y-%m-%d}", "device": device,
-                         "clipped_values": clipped,
-                         "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                         **pred.grid.to_attrs()}  # fmt: skip
-                ds = product_dataset(backend.to_host(sm), day, cfg.layers, pred.grid, attrs,
-                                     cfg.produce.dtype)  # fmt: skip
+                attrs = {
+                    **prov,
+                    "date": f"{day:%Y-%m-%d}",
+                    "device": device,
+                    "clipped_values": clipped,
+                    "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                    **pred.grid.to_attrs(),
+                }
+                ds = product_dataset(
+                    backend.to_host(sm), day, cfg.layers, pred.grid, attrs, cfg.produce.dtype
+                )
                 write_day(out_dir / day_file_name(day), ds, cfg.produce.dtype)
                 t["write"] = time.perf_counter() - t0
             except SmciError as exc:
@@ -132,13 +153,12 @@ def produce(cfg: Config, console: Console, start=None, end=None) -> dict[str, An
 
 @stage("produce")
 def produce_stage(cfg: Config, console: Console) -> dict[str, Any]:
-    try:
-        stats = produce(cfg, console)
-    except ModelError as exc:
-        raise ModelError(f"{exc}") from exc
-    console.print(f"produce: {stats['written']} day(s) written, {stats['skipped_complete']} "
-                  f"already complete, {len(stats['failed'])} failed, {stats['pixels']:,} land "
-                  f"pixels, {stats['clipped']} values clipped → {stats['path']}")  # fmt: skip
+    stats = produce(cfg, console)
+    console.print(
+        f"produce: {stats['written']} day(s) written, {stats['skipped_complete']} "
+        f"already complete, {len(stats['failed'])} failed, {stats['pixels']:,} land "
+        f"pixels, {stats['clipped']} values clipped → {stats['path']}"
+    )
     for day, err in stats["failed"].items():
         console.print(f"[red]failed[/] {day}: {err}")
     run_dir = Path(cfg.path("runs"))

@@ -15,8 +15,14 @@ def fitted():
     rng = np.random.default_rng(0)
     x = rng.random((6000, 25)).astype(np.float32)
     y = x[:, 0] + np.sin(6 * x[:, 1]) + 0.3 * x[:, 2] * x[:, 3] + rng.normal(0, 0.05, 6000)
-    est = RandomForestRegressor(n_estimators=20, max_features=1, min_samples_leaf=20,
-                                max_depth=64, random_state=20, n_jobs=1).fit(x, y)  # fmt: skip
+    est = RandomForestRegressor(
+        n_estimators=20,
+        max_features=1,
+        min_samples_leaf=20,
+        max_depth=64,
+        random_state=20,
+        n_jobs=1,
+    ).fit(x, y)
     return est, PackedForest.from_sklearn(est)
 
 
@@ -114,5 +120,4 @@ def test_gpu_equals_cpu_full_size(fitted):
     x = np.random.default_rng(5).random((1_000_000, 25)).astype(np.float32)
     import cupy as cp
 
-    np.testing.assert_allclose(cp.asnumpy(pf.predict(x, device="gpu")), pf.predict(x),
-                               atol=1e-12)  # fmt: skip
+    np.testing.assert_allclose(cp.asnumpy(pf.predict(x, device="gpu")), pf.predict(x), atol=1e-12)

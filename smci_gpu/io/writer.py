@@ -48,31 +48,72 @@ def product_dataset(
     values = encode_int16(sm) if dtype == "int16" else sm.astype(np.float32)
     ds = xr.Dataset(
         {
-            "sm": (("time", "depth", "lat", "lon"), values[None], {
-                "standard_name": "volume_fraction_of_condensed_water_in_soil",
-                "long_name": "volumetric soil moisture", "units": "m3 m-3",
-                "grid_mapping": "crs", "coordinates": "time depth lat lon"}),
+            "sm": (
+                ("time", "depth", "lat", "lon"),
+                values[None],
+                {
+                    "standard_name": "volume_fraction_of_condensed_water_in_soil",
+                    "long_name": "volumetric soil moisture",
+                    "units": "m3 m-3",
+                    "grid_mapping": "crs",
+                    "coordinates": "time depth lat lon",
+                },
+            ),
             "depth_bnds": (("depth", "nv"), bnds),
             "lat_bnds": (("lat", "nv"), grid.lat_bounds()),
             "lon_bnds": (("lon", "nv"), grid.lon_bounds()),
-            "crs": ((), np.int32(0), {
-                "grid_mapping_name": "latitude_longitude", "semi_major_axis": 6378137.0,
-                "inverse_flattening": 298.257223563, "crs_wkt": 'GEOGCS["WGS 84"]',
-                "epsg_code": "EPSG:4326"}),
+            "crs": (
+                (),
+                np.int32(0),
+                {
+                    "grid_mapping_name": "latitude_longitude",
+                    "semi_major_axis": 6378137.0,
+                    "inverse_flattening": 298.257223563,
+                    "crs_wkt": 'GEOGCS["WGS 84"]',
+                    "epsg_code": "EPSG:4326",
+                },
+            ),
         },
         coords={
             "time": ("time", [pd.Timestamp(day)], {"standard_name": "time", "axis": "T"}),
-            "depth": ("depth", depth, {"standard_name": "depth", "units": "cm",
-                                       "positive": "down", "axis": "Z", "bounds": "depth_bnds"}),
-            "lat": ("lat", grid.lat, {"standard_name": "latitude", "units": "degrees_north",
-                                      "axis": "Y", "bounds": "lat_bnds"}),
-            "lon": ("lon", grid.lon, {"standard_name": "longitude", "units": "degrees_east",
-                                      "axis": "X", "bounds": "lon_bnds"}),
+            "depth": (
+                "depth",
+                depth,
+                {
+                    "standard_name": "depth",
+                    "units": "cm",
+                    "positive": "down",
+                    "axis": "Z",
+                    "bounds": "depth_bnds",
+                },
+            ),
+            "lat": (
+                "lat",
+                grid.lat,
+                {
+                    "standard_name": "latitude",
+                    "units": "degrees_north",
+                    "axis": "Y",
+                    "bounds": "lat_bnds",
+                },
+            ),
+            "lon": (
+                "lon",
+                grid.lon,
+                {
+                    "standard_name": "longitude",
+                    "units": "degrees_east",
+                    "axis": "X",
+                    "bounds": "lon_bnds",
+                },
+            ),
         },
-    )  # fmt: skip
-    ds.attrs = {"Conventions": "CF-1.8", "title": "SMCI-style 1 km daily soil moisture",
-                **{k: (v if isinstance(v, (int, float, str)) else str(v))
-                   for k, v in attrs.items()}}  # fmt: skip
+    )
+    ds.attrs = {
+        "Conventions": "CF-1.8",
+        "title": "SMCI-style 1 km daily soil moisture",
+        **{k: (v if isinstance(v, (int, float, str)) else str(v)) for k, v in attrs.items()},
+    }
     return ds
 
 

@@ -68,11 +68,13 @@ def test_forest_traversal(rng):
 
     x = rng.random((400, 5)).astype(np.float32)
     y = x[:, 0] + x[:, 1] ** 2
-    est = RandomForestRegressor(4, max_features=1, min_samples_leaf=5, max_depth=64,
-                                random_state=0).fit(x, y)  # fmt: skip
+    est = RandomForestRegressor(
+        4, max_features=1, min_samples_leaf=5, max_depth=64, random_state=0
+    ).fit(x, y)
     pf = PackedForest.from_sklearn(est)
     xt = rng.random((37, 5)).astype(np.float32)
     out = np.empty(37)
-    fk._predict_gpu[fk.blocks_1d(37), fk.THREADS_1D](xt, pf.feature, pf.threshold, pf.left,
-                                                     pf.right, pf.value, pf.roots, out)  # fmt: skip
+    fk._predict_gpu[fk.blocks_1d(37), fk.THREADS_1D](
+        xt, pf.feature, pf.threshold, pf.left, pf.right, pf.value, pf.roots, out
+    )
     np.testing.assert_allclose(out, est.predict(xt), atol=1e-6)

@@ -1,0 +1,134 @@
+"""`smci validate`: year-to-year and station-to-station experiments, and the twin-world check.
+
+Per layer, the model and ERA5-Land's matched layer (the baseline: does the product beat
+its own predictor?) are scored on the same test rows. A split that leaves a layer without
+training or test rows is reported and that layer skipped. On the demo, the product is
+also compared with the hidden truth at every land pixel of the produced days.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from rich.console import Console
+from rich.table import Table
+
+from smci_gpu.config import Config
+from smci_gpu.evaluate.metrics import all_metrics
+from smci_gpu.io.atomic import atomic_path
+from smci_gpu.model.train import TARGET, fit_forest, load_table
+from smci_gpu.pipeline import stage
+
+
+def split_rows(table: pd.DataFrame, cfg: Config, experiment: str, repeat: int = 0):
+    """Boolean train/test masks for an experiment."""
+    if experiment == "year":
+        years = table.time.dt.year
+        return years.isin(cfg.experiments.train_years), years.isin(cfg.experiments.test_years)
+    cells = np.sort(table.stations.unique())
+    rng = np.random.default_rng(cfg.experiments.seed + repeat)
+    n_train = int(round(cfg.experiments.station_train_fraction * cells.size))
+    train_cells = set(rng.permutation(cells)[:n_train])
+    train = table.stations.isin(train_cells)
+    return train, ~train
+
+
+def run_experiment(table: pd.DataFrame, cfg: Config, experiment: str) -> list[dict[str, Any]]:
+    """Metrics per layer for the model and the ERA5-Land baseline on the test rows."""
+    train, test = split_rows(table, cfg, experiment)
+    rows = []
+    for depth in cfg.layers:
+        layer = table.depth_cm == depth
+        tr, te = table[layer & train], table[layer & test]
+        if tr.empty or te.empty:
+            rows.append({"experiment": experiment, "layer_cm": depth, "skipped":
+                         f"no {'training' if tr.empty else 'test'} rows for this split"})  # fmt: skip
+            continue
+        forest = fit_forest(tr[cfg.features].to_numpy(np.float32), tr[TARGET].to_numpy(),
+                            cfg, "cpu", names=list(cfg.features))  # fmt: skip
+        pred = forest.predict(te[cfg.features].to_numpy(np.float32))
+        obs = te[TARGET].to_numpy()
+        for source, values in (("model", pred), ("era5land", te.reference.to_numpy())):
+            rows.append({"experiment": experiment, "layer_cm": depth, "source": source,
+                         "train_rows": len(tr), "test_rows": len(te),
+                         **all_metrics(obs, values)})  # fmt: skip
+    return rows
+
+
+def twin_world_check(cfg: Config) -> list[dict[str, Any]]:
+    """Product and ERA5-Land (nearest cell, matched layer) against the demo's truth."""
+    import xarray as xr
+
+    from smci_gpu.features import Predictors
+
+    truth_dir = Path(cfg.path("truth"))
+    product = Path(cfg.path("product", "1km"))
+    rows = []
+    for path in sorted(product.glob("SMCI_1km_*.nc")):
+        stamp = path.stem.split("_")[-1]
+        truth_path = truth_dir / f"truth_{stamp}.nc"
+        if not truth_path.exists():
+            continue
+        day = pd.Timestamp(stamp)
+        sm = xr.open_dataset(path, engine="netcdf4").sm.values[0]
+        truth = xr.open_dataset(truth_path, engine="netcdf4").sm.values[0]
+        pred = Predictors.load(cfg, day, day)
+        rr, cc = np.nonzero(np.ones(pred.grid.shape, bool))
+        for k, depth in enumerate(cfg.layers):
+            ref = pred.reference(cfg.matching.reference[depth], rr, cc)[0].reshape(pred.grid.shape)
+            t = truth[depth // 10 - 1]
+            for source, values in (("model", sm[k]), ("era5land", ref)):
+                ok = np.isfinite(sm[k])
+                rows.append({"day": stamp, "layer_cm": depth, "source": source,
+                             **all_metrics(t[ok], values[ok])})  # fmt: skip
+    return rows
+
+
+@stage("validate")
+def validate(cfg: Config, console: Console, experiments=("year", "station")) -> dict[str, Any]:
+    """Run the experiments (and the twin-world check when truth exists); write CSV + JSON."""
+    table = load_table(cfg)
+    results = [r for e in experiments for r in run_experiment(table, cfg, e)]
+    out = Path(cfg.path("work", "validation"))
+    frame = pd.DataFrame(results)
+    with atomic_path(out / "experiments.csv") as tmp:
+        frame.to_csv(tmp, index=False)
+    twin = twin_world_check(cfg) if Path(cfg.path("truth")).exists() else []
+    if twin:
+        with atomic_path(out / "twin_world.csv") as tmp:
+            pd.DataFrame(twin).to_csv(tmp, index=False)
+    summary = {"experiments": results, "twin_world": twin}
+    with atomic_path(out / "validation.json") as tmp:
+        tmp.write_text(json.dumps(summary, indent=2, default=str))
+    _print(console, frame, pd.DataFrame(twin))
+    return {"path": str(out), "rows": len(results)}
+
+
+def _print(console: Console, frame: pd.DataFrame, twin: pd.DataFrame) -> None:
+    scored = frame.dropna(subset=["source"]) if "source" in frame else frame.iloc[0:0]
+    for exp, g in scored.groupby("experiment"):
+        t = Table(title=f"validate: {exp} experiment (test rows; model vs ERA5-Land matched layer)")
+        for col in ("layer", "rows", "ubRMSE model", "ubRMSE ERA5L", "R model", "R ERA5L"):
+            t.add_column(col, justify="right")
+        for depth, h in g.groupby("layer_cm"):
+            m, e = h[h.source == "model"].iloc[0], h[h.source == "era5land"].iloc[0]
+            t.add_row(f"{depth} cm", str(m.test_rows), f"{m.ubrmse:.3f}", f"{e.ubrmse:.3f}",
+                      f"{m.r:.3f}", f"{e.r:.3f}")  # fmt: skip
+        console.print(t)
+    if "skipped" in frame:
+        for _, r in frame.dropna(subset=["skipped"]).iterrows():
+            console.print(f"[yellow]skipped[/] {r.experiment} {r.layer_cm} cm: {r.skipped}")
+    if not twin.empty:
+        t = Table(title="twin world: product vs hidden truth at every land pixel")
+        for col in ("layer", "ubRMSE product", "ubRMSE ERA5L", "R product", "R ERA5L"):
+            t.add_column(col, justify="right")
+        mean = twin.groupby(["layer_cm", "source"])[["ubrmse", "r"]].mean()
+        for depth in sorted(twin.layer_cm.unique()):
+            m, e = mean.loc[(depth, "model")], mean.loc[(depth, "era5land")]
+            t.add_row(f"{depth} cm", f"{m.ubrmse:.3f}", f"{e.ubrmse:.3f}", f"{m.r:.3f}",
+                      f"{e.r:.3f}")  # fmt: skip
+        console.print(t)
