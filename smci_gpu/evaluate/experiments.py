@@ -45,17 +45,34 @@ def run_experiment(table: pd.DataFrame, cfg: Config, experiment: str) -> list[di
         layer = table.depth_cm == depth
         tr, te = table[layer & train], table[layer & test]
         if tr.empty or te.empty:
-            rows.append({"experiment": experiment, "layer_cm": depth, "skipped":
-                         f"no {'training' if tr.empty else 'test'} rows for this split"})  # fmt: skip
+            rows.append(
+                {
+                    "experiment": experiment,
+                    "layer_cm": depth,
+                    "skipped": f"no {'training' if tr.empty else 'test'} rows for this split",
+                }
+            )
             continue
-        forest = fit_forest(tr[cfg.features].to_numpy(np.float32), tr[TARGET].to_numpy(),
-                            cfg, "cpu", names=list(cfg.features))  # fmt: skip
+        forest = fit_forest(
+            tr[cfg.features].to_numpy(np.float32),
+            tr[TARGET].to_numpy(),
+            cfg,
+            "cpu",
+            names=list(cfg.features),
+        )
         pred = forest.predict(te[cfg.features].to_numpy(np.float32))
         obs = te[TARGET].to_numpy()
         for source, values in (("model", pred), ("era5land", te.reference.to_numpy())):
-            rows.append({"experiment": experiment, "layer_cm": depth, "source": source,
-                         "train_rows": len(tr), "test_rows": len(te),
-                         **all_metrics(obs, values)})  # fmt: skip
+            rows.append(
+                {
+                    "experiment": experiment,
+                    "layer_cm": depth,
+                    "source": source,
+                    "train_rows": len(tr),
+                    "test_rows": len(te),
+                    **all_metrics(obs, values),
+                }
+            )
     return rows
 
 
@@ -83,8 +100,14 @@ def twin_world_check(cfg: Config) -> list[dict[str, Any]]:
             t = truth[depth // 10 - 1]
             for source, values in (("model", sm[k]), ("era5land", ref)):
                 ok = np.isfinite(sm[k])
-                rows.append({"day": stamp, "layer_cm": depth, "source": source,
-                             **all_metrics(t[ok], values[ok])})  # fmt: skip
+                rows.append(
+                    {
+                        "day": stamp,
+                        "layer_cm": depth,
+                        "source": source,
+                        **all_metrics(t[ok], values[ok]),
+                    }
+                )
     return rows
 
 
@@ -116,8 +139,14 @@ def _print(console: Console, frame: pd.DataFrame, twin: pd.DataFrame) -> None:
             t.add_column(col, justify="right")
         for depth, h in g.groupby("layer_cm"):
             m, e = h[h.source == "model"].iloc[0], h[h.source == "era5land"].iloc[0]
-            t.add_row(f"{depth} cm", str(m.test_rows), f"{m.ubrmse:.3f}", f"{e.ubrmse:.3f}",
-                      f"{m.r:.3f}", f"{e.r:.3f}")  # fmt: skip
+            t.add_row(
+                f"{depth} cm",
+                str(m.test_rows),
+                f"{m.ubrmse:.3f}",
+                f"{e.ubrmse:.3f}",
+                f"{m.r:.3f}",
+                f"{e.r:.3f}",
+            )
         console.print(t)
     if "skipped" in frame:
         for _, r in frame.dropna(subset=["skipped"]).iterrows():
@@ -129,6 +158,7 @@ def _print(console: Console, frame: pd.DataFrame, twin: pd.DataFrame) -> None:
         mean = twin.groupby(["layer_cm", "source"])[["ubrmse", "r"]].mean()
         for depth in sorted(twin.layer_cm.unique()):
             m, e = mean.loc[(depth, "model")], mean.loc[(depth, "era5land")]
-            t.add_row(f"{depth} cm", f"{m.ubrmse:.3f}", f"{e.ubrmse:.3f}", f"{m.r:.3f}",
-                      f"{e.r:.3f}")  # fmt: skip
+            t.add_row(
+                f"{depth} cm", f"{m.ubrmse:.3f}", f"{e.ubrmse:.3f}", f"{m.r:.3f}", f"{e.r:.3f}"
+            )
         console.print(t)
