@@ -37,3 +37,9 @@ def test_debug_shows_the_traceback(tmp_path):
     r = smci("--debug", "--config", str(tmp_path / "missing.toml"), "config", "show")
     assert r.returncode == 2
     assert "Traceback" in r.stderr and "does not exist" in r.stderr
+
+
+def test_usage_error_is_not_a_traceback():
+    r = smci("demo", "--no-such-option")
+    assert r.returncode == 2
+    assert "No such option" in r.stderr and "Traceback" not in r.stderr
