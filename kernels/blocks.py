@@ -24,21 +24,35 @@ def _block_shape(a, fy: int, fx: int) -> tuple[int, int]:
 
 
 @numba.njit(parallel=True, cache=True)
-def _mean_cpu(a, fy, fx, min_valid, out):
+def _mean_cpu(a, fy, fx, min_valid, n_chunks, out):
+    # Rows of blocks in chunks: first sum each block-row's fy input rows column by column
+    # (contiguous, vectorisable), then fold fx neighbouring columns into one output.
     lead, oy, ox = out.shape
-    for k in numba.prange(lead * oy):
-        b = k // oy
-        i = k - b * oy
-        for j in range(ox):
-            s = 0.0
-            n = 0
+    nx = a.shape[2]
+    n_rows = lead * oy
+    for ch in numba.prange(n_chunks):
+        col_sum = np.empty(nx, np.float64)
+        col_n = np.empty(nx, np.int32)
+        for k in range(ch * n_rows // n_chunks, (ch + 1) * n_rows // n_chunks):
+            b = k // oy
+            i = k - b * oy
+            col_sum[:] = 0.0
+            col_n[:] = 0
             for u in range(fy):
+                row = a[b, i * fy + u]
+                for c in range(nx):
+                    x = row[c]
+                    ok = x == x  # not NaN
+                    col_sum[c] += x if ok else 0.0
+                    col_n[c] += ok
+            orow = out[b, i]
+            for j in range(ox):
+                s = 0.0
+                n = 0
                 for v in range(fx):
-                    x = a[b, i * fy + u, j * fx + v]
-                    if not np.isnan(x):
-                        s += x
-                        n += 1
-            out[b, i, j] = s / n if n >= min_valid and n > 0 else np.nan
+                    s += col_sum[j * fx + v]
+                    n += col_n[j * fx + v]
+                orow[j] = s / n if n >= min_valid and n > 0 else np.nan
 
 
 @cuda.jit
@@ -79,7 +93,8 @@ def block_mean(a, fy: int, fx: int, min_valid: int = 1, out=None):
     if on_gpu:
         _mean_gpu[blocks_2d(oy, ox), THREADS_2D](a3, fy, fx, min_valid, o3)
     else:
-        _mean_cpu(np.ascontiguousarray(a3), fy, fx, min_valid, o3)
+        n_chunks = min(o3.shape[0] * oy, 8 * numba.get_num_threads())
+        _mean_cpu(np.ascontiguousarray(a3), fy, fx, min_valid, n_chunks, o3)
     return out
 
 
@@ -117,6 +132,32 @@ def _majority_cpu(a, fy, fx, nodata, has_nodata, out):
                         buf[n] = x
                         n += 1
             out[b, i, j] = _majority_of(buf, n, nodata)
+
+
+@numba.njit(parallel=True, cache=True)
+def _majority_counts_cpu(a, fy, fx, nodata, has_nodata, out):
+    # uint8 maps: a 256-bin histogram per block instead of a sort; the running best
+    # follows the same rule (largest count, ties to the smallest value).
+    lead, oy, ox = out.shape
+    for k in numba.prange(lead * oy):
+        b = k // oy
+        i = k - b * oy
+        counts = np.zeros(256, np.int32)
+        for j in range(ox):
+            best, best_n = nodata, 0
+            for u in range(fy):
+                for v in range(fx):
+                    x = a[b, i * fy + u, j * fx + v]
+                    if has_nodata and x == nodata:
+                        continue
+                    c = counts[x] + 1
+                    counts[x] = c
+                    if c > best_n or (c == best_n and x < best):
+                        best, best_n = x, c
+            for u in range(fy):
+                for v in range(fx):
+                    counts[a[b, i * fy + u, j * fx + v]] = 0
+            out[b, i, j] = best
 
 
 @cuda.jit
@@ -158,6 +199,8 @@ def block_majority(a, fy: int, fx: int, nodata: int | None = None, out=None):
     fill = 0 if nodata is None else int(nodata)
     if on_gpu:
         _majority_gpu[blocks_2d(oy, ox), THREADS_2D](a3, fy, fx, fill, nodata is not None, o3)
+    elif a.dtype == np.uint8:
+        _majority_counts_cpu(np.ascontiguousarray(a3), fy, fx, fill, nodata is not None, o3)
     else:
         _majority_cpu(np.ascontiguousarray(a3), fy, fx, fill, nodata is not None, o3)
     return out

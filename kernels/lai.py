@@ -9,72 +9,86 @@ from smci_gpu.kernels._common import THREADS_1D, blocks_1d, check_float, check_s
 
 from smci_gpu.backend import array_module
 
+_CHUNK = 1024  # pixels per CPU work item: the composites' columns stay in L2
 
-@numba.njit(inline="always")
-def _interp_pixel(series, cdates, t):
-    """Value at time t from the nearest valid composite on each side (hold at the ends)."""
+
+def _interp_searching_py(comp, cdates, lo, hi, t, p):
+    """Walk outwards from the bracket (lo, hi) past NaN composites; hold at the ends."""
     n = cdates.size
-    # Last composite at or before t.
-    k = -1
-    for c in range(n):
-        if cdates[c] <= t:
-            k = c
-        else:
-            break
-    lo = k
-    while lo >= 0 and np.isnan(series[lo]):
+    while lo >= 0 and comp[lo, p] != comp[lo, p]:
         lo -= 1
-    hi = k + 1 if k < 0 or cdates[k] < t else k
-    while hi < n and np.isnan(series[hi]):
+    while hi < n and comp[hi, p] != comp[hi, p]:
         hi += 1
     if lo < 0 and hi >= n:
-        return np.nan
+        return comp[0, p] * np.nan
     if lo < 0:
-        return series[hi]
+        return comp[hi, p]
     if hi >= n or hi == lo:
-        return series[lo]
+        return comp[lo, p]
     w = (t - cdates[lo]) / (cdates[hi] - cdates[lo])
-    return series[lo] + w * (series[hi] - series[lo])
+    return comp[lo, p] + w * (comp[hi, p] - comp[lo, p])
+
+
+# One body, compiled for each side: inlined into the CPU loop, a device function on GPU.
+_interp_searching = numba.njit(inline="always")(_interp_searching_py)
+_interp_searching_gpu = cuda.jit(device=True)(_interp_searching_py)
 
 
 @numba.njit(parallel=True, cache=True)
-def _lai_cpu(comp, cdates, tdates, out):
+def _lai_cpu(comp, cdates, tdates, lo_k, hi_k, w, out):
+    # Pixel chunks × target days: the common case (both bracketing composites valid) is
+    # one contiguous, vectorisable pass; only the NaN results are redone by searching.
     n_pix = comp.shape[1]
-    for p in numba.prange(n_pix):
-        series = comp[:, p]
+    n = cdates.size
+    n_chunks = (n_pix + _CHUNK - 1) // _CHUNK
+    for ch in numba.prange(n_chunks):
+        p0 = ch * _CHUNK
+        p1 = min(n_pix, p0 + _CHUNK)
         for d in range(tdates.size):
-            out[d, p] = _interp_pixel(series, cdates, tdates[d])
+            a = comp[max(lo_k[d], 0)]
+            b = comp[min(hi_k[d], n - 1)]
+            wd = w[d]
+            o = out[d]
+            n_bad = 0
+            for p in range(p0, p1):
+                v = a[p] + wd * (b[p] - a[p])
+                o[p] = v
+                n_bad += v != v
+            if n_bad:
+                for p in range(p0, p1):
+                    if o[p] != o[p]:
+                        o[p] = _interp_searching(comp, cdates, lo_k[d], hi_k[d], tdates[d], p)
 
 
 @cuda.jit
-def _lai_gpu(comp, cdates, tdates, out):
+def _lai_gpu(comp, cdates, tdates, lo_k, hi_k, w, out):
     p = cuda.grid(1)
     n = cdates.size
     if p >= comp.shape[1]:
         return
     for d in range(tdates.size):
-        t = tdates[d]
-        k = -1
-        for c in range(n):
-            if cdates[c] <= t:
-                k = c
-        lo = k
-        while lo >= 0 and comp[lo, p] != comp[lo, p]:  # NaN test
-            lo -= 1
-        hi = k
-        if k < 0 or cdates[k] < t:
-            hi = k + 1
-        while hi < n and comp[hi, p] != comp[hi, p]:
-            hi += 1
-        if lo < 0 and hi >= n:
-            out[d, p] = comp[0, p] * np.nan
-        elif lo < 0:
-            out[d, p] = comp[hi, p]
-        elif hi >= n or hi == lo:
-            out[d, p] = comp[lo, p]
-        else:
-            w = (t - cdates[lo]) / (cdates[hi] - cdates[lo])
-            out[d, p] = comp[lo, p] + w * (comp[hi, p] - comp[lo, p])
+        a = comp[max(lo_k[d], 0), p]
+        b = comp[min(hi_k[d], n - 1), p]
+        v = a + w[d] * (b - a)
+        if v != v:
+            v = _interp_searching_gpu(comp, cdates, lo_k[d], hi_k[d], tdates[d], p)
+        out[d, p] = v
+
+
+def brackets(cdates: np.ndarray, tdates: np.ndarray):
+    """Per target date: last composite at or before it, first at or after it, and weight.
+
+    ``lo`` is −1 before the first composite and ``hi`` is ``len(cdates)`` after the last;
+    the weight is that of the clamped pair, 0 when both are the same composite.
+    """
+    n = cdates.size
+    lo = np.searchsorted(cdates, tdates, side="right") - 1
+    exact = (lo >= 0) & (cdates[np.clip(lo, 0, n - 1)] == tdates)
+    hi = np.where(exact, lo, lo + 1)
+    a, b = np.clip(lo, 0, n - 1), np.clip(hi, 0, n - 1)
+    span = cdates[b] - cdates[a]
+    w = np.where(span > 0, (tdates - cdates[a]) / np.where(span > 0, span, 1.0), 0.0)
+    return lo.astype(np.int64), hi.astype(np.int64), w.astype(np.float64)
 
 
 def _as_days(dates) -> np.ndarray:
@@ -118,9 +132,10 @@ def lai_daily(composites, composite_dates, target_dates, out=None):
         raise ValueError(f"out must be {shape} {composites.dtype}, got {out.shape} {out.dtype}")
     comp2 = composites.reshape(cdates.size, -1)
     out2 = out.reshape(tdates.size, -1)
+    lo_k, hi_k, w = brackets(cdates, tdates)
     if on_gpu:
-        c, t = xp.asarray(cdates), xp.asarray(tdates)
-        _lai_gpu[blocks_1d(comp2.shape[1]), THREADS_1D](comp2, c, t, out2)
+        args = [xp.asarray(v) for v in (cdates, tdates, lo_k, hi_k, w)]
+        _lai_gpu[blocks_1d(comp2.shape[1]), THREADS_1D](comp2, *args, out2)
     else:
-        _lai_cpu(np.ascontiguousarray(comp2), cdates, tdates, out2)
+        _lai_cpu(np.ascontiguousarray(comp2), cdates, tdates, lo_k, hi_k, w, out2)
     return out

@@ -38,10 +38,13 @@ def test_block_majority(rng):
 def test_lai(rng):
     comp = rng.random((5, 7))
     comp[1, :3] = np.nan
+    comp[2:4, 2] = np.nan  # two NaN composites in a row: search past both
+    comp[0, 4] = np.nan  # NaN first composite: hold the next one before it
     comp[:, 6] = np.nan
     cd, td = np.array([0.0, 8, 16, 24, 32]), np.arange(-3.0, 40.0, 2.5)
     out = np.empty((td.size, 7))
-    lai._lai_gpu[blocks_1d(7), THREADS_1D](comp, cd, td, out)
+    lo, hi, w = lai.brackets(cd, td)
+    lai._lai_gpu[blocks_1d(7), THREADS_1D](comp, cd, td, lo, hi, w, out)
     np.testing.assert_allclose(out, K.lai_daily(comp, cd, td), rtol=1e-12, equal_nan=True)
 
 

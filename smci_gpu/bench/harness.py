@@ -1,0 +1,238 @@
+"""Timing, environment capture and result files shared by every benchmark.
+
+A benchmark produces :class:`Record` rows (one per stage × implementation × device ×
+size) measured side by side in one run; :func:`write_results` stores them as JSON (with
+the environment) and a markdown table. The JSON layout is ``benchmarks/schema.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+SCHEMA_VERSION = 1
+
+
+@dataclass
+class Timing:
+    """Wall-clock seconds of repeated calls (after warm-up)."""
+
+    median: float
+    min: float
+    max: float
+    repeats: int
+
+    @property
+    def spread(self) -> float:
+        """(max − min) / median: the relative width of the repeats."""
+        return (self.max - self.min) / self.median if self.median > 0 else 0.0
+
+
+@dataclass
+class Record:
+    """One measured (suite, stage, implementation, device, size) cell."""
+
+    suite: str
+    stage: str
+    impl: str
+    device: str
+    size: dict[str, Any]
+    seconds: Timing
+    bytes: int | None = None
+    items: int | None = None
+    item_name: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def gbps(self) -> float | None:
+        """Bytes read + written per second, in GB/s (1e9)."""
+        return None if self.bytes is None else self.bytes / self.seconds.median / 1e9
+
+    @property
+    def rate(self) -> float | None:
+        """Items (rows, pixels, predictions …) per second."""
+        return None if self.items is None else self.items / self.seconds.median
+
+    def to_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["seconds"]["spread"] = self.seconds.spread
+        out["gbps"] = self.gbps
+        out["rate"] = self.rate
+        return out
+
+
+def _sync_for(device: str) -> Callable[[], None]:
+    if device != "gpu":
+        return lambda: None
+    from smci_gpu.backend import cupy_module
+
+    cp = cupy_module()
+    return lambda: cp.cuda.Device().synchronize()
+
+
+def time_call(
+    fn: Callable[[], Any],
+    *,
+    device: str = "cpu",
+    warmup: int = 1,
+    repeats: int = 5,
+    min_seconds: float = 0.0,
+) -> Timing:
+    """Time ``fn()`` after ``warmup`` untimed calls (JIT compilation, caches, pools).
+
+    On the GPU the device is synchronised before the clock stops. With ``min_seconds``,
+    repeats continue past ``repeats`` until that much time has been spent in total.
+    """
+    sync = _sync_for(device)
+    for _ in range(warmup):
+        fn()
+        sync()
+    times: list[float] = []
+    while len(times) < repeats or sum(times) < min_seconds:
+        t0 = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - t0)
+        if len(times) >= 1000:
+            break
+    return Timing(statistics.median(times), min(times), max(times), len(times))
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _versions(names: list[str]) -> dict[str, str]:
+    from importlib import metadata
+
+    out = {}
+    for name in names:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def environment(devices: list[str]) -> dict[str, Any]:
+    """Machine and library facts recorded beside every result."""
+    import smci_gpu
+
+    env: dict[str, Any] = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "host": platform.node(),
+        "python": platform.python_version(),
+        "cpu": _cpu_model(),
+        "cores": os.cpu_count(),
+        "numba_threads": _numba_threads(),
+        "smci_gpu": smci_gpu.__version__,
+        "versions": _versions(
+            ["numpy", "numba", "scikit-learn", "xarray", "pandas", "netCDF4", "cupy-cuda12x"]
+            + ["cupy-cuda13x", "numba-cuda", "nvforest-cu12", "nvforest-cu13", "cuml-cu12"]
+        ),
+        "devices": devices,
+    }
+    if "gpu" in devices:
+        from smci_gpu.backend import describe
+
+        env["gpu"] = describe("gpu")
+    return env
+
+
+def _numba_threads() -> int:
+    import numba
+
+    return int(numba.get_num_threads())
+
+
+def write_results(
+    records: list[Record],
+    env: dict[str, Any],
+    json_path: Path,
+    md_path: Path | None = None,
+    title: str = "Benchmark",
+    notes: list[str] | None = None,
+) -> dict[str, Any]:
+    """Write records + environment as JSON and (optionally) a markdown table."""
+    doc = {
+        "schema_version": SCHEMA_VERSION,
+        "title": title,
+        "environment": env,
+        "records": [r.to_json() for r in records],
+        "notes": notes or [],
+    }
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps(doc, indent=2, default=_json_default) + "\n")
+    if md_path is not None:
+        md_path.write_text(markdown(doc))
+    return doc
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, np.generic):
+        return o.item()
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def _fmt(x: float | None, digits: int = 3) -> str:
+    if x is None:
+        return "–"
+    if x == 0:
+        return "0"
+    if abs(x) >= 1e5 or abs(x) < 1e-3:
+        return f"{x:.{digits - 1}e}"
+    return f"{x:.{digits}g}"
+
+
+def _size_text(size: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in size.items())
+
+
+def markdown(doc: dict[str, Any]) -> str:
+    """Render a results document as markdown: environment, then one table per suite."""
+    env = doc["environment"]
+    lines = [f"## {doc['title']}", ""]
+    lines.append(
+        f"Measured {env['date']} on `{env['host']}`: {env['cpu']}, {env['cores']} cores "
+        f"({env['numba_threads']} Numba threads), Python {env['python']}"
+        + (f", GPU {env['gpu'].get('gpu')}" if "gpu" in env else ", no GPU")
+        + "."
+    )
+    lines.append("")
+    suites: dict[str, list[dict]] = {}
+    for r in doc["records"]:
+        suites.setdefault(r["suite"], []).append(r)
+    for suite, rows in suites.items():
+        lines += [f"### {suite}", ""]
+        lines.append("| stage | impl | device | size | median s | spread | GB/s | rate | extra |")
+        lines.append("|---|---|---|---|---|---|---|---|---|")
+        for r in rows:
+            rate = None if r["rate"] is None else f"{_fmt(r['rate'])} {r['item_name']}/s"
+            extra = ", ".join(
+                f"{k}={_fmt(v) if isinstance(v, float) else v}" for k, v in r["extra"].items()
+            )
+            lines.append(
+                f"| {r['stage']} | {r['impl']} | {r['device']} | {_size_text(r['size'])} | "
+                f"{_fmt(r['seconds']['median'])} | {r['seconds']['spread'] * 100:.0f} % | "
+                f"{_fmt(r['gbps'])} | {rate or '–'} | {extra} |"
+            )
+        lines.append("")
+    for note in doc.get("notes", []):
+        lines.append(f"- {note}")
+    return "\n".join(lines).rstrip() + "\n"

@@ -1,0 +1,66 @@
+"""The benchmark suite: named benchmarks run side by side, written as JSON + markdown.
+
+``smci bench`` and the scripts in ``benchmarks/`` both come here, so a figure means the
+same thing whichever way it was produced.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from smci_gpu.bench.harness import Record, environment, write_results
+
+Runner = Callable[[str, tuple[str, ...], int], list[Record]]
+
+
+def _kernels(size: str, devices: tuple[str, ...], repeats: int) -> list[Record]:
+    from smci_gpu.bench import kernels
+
+    return kernels.run(size, devices, repeats)
+
+
+SUITES: dict[str, Runner] = {"kernels": _kernels}
+
+
+def available_devices(request: str) -> tuple[str, ...]:
+    """``cpu``, ``gpu`` or ``both`` → the devices to measure (``gpu`` needs a CUDA device)."""
+    from smci_gpu.backend import resolve_device
+
+    if request == "both":
+        return ("cpu", "gpu") if _has_gpu() else ("cpu",)
+    return (resolve_device(request),)
+
+
+def _has_gpu() -> bool:
+    from smci_gpu.backend import gpu_available
+
+    return gpu_available()
+
+
+def run_suite(
+    names: list[str],
+    devices: tuple[str, ...],
+    size: str,
+    out_dir: Path,
+    repeats: int = 5,
+    log: Callable[[str], Any] = print,
+) -> dict[str, Any]:
+    """Run the named benchmarks and write ``bench.json`` + ``bench.md`` into ``out_dir``."""
+    unknown = [n for n in names if n not in SUITES]
+    if unknown:
+        raise ValueError(f"unknown benchmark(s) {unknown}; choose from {sorted(SUITES)}")
+    records: list[Record] = []
+    for name in names:
+        log(f"bench {name}: size={size}, devices={','.join(devices)}")
+        records += SUITES[name](size, devices, repeats)
+    env = environment(list(devices))
+    env["size"] = size
+    return write_results(
+        records,
+        env,
+        out_dir / "bench.json",
+        out_dir / "bench.md",
+        title=f"smci bench ({', '.join(names)}; size {size})",
+    )
