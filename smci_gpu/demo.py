@@ -725,8 +725,13 @@ def _write_stations(
     for s, row in stations.iterrows():
         gain, offset = rng.uniform(0.85, 1.15), rng.uniform(-0.03, 0.03)
         calib.append({"station_id": row.station_id, "gain": gain, "offset": offset})
-        frozen_daily = ndimage.uniform_filter1d(tair_c[: days.size, s], 7) < -1.0
-        frozen_hours = np.repeat(frozen_daily, 24)
+        # The sensor freezes when the soil at its depth does: soil temperature follows the
+        # air temperature smoothed over longer windows with depth (as the ERA5-Land-like
+        # stl fields do), so the QC's D01 test sees nearly, not exactly, the same days.
+        soil_t = {
+            w: ndimage.uniform_filter1d(tair_c[: days.size, s], w, mode="nearest") + 1.0
+            for w in (9, 27)
+        }
         frames = []
         for k in range(N_LAYERS):
             if rng.random() < spec.depth_missing_probability:
@@ -734,6 +739,7 @@ def _write_stations(
             depth = 10 * (k + 1)
             daily = gain * truth[: days.size, k, s] + offset
             sm = hourly_series(daily, hours.size, rng, k)
+            frozen_hours = np.repeat(soil_t[9 if depth <= 28 else 27] < 0.0, 24)
             sm, faults = inject_faults(rng, sm, hours, frozen_hours, spec.faults_per_series)
             for f in faults:
                 manifest.append({"station_id": row.station_id, "depth_cm": depth, **f})

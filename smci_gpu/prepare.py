@@ -22,6 +22,7 @@ from smci_gpu.errors import GridError, InputDataError
 from smci_gpu.features import Predictors
 from smci_gpu.grid import target_grid
 from smci_gpu.insitu import daily as D
+from smci_gpu.insitu import qc_score
 from smci_gpu.insitu.matching import mean_std_match
 from smci_gpu.insitu.qc import FLAGS, flag
 from smci_gpu.io.atomic import atomic_path
@@ -53,6 +54,12 @@ def qc_series(hourly: pd.Series, soil_t_daily: pd.Series, cfg: Config, where: st
     counts = {k: int(flags[k].sum()) for k in FLAGS}
     counts["null_window"] = int((nulls & full.notna().to_numpy()).sum())
     return daily, counts, flags
+
+
+def _fault_manifest(cfg: Config) -> pd.DataFrame | None:
+    """The twin world's injected-fault manifest, when the working folder has one."""
+    path = cfg.path("truth", "faults.csv")
+    return qc_score.read_manifest(path) if path.exists() else None
 
 
 def build_table(cfg: Config, console: Console | None = None) -> tuple[pd.DataFrame, dict]:
@@ -87,13 +94,19 @@ def build_table(cfg: Config, console: Console | None = None) -> tuple[pd.DataFra
         if v in pred.era_vars
     }
     daily_parts, qc_counts = [], {k: 0 for k in (*FLAGS, "null_window")}
+    manifest = _fault_manifest(cfg)
+    scores = []
     for (sid, depth), g in obs.groupby(["station_id", "depth_cm"], sort=True):
         where = f"station {sid}, {depth} cm"
         layer = soil_temperature_layer(int(depth))
         if layer not in stl:
             raise InputDataError(f"{where}: ERA5-Land {layer} is needed for the frozen-soil test")
         series = g.set_index("time")["sm"]
-        day_sm, counts, _ = qc_series(series, stl[layer][sid], cfg, where)
+        day_sm, counts, flags = qc_series(series, stl[layer][sid], cfg, where)
+        if manifest is not None:
+            mine = manifest[(manifest.station_id == sid) & (manifest.depth_cm == depth)]
+            delivered = series.reindex(flags.index).notna().to_numpy()
+            scores.append(qc_score.score_series(flags, delivered, mine))
         for k, v in counts.items():
             qc_counts[k] += v
         daily_parts.append(
@@ -141,6 +154,7 @@ def build_table(cfg: Config, console: Console | None = None) -> tuple[pd.DataFra
     table["lat"], table["lon"] = grid.lat[table.row], grid.lon[table.col]
     report = {
         "qc_flag_hours": qc_counts,
+        "qc_vs_injected_faults": qc_score.summarise(scores) if manifest is not None else None,
         "drops": drops,
         "hours_read": int(len(obs)),
         "stations": int(len(sites)),
@@ -173,4 +187,23 @@ def prepare(cfg: Config, console: Console) -> dict[str, Any]:
         t.add_row(f"dropped: {k}", f"{v:,}")
     t.add_row("rows (cell × layer × day)", f"{len(table):,}")
     console.print(t)
+    if report["qc_vs_injected_faults"]:
+        console.print(qc_score_table(report["qc_vs_injected_faults"]))
     return {"path": str(path), **report}
+
+
+def qc_score_table(scores: dict[str, dict[str, float]]) -> Table:
+    """Recall and precision of the QC per injected fault type (twin world only)."""
+    t = Table(title="QC vs injected faults (hours)")
+    for col in ("fault", "fault hours", "removed", "recall", "flagged", "precision"):
+        t.add_column(col, justify="left" if col == "fault" else "right")
+    for name, s in scores.items():
+        t.add_row(
+            name,
+            f"{s['fault_hours']:,}",
+            f"{s['removed']:,}",
+            f"{s['recall']:.3f}",
+            f"{s['flagged']:,}",
+            f"{s['precision']:.3f}",
+        )
+    return t

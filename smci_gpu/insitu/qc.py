@@ -59,7 +59,53 @@ def flag_breaks(
     persist: int = 12,
     max_segment: int = 24 * 90,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """D07 (negative) and D08 (positive) breaks, with the shifted segment flagged whole."""
+    """D07 (negative) and D08 (positive) breaks, with the shifted segment flagged whole.
+
+    NaN hours (gaps, and values other tests removed) are skipped: steps are taken
+    between consecutive valid values, so a break that is undone across a gap is still
+    paired, and a flagged segment covers the NaN hours inside it.
+    """
+    valid = np.flatnonzero(np.isfinite(sm))
+    neg, pos = np.zeros(sm.size, bool), np.zeros(sm.size, bool)
+    if valid.size < 2:
+        return neg, pos
+    # An interruption (a day or more without valid values) ends any open shift.
+    interrupted = np.diff(valid) >= 24
+    neg_c, pos_c = _breaks_compact(sm[valid], interrupted, ratio, min_abs, persist, max_segment)
+    for compact, full in ((neg_c, neg), (pos_c, pos)):
+        edges = np.flatnonzero(np.diff(np.concatenate([[0], compact.astype(np.int8), [0]])))
+        for a, b in zip(edges[::2], edges[1::2], strict=True):
+            full[valid[a] : valid[b - 1] + 1] = True
+    return neg, pos
+
+
+def _returns_to(reference: np.ndarray, level_from: float, level_to: float) -> bool:
+    """True when a step from ``level_from`` to ``level_to`` brings the series back towards
+    the median of ``reference`` (values on the far side of an interruption)."""
+    if reference.size == 0 or not (np.isfinite(level_from) and np.isfinite(level_to)):
+        return False
+    ref = np.median(reference)
+    return bool(abs(level_to - ref) < abs(level_from - ref))
+
+
+def _breaks_compact(
+    sm: np.ndarray,
+    interrupted: np.ndarray,
+    ratio: float,
+    min_abs: float,
+    persist: int,
+    max_segment: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Break detection over a gap-free series (see :func:`flag_breaks`).
+
+    A break is paired with the first later opposite break that undoes it, also across
+    an interruption (``interrupted[k]``: a day or more without values after value ``k``)
+    when the series resumes shifted. Steps across an interruption are not breaks, but a
+    shift can begin or end unseen inside one: a break just after an interruption that
+    brings the series back to the level before it ends a shift, and the values since the
+    interruption are flagged; a break not undone before an interruption, after which
+    the series is back at the level before the break, is flagged up to the interruption.
+    """
     n = sm.size
     neg, pos = np.zeros(n, bool), np.zeros(n, bool)
     step = np.diff(sm, prepend=np.nan)
@@ -68,25 +114,53 @@ def flag_breaks(
     shift = after - before
     with np.errstate(invalid="ignore"):
         big = (np.abs(step) > min_abs) & (np.abs(step) > ratio * np.abs(before))
+    # A step across an interruption is the change over the gap, not a break.
+    big &= ~np.concatenate([[False], interrupted])
+    with np.errstate(invalid="ignore"):
         cand = np.flatnonzero(
             big & (np.abs(shift) > 0.6 * np.abs(step)) & (np.sign(shift) == np.sign(step))
         )
+    cuts = np.flatnonzero(interrupted)  # value index after which the record breaks off
     used = np.zeros(cand.size, bool)
     for a, i in enumerate(cand):
         if used[a]:
             continue
+        k = np.searchsorted(cuts, i)
+        prev_cut = cuts[k - 1] if k > 0 else -1
+        if (
+            prev_cut >= 0
+            and i - prev_cut <= max_segment
+            and not (a and cand[a - 1] > prev_cut)
+            and _returns_to(sm[max(0, prev_cut - persist + 1) : prev_cut + 1], before[i], after[i])
+        ):
+            # The record resumed shifted and this step undoes it: the shift was the
+            # opposite of this step.
+            (pos if shift[i] < 0 else neg)[prev_cut + 1 : i + 1] = True
+            continue
         mark = neg if shift[i] < 0 else pos
         mark[i] = True
+        cut = cuts[k] if k < cuts.size else n
+        # Across an interruption the shift continues only if the series resumes shifted.
+        resumes_shifted = cut < n and not _returns_to(
+            sm[cut + 1 : cut + 1 + persist], after[i], before[i]
+        )
+        paired = False
         for b in range(a + 1, cand.size):
             j = cand[b]
-            if j - i > max_segment:
+            if j - i > max_segment or (j > cut and not resumes_shifted):
                 break
-            if np.sign(shift[j]) != np.sign(shift[i]) and abs(shift[j] + shift[i]) < 0.5 * abs(
-                shift[i]
-            ):
+            undoes = np.sign(shift[j]) != np.sign(shift[i])
+            if undoes and abs(shift[j] + shift[i]) < 0.5 * abs(shift[i]):
                 mark[i:j] = True
-                used[b] = True
+                used[b] = paired = True
                 break
+        if (
+            not paired
+            and cut < n
+            and cut - i <= max_segment
+            and _returns_to(sm[cut + 1 : cut + 1 + persist], after[i], before[i])
+        ):
+            mark[i : cut + 1] = True  # shifted until the record breaks off
     return neg, pos
 
 
@@ -145,10 +219,13 @@ def flag(df: pd.DataFrame, config: QCConfig | None = None, where: str = "series"
         )
     if "air_temperature" in df:
         out["D02"] = flag_below(df["air_temperature"].to_numpy(float), cfg.frozen_air_temperature_c)
+    out["D09"], out["D10"] = flag_plateau(sm, cfg.plateau_hours)
     in_range = np.where(out["C01"] | out["C02"], np.nan, sm)
     out["D06"] = flag_spike(in_range, cfg.spike_ratio)
-    despiked = np.where(out["D06"], np.nan, in_range)
+    # Breaks are sought in what the earlier tests kept: frozen-soil drops and spikes
+    # would otherwise pair with real level shifts.
+    removed = out["D06"] | out["D01"] | out["D02"] | out["D09"] | out["D10"]
+    despiked = np.where(removed, np.nan, in_range)
     out["D07"], out["D08"] = flag_breaks(despiked, cfg.break_ratio)
-    out["D09"], out["D10"] = flag_plateau(sm, cfg.plateau_hours)
     out["any"] = out[list(FLAGS)].any(axis=1)
     return out
