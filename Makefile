@@ -28,8 +28,9 @@ demo: install
 test: install-test
 	$(PY) -m pytest -q
 
+# The small suite on CPU (JSON + markdown + PNG in benchmarks/results/).
 bench: install
-	@echo "the benchmark suite (benchmarks/, 'smci bench') is not built yet: see issue 9" >&2; exit 1
+	$(VENV)/bin/smci bench all --on cpu --size small --out benchmarks/results
 
 lint: install-test
 	$(VENV)/bin/ruff check .

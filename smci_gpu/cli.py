@@ -93,6 +93,61 @@ def demo(
     pipeline.print_summary(summary, out)
 
 
+def _run_stage(name: str, **overrides: Any) -> None:
+    """Run one registered pipeline stage with the effective config."""
+    from smci_gpu import pipeline
+
+    pipeline._load_stages()
+    cfg = state.config(**overrides)
+    out.rule(f"[bold]{name}")
+    pipeline.STAGES[name](cfg, out)
+
+
+@app.command()
+def prepare() -> None:
+    """Stations → QC → daily → matching → station-day table (work/station_days.parquet)."""
+    _run_stage("prepare")
+
+
+@app.command()
+def train() -> None:
+    """Train one random forest per layer from the station-day table (models/)."""
+    _run_stage("train")
+
+
+@app.command()
+def produce(
+    start: Annotated[str | None, typer.Option(help="first day, YYYY-MM-DD")] = None,
+    end: Annotated[str | None, typer.Option(help="last day, YYYY-MM-DD")] = None,
+) -> None:
+    """Predict every land pixel, day and layer; write one CF NetCDF per day (product/)."""
+    period = {k: v for k, v in (("start", start), ("end", end)) if v is not None}
+    _run_stage("produce", **({"produce": period} if period else {}))
+
+
+@app.command()
+def validate() -> None:
+    """Year-to-year and station-to-station experiments vs ERA5-Land (work/validation/)."""
+    _run_stage("validate")
+
+
+@app.command()
+def bench(
+    suites: Annotated[list[str] | None, typer.Argument(help="all | kernels")] = None,
+    bench_device: Annotated[str, typer.Option("--on", help="cpu | gpu | both")] = "both",
+    size: Annotated[str, typer.Option(help="tiny | small | medium | large")] = "small",
+    repeats: Annotated[int, typer.Option(help="timed repeats per cell")] = 5,
+    out_dir: Annotated[Path, typer.Option("--out", help="result folder")] = Path("bench"),
+) -> None:
+    """Measure each stage's implementations side by side; write bench.json + bench.md."""
+    from smci_gpu.bench.suite import SUITES, available_devices, run_suite
+
+    names = list(SUITES) if not suites or suites == ["all"] else suites
+    devices = available_devices(bench_device)
+    run_suite(names, devices, size, state.workdir / out_dir, repeats, log=out.print)
+    typer.echo((state.workdir / out_dir / "bench.md").read_text())
+
+
 def main() -> None:
     """Console-script entry point: run the app, turning engine errors into one line."""
     try:

@@ -236,3 +236,40 @@ def markdown(doc: dict[str, Any]) -> str:
     for note in doc.get("notes", []):
         lines.append(f"- {note}")
     return "\n".join(lines).rstrip() + "\n"
+
+
+def plot_throughput(doc: dict[str, Any], suite: str, path: Path) -> Path | None:
+    """Bar chart of GB/s per stage and implementation (log scale), one panel per device."""
+    rows = [r for r in doc["records"] if r["suite"] == suite and r["gbps"]]
+    if not rows:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    devices = sorted({r["device"] for r in rows})
+    fig, axes = plt.subplots(1, len(devices), figsize=(7 * len(devices), 4), squeeze=False)
+    for ax, device in zip(axes[0], devices, strict=True):
+        mine = [r for r in rows if r["device"] == device]
+        stages = list(dict.fromkeys(r["stage"] for r in mine))
+        kinds = {"twin": "twin", "copy": "copy ceiling"}
+        groups: dict[str, list[float]] = {"twin": [], "reference": [], "copy": []}
+        for stage in stages:
+            cells = {r["impl"]: r["gbps"] for r in mine if r["stage"] == stage}
+            groups["twin"].append(cells.get("twin", np.nan))
+            groups["copy"].append(max(v for k, v in cells.items() if k.startswith("copy")))
+            refs = [v for k, v in cells.items() if k != "twin" and not k.startswith("copy")]
+            groups["reference"].append(refs[0] if refs else np.nan)
+        x = np.arange(len(stages))
+        for i, (name, vals) in enumerate(groups.items()):
+            ax.bar(x + (i - 1) * 0.27, vals, 0.27, label=kinds.get(name, "NumPy/xarray reference"))
+        ax.set_xticks(x, stages, rotation=30, ha="right")
+        ax.set_yscale("log")
+        ax.set_ylabel("GB/s (bytes read + written)")
+        ax.set_title(f"{suite} on {device}")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

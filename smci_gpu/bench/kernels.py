@@ -126,7 +126,7 @@ def lai_reference(comp, cdates, tdates):
         vhi = xp.take_along_axis(comp, hi_c[None], axis=0)[0]
         span = cd[hi_c] - cd[lo_c]
         w = xp.where(span > 0, (t - cd[lo_c]) / xp.where(span > 0, span, 1), 0)
-        val = vlo + w.astype(comp.dtype) * (vhi - vlo)
+        val = (vlo + w * (vhi - vlo)).astype(comp.dtype)  # weights in float64, as the twin
         val = xp.where(lo < 0, vhi, xp.where(hi >= t_count, vlo, val))
         out[d] = xp.where((lo < 0) & (hi >= t_count), xp.nan, val)
     return out

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from smci_gpu.bench.harness import Record, environment, write_results
+from smci_gpu.bench.harness import Record, environment, plot_throughput, write_results
 
 Runner = Callable[[str, tuple[str, ...], int], list[Record]]
 
@@ -57,10 +57,13 @@ def run_suite(
         records += SUITES[name](size, devices, repeats)
     env = environment(list(devices))
     env["size"] = size
-    return write_results(
+    doc = write_results(
         records,
         env,
         out_dir / "bench.json",
         out_dir / "bench.md",
         title=f"smci bench ({', '.join(names)}; size {size})",
     )
+    for name in names:
+        plot_throughput(doc, name, out_dir / f"{name}.png")
+    return doc

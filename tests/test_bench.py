@@ -1,0 +1,54 @@
+"""Benchmark suite: results validate against the schema; the references compute the same
+answers as the kernels they are timed against (a benchmark of a wrong baseline is void)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jsonschema
+import numpy as np
+import pytest
+
+from smci_gpu.bench import kernels as kb
+from smci_gpu.bench.harness import Timing, time_call
+from smci_gpu.bench.suite import run_suite
+
+SCHEMA = Path(__file__).resolve().parents[1] / "benchmarks" / "schema.json"
+
+
+def test_kernel_bench_writes_schema_valid_json_and_markdown(tmp_path):
+    doc = run_suite(["kernels"], ("cpu",), "tiny", tmp_path, repeats=1, log=lambda _: None)
+    on_disk = json.loads((tmp_path / "bench.json").read_text())
+    jsonschema.validate(on_disk, json.loads(SCHEMA.read_text()))
+    assert on_disk == json.loads(json.dumps(doc))
+    stages = {r["stage"] for r in on_disk["records"]}
+    assert {"upsample_nearest", "lai_daily", "assemble_features"} <= stages
+    for r in on_disk["records"]:
+        assert r["gbps"] == pytest.approx(r["bytes"] / r["seconds"]["median"] / 1e9)
+    md = (tmp_path / "bench.md").read_text()
+    assert "| upsample_nearest | twin | cpu |" in md
+
+
+def test_unknown_suite_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="unknown benchmark"):
+        run_suite(["nope"], ("cpu",), "tiny", tmp_path)
+
+
+@pytest.mark.parametrize("case", range(7))
+def test_each_reference_equals_its_kernel(case):
+    c = kb.make_cases("tiny", np)[case]
+    if c.reference is None:
+        pytest.skip("no reference")
+    got, want = np.asarray(c.twin()), np.asarray(c.reference())
+    if np.issubdtype(got.dtype, np.floating):
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7, equal_nan=True)
+    else:
+        np.testing.assert_array_equal(got, want)
+
+
+def test_time_call_counts_repeats_and_warmup():
+    calls = []
+    t = time_call(lambda: calls.append(1), warmup=2, repeats=3)
+    assert len(calls) == 5 and t.repeats == 3 and t.min <= t.median <= t.max
+    assert Timing(2.0, 1.0, 3.0, 3).spread == pytest.approx(1.0)
