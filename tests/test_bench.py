@@ -52,3 +52,14 @@ def test_time_call_counts_repeats_and_warmup():
     t = time_call(lambda: calls.append(1), warmup=2, repeats=3)
     assert len(calls) == 5 and t.repeats == 3 and t.min <= t.median <= t.max
     assert Timing(2.0, 1.0, 3.0, 3).spread == pytest.approx(1.0)
+
+
+def test_inference_bench_is_exact_and_schema_valid(tmp_path):
+    doc = run_suite(["inference"], ("cpu",), "tiny", tmp_path, repeats=2, log=lambda _: None)
+    jsonschema.validate(doc, json.loads(SCHEMA.read_text()))
+    by_impl = {r["impl"]: r for r in doc["records"]}
+    assert set(by_impl) == {"sklearn", "packed"}
+    assert by_impl["packed"]["extra"]["max_abs_diff_vs_sklearn"] <= 1e-6
+    assert by_impl["packed"]["rate"] == pytest.approx(
+        50_000 / by_impl["packed"]["seconds"]["median"]
+    )

@@ -21,7 +21,13 @@ def _kernels(size: str, devices: tuple[str, ...], repeats: int) -> list[Record]:
     return kernels.run(size, devices, repeats)
 
 
-SUITES: dict[str, Runner] = {"kernels": _kernels}
+def _inference(size: str, devices: tuple[str, ...], repeats: int) -> list[Record]:
+    from smci_gpu.bench import inference
+
+    return inference.run(size, devices, max(1, repeats // 2))
+
+
+SUITES: dict[str, Runner] = {"kernels": _kernels, "inference": _inference}
 
 
 def available_devices(request: str) -> tuple[str, ...]:

@@ -72,6 +72,7 @@ class PackedForest:
     feature_names: list[str] | None = None
     meta: dict[str, Any] = field(default_factory=dict)
     _device_arrays: tuple | None = field(default=None, repr=False, compare=False)
+    _compact: tuple | None = field(default=None, repr=False, compare=False)
 
     @property
     def n_trees(self) -> int:
@@ -156,9 +157,15 @@ class PackedForest:
             x = backend.to_device(x, "gpu")
             return fk.predict_gpu(x, *self._on_device(), out=out)
         x = backend.to_host(x)
-        return fk.predict_cpu(
-            x, self.feature, self.threshold, self.left, self.right, self.value, self.roots, out=out
-        )
+        return fk.predict_compact_cpu(x, *self._cpu_layout(), out=out)
+
+    def _cpu_layout(self):
+        """The breadth-first CPU layout, built once on first use."""
+        if self._compact is None:
+            self._compact = fk.compact_layout(
+                self.feature, self.threshold, self.left, self.right, self.value, self.roots
+            )
+        return self._compact
 
     def check_names(self, names: list[str]) -> None:
         """Refuse predictors whose names or order differ from the training features."""

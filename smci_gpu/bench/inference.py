@@ -1,0 +1,90 @@
+"""Forest inference benchmark: PackedForest (CPU twin, GPU twin) vs scikit-learn ``predict``
+(and nvForest where installed) on the same forest and rows, with exactness recorded."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from smci_gpu.bench.harness import Record, time_call
+
+#: (trees, training rows, predicted rows) per size; the paper's forest parameters.
+SIZES: dict[str, tuple[int, int, int]] = {
+    "tiny": (10, 20_000, 50_000),
+    "small": (100, 200_000, 1_000_000),
+    "medium": (100, 200_000, 4_000_000),
+    "large": (1000, 200_000, 1_000_000),
+}
+N_FEATURES = 25
+
+
+def synthetic_forest(n_trees: int, n_train: int, seed: int = 0):
+    """A forest fitted with max_features=1, min_samples_leaf=20 on a smooth target."""
+    from sklearn.ensemble import RandomForestRegressor
+
+    rng = np.random.default_rng(seed)
+    x = rng.random((n_train, N_FEATURES), dtype=np.float32)
+    y = np.sin(6 * x[:, 0]) + x[:, 1] ** 2 + 0.3 * x[:, 2] * x[:, 3] + rng.normal(0, 0.1, n_train)
+    est = RandomForestRegressor(
+        n_estimators=n_trees,
+        max_features=1,
+        min_samples_leaf=20,
+        max_depth=64,
+        random_state=seed,
+        n_jobs=-1,
+    )
+    return est.fit(x, y)
+
+
+def run(size: str = "small", devices: tuple[str, ...] = ("cpu",), repeats: int = 3) -> list[Record]:
+    """rows/s of each implementation on one forest and one set of rows."""
+    from smci_gpu.model.forest import PackedForest
+
+    n_trees, n_train, n_rows = SIZES[size]
+    est = synthetic_forest(n_trees, n_train)
+    packed = PackedForest.from_sklearn(est)
+    x = np.random.default_rng(1).random((n_rows, N_FEATURES), dtype=np.float32)
+    depth = max(e.tree_.max_depth for e in est.estimators_)
+    shape = {"trees": n_trees, "train_rows": n_train, "rows": n_rows, "max_depth": depth}
+    reps = max(1, repeats)
+    ref = est.predict(x)
+    records = []
+
+    def add(impl: str, device: str, fn) -> None:
+        t = time_call(fn, device=device, repeats=reps)
+        got = np.asarray(_host(fn()))
+        rec = Record("inference", "predict", impl, device, shape, t, items=n_rows, item_name="rows")
+        rec.extra = {"max_abs_diff_vs_sklearn": float(np.max(np.abs(got - ref)))}
+        records.append(rec)
+
+    add("sklearn", "cpu", lambda: est.predict(x))
+    if "cpu" in devices:
+        add("packed", "cpu", lambda: packed.predict(x, device="cpu"))
+    if "gpu" in devices:
+        from smci_gpu.backend import cupy_module
+
+        xg = cupy_module().asarray(x)
+        add("packed", "gpu", lambda: packed.predict(xg, device="gpu"))
+        nv = _nvforest(est)
+        if nv is not None:
+            add("nvforest", "gpu", lambda: nv.predict(xg))
+    base = records[0].seconds.median
+    for r in records:
+        r.extra["speedup_vs_sklearn"] = base / r.seconds.median
+    return records
+
+
+def _host(a):
+    from smci_gpu.backend import to_host
+
+    return to_host(a).ravel()
+
+
+def _nvforest(est):
+    """An nvForest model of the same forest, or None where nvForest is not installed."""
+    try:
+        from smci_gpu.backend import nvforest_module
+
+        nvf = nvforest_module()
+    except Exception:  # noqa: BLE001 (optional backend)
+        return None
+    return nvf.load_from_sklearn(est, device="gpu")
