@@ -116,6 +116,23 @@ def _majority_of(buf, n, nodata):
     return best
 
 
+def _collect_block_py(a, b, i, j, fy, fx, nodata, has_nodata, buf):
+    """Copy the block's cells other than ``nodata`` into ``buf``; return how many."""
+    n = 0
+    for u in range(fy):
+        for v in range(fx):
+            x = a[b, i * fy + u, j * fx + v]
+            if not (has_nodata and x == nodata):
+                buf[n] = x
+                n += 1
+    return n
+
+
+# One body, compiled for each side: inlined into the CPU loop, a device function on GPU.
+_collect_block = numba.njit(inline="always")(_collect_block_py)
+_collect_block_gpu = cuda.jit(device=True)(_collect_block_py)
+
+
 @numba.njit(parallel=True, cache=True)
 def _majority_cpu(a, fy, fx, nodata, has_nodata, out):
     lead, oy, ox = out.shape
@@ -124,13 +141,7 @@ def _majority_cpu(a, fy, fx, nodata, has_nodata, out):
         i = k - b * oy
         buf = np.empty(fy * fx, dtype=np.int64)
         for j in range(ox):
-            n = 0
-            for u in range(fy):
-                for v in range(fx):
-                    x = a[b, i * fy + u, j * fx + v]
-                    if not (has_nodata and x == nodata):
-                        buf[n] = x
-                        n += 1
+            n = _collect_block(a, b, i, j, fy, fx, nodata, has_nodata, buf)
             out[b, i, j] = _majority_of(buf, n, nodata)
 
 
@@ -167,13 +178,7 @@ def _majority_gpu(a, fy, fx, nodata, has_nodata, out):
     if i < oy and j < ox:
         buf = cuda.local.array(MAX_BLOCK_CELLS, dtype=numba.int64)
         for b in range(lead):
-            n = 0
-            for u in range(fy):
-                for v in range(fx):
-                    x = a[b, i * fy + u, j * fx + v]
-                    if not (has_nodata and x == nodata):
-                        buf[n] = x
-                        n += 1
+            n = _collect_block_gpu(a, b, i, j, fy, fx, nodata, has_nodata, buf)
             out[b, i, j] = _majority_of(buf, n, nodata)
 
 

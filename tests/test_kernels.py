@@ -197,11 +197,12 @@ def test_all_nan_block_is_nan_and_partial_block_is_mean():
     fx=st.integers(1, 6),
     classes=st.integers(1, 6),
     nodata=st.sampled_from([None, 0]),
+    dtype=st.sampled_from([np.uint8, np.int16]),  # counting and sorting CPU paths
     seed=st.integers(0, 10_000),
 )
-def test_block_majority_equals_reference(oy, ox, fy, fx, classes, nodata, seed):
+def test_block_majority_equals_reference(oy, ox, fy, fx, classes, nodata, dtype, seed):
     rng = np.random.default_rng(seed)
-    a = rng.integers(0, classes, (oy * fy, ox * fx)).astype(np.uint8)
+    a = rng.integers(0, classes, (oy * fy, ox * fx)).astype(dtype)
     np.testing.assert_array_equal(
         K.block_majority(a, fy, fx, nodata=nodata), ref_block_majority(a, fy, fx, nodata)
     )
