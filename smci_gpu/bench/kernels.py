@@ -18,6 +18,7 @@ import numba
 import numpy as np
 
 from smci_gpu import kernels as K
+from smci_gpu.backend import array_module
 from smci_gpu.bench.harness import Record, time_call
 from smci_gpu.grid import nearest_index
 
@@ -78,7 +79,7 @@ def upsample_reference_xarray(src, lat, lon, dst_lat, dst_lon):
 
 def block_mean_reference(a, fy, fx, min_valid=1):
     """NumPy: reshape into blocks, ``nanmean``, mask blocks short of ``min_valid``."""
-    xp = _xp(a)
+    xp = array_module(a)
     lead, ny, nx = a.shape
     b = a.reshape(lead, ny // fy, fy, nx // fx, fx)
     with warnings.catch_warnings():
@@ -90,7 +91,7 @@ def block_mean_reference(a, fy, fx, min_valid=1):
 
 def block_majority_reference(a, fy, fx):
     """NumPy: count each class over the blocks, keep the largest count (ties → smaller)."""
-    xp = _xp(a)
+    xp = array_module(a)
     ny, nx = a.shape
     b = a.reshape(ny // fy, fy, nx // fx, fx)
     best = xp.zeros((ny // fy, nx // fx), dtype=a.dtype)
@@ -105,7 +106,7 @@ def block_majority_reference(a, fy, fx):
 
 def lai_reference(comp, cdates, tdates):
     """NumPy, vectorised: last valid composite at or before / first valid after, per pixel."""
-    xp = _xp(comp)
+    xp = array_module(comp)
     t_count = comp.shape[0]
     valid = ~xp.isnan(comp)
     idx = xp.arange(t_count)[:, None]
@@ -134,18 +135,12 @@ def lai_reference(comp, cdates, tdates):
 
 def assemble_reference(coarse, iy, ix, fine, rows, cols, kind, index):
     """NumPy: fancy-index every column, stack in feature order."""
-    xp = _xp(coarse)
+    xp = array_module(coarse)
     cols_out = [
         coarse[i, iy[rows], ix[cols]] if k == K.assemble.COARSE else fine[i, rows, cols]
         for k, i in zip(kind.tolist(), index.tolist(), strict=True)
     ]
     return xp.stack(cols_out, axis=1).astype(np.float32)
-
-
-def _xp(a):
-    from smci_gpu.backend import array_module
-
-    return array_module(a)
 
 
 # ------------------------------------------------------------------ cases

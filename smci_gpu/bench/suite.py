@@ -32,17 +32,11 @@ SUITES: dict[str, Runner] = {"kernels": _kernels, "inference": _inference}
 
 def available_devices(request: str) -> tuple[str, ...]:
     """``cpu``, ``gpu`` or ``both`` → the devices to measure (``gpu`` needs a CUDA device)."""
-    from smci_gpu.backend import resolve_device
+    from smci_gpu.backend import gpu_available, resolve_device
 
     if request == "both":
-        return ("cpu", "gpu") if _has_gpu() else ("cpu",)
+        return ("cpu", "gpu") if gpu_available() else ("cpu",)
     return (resolve_device(request),)
-
-
-def _has_gpu() -> bool:
-    from smci_gpu.backend import gpu_available
-
-    return gpu_available()
 
 
 def run_suite(
