@@ -110,9 +110,31 @@ def prepare() -> None:
 
 
 @app.command()
-def train() -> None:
+def tune(
+    groups: Annotated[str | None, typer.Option(help="random | station | both")] = None,
+    layer: Annotated[list[int] | None, typer.Option(help="layer (cm) to tune; repeatable")] = None,
+    folds: Annotated[int | None, typer.Option(help="number of CV folds")] = None,
+) -> None:
+    """Cross-validated grid over max_features × min_samples_leaf (work/tune/)."""
+    section = {"groups": groups, "layers": layer, "folds": folds}
+    section = {k: v for k, v in section.items() if v is not None}
+    _run_stage("tune", **({"tune": section} if section else {}))
+
+
+@app.command()
+def train(
+    layer: Annotated[list[int] | None, typer.Option(help="layer (cm) to train; repeatable")] = None,
+    trees: Annotated[
+        int | None, typer.Option(help="trees per forest (forest.n_estimators)")
+    ] = None,
+) -> None:
     """Train one random forest per layer from the station-day table (models/)."""
-    _run_stage("train")
+    from smci_gpu import pipeline
+
+    pipeline._load_stages()
+    cfg = state.config(**({"forest": {"n_estimators": trees}} if trees else {}))
+    out.rule("[bold]train")
+    pipeline.STAGES["train"](cfg, out, layers=layer)
 
 
 @app.command()
@@ -129,6 +151,12 @@ def produce(
 def validate() -> None:
     """Year-to-year and station-to-station experiments vs ERA5-Land (work/validation/)."""
     _run_stage("validate")
+
+
+@app.command()
+def report() -> None:
+    """HTML report of validation, importance, maps and QC (report/index.html)."""
+    _run_stage("report")
 
 
 @app.command()

@@ -84,8 +84,17 @@ class TuneConfig(_Section):
     max_features: list[int] = Field(default_factory=lambda: list(range(1, 26)))
     min_samples_leaf: list[int] = Field(default_factory=lambda: [5, 10, 15, 20, 25, 30])
     folds: int = Field(10, ge=2)
-    groups: Literal["random", "station"] = "random"
+    groups: Literal["random", "station", "both"] = Field(
+        "random", description="folds over shuffled rows (the paper), whole stations, or both"
+    )
     n_estimators: int = Field(100, ge=1)
+    layers: list[int] | None = Field(None, description="layers to tune (None: all)")
+    max_rows: int | None = Field(None, ge=100, description="subsample rows per layer")
+    seed: int = 0
+
+    @property
+    def modes(self) -> tuple[str, ...]:
+        return ("random", "station") if self.groups == "both" else (self.groups,)
 
 
 class QCConfig(_Section):
@@ -121,6 +130,9 @@ class ExperimentConfig(_Section):
     repeats: int = Field(1, ge=1)
     seed: int = 0
     importance_repeats: int = Field(3, ge=1)
+    importance_max_rows: int | None = Field(
+        20000, ge=100, description="test rows (seeded sample) used for permutation importance"
+    )
 
 
 class ProduceConfig(_Section):

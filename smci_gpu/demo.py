@@ -50,6 +50,8 @@ WATER_CLASS = 17  # IGBP water bodies
 FOREST_CLASSES = (1, 4, 5)
 LAI_SCALE = 0.1
 LAI_FILL = 255
+#: Bumped whenever the generator's output changes, so an old world is regenerated.
+GENERATOR_VERSION = 2
 FAULT_TYPES = ("spike", "break", "plateau", "range", "frozen", "gap")
 
 
@@ -341,8 +343,15 @@ def coarse_mean(fine: np.ndarray, cell_of_pixel: np.ndarray, n_cells: int) -> np
     return out.reshape(*fine.shape[:-1], n_cells)
 
 
-def era5_soil_layers(truth_coarse: np.ndarray) -> np.ndarray:
-    """Map 10 truth layers ``(days, 10, cells)`` onto ERA5-Land's 4 layers, biased/smoothed."""
+def era5_soil_layers(truth_coarse: np.ndarray, lai_coarse: np.ndarray) -> np.ndarray:
+    """ERA5-Land's 4 layers from 10 truth layers ``(days, 10, cells)``, with model errors.
+
+    The coarse truth is mapped onto the ERA5-Land layers, smoothed in time, damped and
+    biased wet, then given two structural errors that mean/std matching cannot remove and
+    that the other predictors can explain: a wet bias that grows with the vegetation's
+    leaf area ``lai_coarse`` ``(days, cells)`` (too little transpiration from dense canopies)
+    and a compression of wet states (drainage too fast above field capacity).
+    """
     w = np.zeros((4, N_LAYERS))
     w[0, 0] = 1.0
     w[1, :3] = [0.3, 1.0, 0.8]
@@ -351,8 +360,12 @@ def era5_soil_layers(truth_coarse: np.ndarray) -> np.ndarray:
     w /= w.sum(1, keepdims=True)
     layers = np.einsum("kl,dlc->dkc", w, truth_coarse)
     smooth = ndimage.uniform_filter1d(layers, size=5, axis=0, mode="nearest")
+    damped = 0.7 * smooth + 0.3 * smooth.mean(axis=0, keepdims=True)
+    mid = np.nanmedian(damped, axis=(0, 2), keepdims=True)
+    compressed = np.where(damped > mid, mid + 0.04 * np.tanh((damped - mid) / 0.04), damped)
+    lai_bias = np.array([0.014, 0.012, 0.010, 0.008])[None, :, None] * lai_coarse[:, None]
     bias = np.array([0.06, 0.05, 0.04, 0.04])[None, :, None]
-    return 0.7 * smooth + 0.3 * smooth.mean(axis=0, keepdims=True) + bias
+    return compressed + lai_bias + bias
 
 
 # --------------------------------------------------------------------------- stations
@@ -505,8 +518,10 @@ def generate(workdir: str | Path, spec: DemoSpec = DemoSpec(), progress=None) ->
     inputs, truth_dir = workdir / "inputs", workdir / "truth"
     marker = truth_dir / "world.json"
     spec_json = json.loads(json.dumps(asdict(spec), default=str))
-    if marker.exists() and json.loads(marker.read_text()).get("spec") == spec_json:
-        return json.loads(marker.read_text())
+    if marker.exists():
+        done = json.loads(marker.read_text())
+        if done.get("spec") == spec_json and done.get("generator") == GENERATOR_VERSION:
+            return done
     step = progress or (lambda msg: log.info(msg))
     root = np.random.default_rng(spec.seed)
     streams = root.spawn(8)
@@ -583,7 +598,9 @@ def generate(workdir: str | Path, spec: DemoSpec = DemoSpec(), progress=None) ->
 
     step("ERA5-Land files")
     sel = slice(spec.spinup_days, None)
-    swvl = era5_soil_layers(coarse_sm)
+    forest = np.isin(st.landcover.ravel(), FOREST_CLASSES).astype(float)
+    lai_c = coarse_mean(lai_base.ravel()[None] * np.stack([forest, 1 - forest]), cell, era.size)
+    swvl = era5_soil_layers(coarse_sm, lai_curve[sel, None] * (lai_c[0] + lai_c[1])[None])
     lake = np.isnan(coarse_mean(np.where(land, 1.0, np.nan)[None], cell, era.size)[0])
     lake |= coarse_mean(land[None].astype(float), cell, era.size)[0] < 0.5
     fields = {f"swvl{k + 1}": swvl[:, k] for k in range(4)}
@@ -597,8 +614,6 @@ def generate(workdir: str | Path, spec: DemoSpec = DemoSpec(), progress=None) ->
     fields["pev"] = -wx.pet[sel].reshape(days_out.size, -1) / 1000.0
     fields["ssrd"] = wx.ssrd[sel].reshape(days_out.size, -1)
     fields["strd"] = wx.strd[sel].reshape(days_out.size, -1)
-    forest = np.isin(st.landcover.ravel(), FOREST_CLASSES).astype(float)
-    lai_c = coarse_mean(lai_base.ravel()[None] * np.stack([forest, 1 - forest]), cell, era.size)
     fields["lai_hv"] = lai_curve[sel, None] * lai_c[0][None]
     fields["lai_lv"] = lai_curve[sel, None] * lai_c[1][None]
     for name in fields:
@@ -627,6 +642,7 @@ def generate(workdir: str | Path, spec: DemoSpec = DemoSpec(), progress=None) ->
 
     summary = {
         "spec": spec_json,
+        "generator": GENERATOR_VERSION,
         "grid": target.to_attrs(),
         "era5_grid": era.to_attrs(),
         "stations": int(len(stations)),
@@ -778,12 +794,23 @@ north = {north}
 train_years = {train}
 test_years = {test}
 importance_repeats = 2
+importance_max_rows = 4000
 
 [tune]
-max_features = [1, 3, 8, 25]
-min_samples_leaf = [5, 20, 30]
+max_features = [1, 4, 8, 25]
+min_samples_leaf = [5, 20, 50]
 folds = 3
-n_estimators = 30
+n_estimators = 20
+layers = [30, 70]
+max_rows = 12000
+groups = "both"
+
+[forest]
+# `smci tune` on this world ranks several features per split well above the paper's
+# single one (its ERA5-Land errors are explained by the LAI and temperature predictors):
+# 8 is within a few per cent of all 25 in station-grouped CV at a fraction of the
+# training time; see work/tune/ and the report.
+max_features = 8
 
 [produce]
 start = {date.fromisoformat(prod[0])}

@@ -11,9 +11,12 @@ from rich.console import Console
 from rich.table import Table
 
 from smci_gpu.config import DEFAULT_CONFIG_NAME, Config, load_config
+from smci_gpu.errors import ConfigError
 
-#: Pipeline stages after the world is generated, in order; later issues add to it.
+#: Pipeline stages after the world is generated, by name (filled by :func:`stage`).
 STAGES: dict[str, Callable[[Config, Console], dict[str, Any]]] = {}
+#: The order `smci demo` runs them in.
+ORDER = ("prepare", "tune", "train", "produce", "validate", "report")
 
 
 def stage(name: str):
@@ -32,6 +35,7 @@ def _load_stages() -> None:
 
     for module in (
         "smci_gpu.prepare",
+        "smci_gpu.model.tune",
         "smci_gpu.model.train",
         "smci_gpu.produce",
         "smci_gpu.evaluate.experiments",
@@ -42,6 +46,19 @@ def _load_stages() -> None:
         except ModuleNotFoundError as exc:
             if exc.name != module:
                 raise
+
+
+def _write_demo_config(path: Path, text: str, console: Console) -> None:
+    """Write the demo's config; an older demo-written one is kept as ``.bak``, a user's is kept."""
+    if path.exists():
+        old = path.read_text()
+        if old == text:
+            return
+        if not old.startswith(text.splitlines()[0]):
+            console.print(f"[yellow]note:[/] keeping your {path} (not written by `smci demo`)")
+            return
+        path.with_name(path.name + ".bak").write_text(old)
+    path.write_text(text)
 
 
 def run_demo(
@@ -66,9 +83,7 @@ def run_demo(
     t0 = time.perf_counter()
     with console.status("generating the twin world") as status:
         world = demo.generate(workdir, spec, progress=lambda m: status.update(f"world: {m}"))
-    cfg_path = workdir / DEFAULT_CONFIG_NAME
-    if not cfg_path.exists():
-        cfg_path.write_text(demo.demo_config_toml(spec))
+    _write_demo_config(workdir / DEFAULT_CONFIG_NAME, demo.demo_config_toml(spec), console)
     summary: dict[str, Any] = {
         "workdir": str(workdir.resolve()),
         "world": world,
@@ -76,10 +91,11 @@ def run_demo(
     }
     cfg = load_config(workdir=workdir, overrides={"device": device})
     _load_stages()
-    wanted = list(STAGES) if stages == "all" else [s.strip() for s in stages.split(",")]
+    wanted = list(ORDER) if stages == "all" else [s.strip() for s in stages.split(",")]
+    unknown = [s for s in wanted if s not in STAGES]
+    if unknown:
+        raise ConfigError(f"unknown stage(s) {unknown}; stages are {list(ORDER)}")
     for name in wanted:
-        if name not in STAGES:
-            continue
         t = time.perf_counter()
         console.rule(f"[bold]{name}")
         summary[name] = STAGES[name](cfg, console)

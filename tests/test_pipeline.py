@@ -54,7 +54,7 @@ def test_matched_series_keep_the_reference_mean_and_std(world):
 def test_model_cards_describe_the_forests(world):
     card = json.loads((world.path("models", "layer_010cm", "card.json")).read_text())
     assert card["features"] == list(world.features)
-    assert card["forest"]["max_features"] == 1 and card["forest"]["min_samples_leaf"] == 20
+    assert card["forest"] == world.forest.model_dump()
     assert card["rows"] > 100 and card["stations"] >= 1
 
 

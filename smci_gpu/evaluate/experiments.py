@@ -9,6 +9,7 @@ also compared with the hidden truth at every land pixel of the produced days.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,9 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
+from smci_gpu import backend
 from smci_gpu.config import Config
+from smci_gpu.evaluate.importance import permutation_importance
 from smci_gpu.evaluate.metrics import all_metrics
 from smci_gpu.io.atomic import atomic_path
 from smci_gpu.model.train import TARGET, fit_forest, load_table
@@ -37,15 +40,27 @@ def split_rows(table: pd.DataFrame, cfg: Config, experiment: str, repeat: int = 
     return train, ~train
 
 
-def run_experiment(table: pd.DataFrame, cfg: Config, experiment: str) -> list[dict[str, Any]]:
+@dataclass
+class ExperimentResult:
+    """What one experiment produced: metrics rows, test predictions, importance rows."""
+
+    metrics: list[dict[str, Any]] = field(default_factory=list)
+    predictions: list[pd.DataFrame] = field(default_factory=list)
+    importance: list[dict[str, Any]] = field(default_factory=list)
+
+
+def run_experiment(
+    table: pd.DataFrame, cfg: Config, experiment: str, importance: bool = False
+) -> ExperimentResult:
     """Metrics per layer for the model and the ERA5-Land baseline on the test rows."""
+    device = backend.resolve_device(cfg.device)
     train, test = split_rows(table, cfg, experiment)
-    rows = []
+    result = ExperimentResult()
     for depth in cfg.layers:
         layer = table.depth_cm == depth
         tr, te = table[layer & train], table[layer & test]
         if tr.empty or te.empty:
-            rows.append(
+            result.metrics.append(
                 {
                     "experiment": experiment,
                     "layer_cm": depth,
@@ -53,17 +68,15 @@ def run_experiment(table: pd.DataFrame, cfg: Config, experiment: str) -> list[di
                 }
             )
             continue
+        names = list(cfg.features)
         forest = fit_forest(
-            tr[cfg.features].to_numpy(np.float32),
-            tr[TARGET].to_numpy(),
-            cfg,
-            "cpu",
-            names=list(cfg.features),
+            tr[names].to_numpy(np.float32), tr[TARGET].to_numpy(), cfg, device, names=names
         )
-        pred = forest.predict(te[cfg.features].to_numpy(np.float32))
+        x_test = te[names].to_numpy(np.float32)
+        pred = backend.to_host(forest.predict(x_test, device=device))
         obs = te[TARGET].to_numpy()
         for source, values in (("model", pred), ("era5land", te.reference.to_numpy())):
-            rows.append(
+            result.metrics.append(
                 {
                     "experiment": experiment,
                     "layer_cm": depth,
@@ -73,7 +86,54 @@ def run_experiment(table: pd.DataFrame, cfg: Config, experiment: str) -> list[di
                     **all_metrics(obs, values),
                 }
             )
-    return rows
+        result.predictions.append(
+            pd.DataFrame(
+                {
+                    "experiment": experiment,
+                    "layer_cm": depth,
+                    "stations": te.stations.to_numpy(),
+                    "lat": te.lat.to_numpy(),
+                    "lon": te.lon.to_numpy(),
+                    "time": te.time.to_numpy(),
+                    "obs": obs,
+                    "model": pred,
+                    "era5land": te.reference.to_numpy(),
+                }
+            )
+        )
+        if importance:
+            keep = _sample(len(te), cfg.experiments.importance_max_rows, cfg.experiments.seed)
+            xd, yd = (backend.to_device(a[keep], device) for a in (x_test, obs))
+            for row in permutation_importance(
+                forest, xd, yd, names, cfg.experiments.importance_repeats, cfg.experiments.seed
+            ):
+                result.importance.append({"experiment": experiment, "layer_cm": depth, **row})
+    return result
+
+
+def _sample(n: int, limit: int | None, seed: int) -> np.ndarray:
+    """Sorted indices of a seeded sample of at most ``limit`` of ``n`` rows."""
+    if limit is None or n <= limit:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, limit, replace=False))
+
+
+def station_metrics(predictions: pd.DataFrame) -> pd.DataFrame:
+    """Metrics of the model and ERA5-Land per experiment, layer and test point."""
+    rows = []
+    keys = ["experiment", "layer_cm", "stations"]
+    for key, g in predictions.groupby(keys, sort=True):
+        for source in ("model", "era5land"):
+            rows.append(
+                {
+                    **dict(zip(keys, key, strict=True)),
+                    "lat": g.lat.iloc[0],
+                    "lon": g.lon.iloc[0],
+                    "source": source,
+                    **all_metrics(g.obs.to_numpy(), g[source].to_numpy()),
+                }
+            )
+    return pd.DataFrame(rows)
 
 
 def twin_world_check(cfg: Config) -> list[dict[str, Any]]:
@@ -113,13 +173,31 @@ def twin_world_check(cfg: Config) -> list[dict[str, Any]]:
 
 @stage("validate")
 def validate(cfg: Config, console: Console, experiments=("year", "station")) -> dict[str, Any]:
-    """Run the experiments (and the twin-world check when truth exists); write CSV + JSON."""
+    """Run the experiments (and the twin-world check when truth exists).
+
+    Writes to ``work/validation/``: ``experiments.csv`` (metrics per experiment, layer and
+    source; skipped layers with the reason), ``stations.csv`` (per test point),
+    ``predictions.parquet`` (every test row), ``importance.csv`` (permutation importance
+    on the first experiment's test rows), ``twin_world.csv`` and ``validation.json``.
+    """
     table = load_table(cfg)
-    results = [r for e in experiments for r in run_experiment(table, cfg, e)]
     out = Path(cfg.path("work", "validation"))
+    runs = [run_experiment(table, cfg, e, importance=(i == 0)) for i, e in enumerate(experiments)]
+    results = [r for run in runs for r in run.metrics]
     frame = pd.DataFrame(results)
-    with atomic_path(out / "experiments.csv") as tmp:
-        frame.to_csv(tmp, index=False)
+    predictions = [p for run in runs for p in run.predictions]
+    predictions = pd.concat(predictions, ignore_index=True) if predictions else pd.DataFrame()
+    importance = pd.DataFrame([r for run in runs for r in run.importance])
+    per_station = station_metrics(predictions) if not predictions.empty else pd.DataFrame()
+    for name, data in (
+        ("experiments.csv", frame),
+        ("stations.csv", per_station),
+        ("importance.csv", importance),
+    ):
+        with atomic_path(out / name) as tmp:
+            data.to_csv(tmp, index=False)
+    with atomic_path(out / "predictions.parquet") as tmp:
+        predictions.to_parquet(tmp, index=False)
     twin = twin_world_check(cfg) if Path(cfg.path("truth")).exists() else []
     if twin:
         with atomic_path(out / "twin_world.csv") as tmp:
