@@ -179,7 +179,12 @@ def test_experiment_without_test_rows_for_a_layer_says_so(tmp_path):
     result = run_experiment(table, cfg, "year")
     skipped = [r for r in result.metrics if "skipped" in r]
     assert skipped == [
-        {"experiment": "year", "layer_cm": 20, "skipped": "no test rows for this split"}
+        {
+            "experiment": "year",
+            "repeat": 0,
+            "layer_cm": 20,
+            "skipped": "no test rows for this split",
+        }
     ]
     scored = [r for r in result.metrics if r.get("layer_cm") == 10]
     assert {r["source"] for r in scored} == {"model", "era5land"}
@@ -214,3 +219,14 @@ def test_validate_and_report_show_a_skipped_layer(tmp_path):
 def test_report_without_validation_is_a_clear_error(tmp_path):
     with pytest.raises(InputDataError, match="run `smci validate`"):
         report(_config(tmp_path), QUIET)
+
+
+def test_station_experiment_repeats_use_different_splits(tmp_path):
+    cfg = _config(tmp_path, layers=[10])
+    table = _synthetic_table()
+    runs = [run_experiment(table, cfg, "station", repeat=k) for k in range(2)]
+    tested = [set(r.predictions[0].stations) for r in runs]
+    assert tested[0] != tested[1]
+    for run, points in zip(runs, tested, strict=True):
+        assert len(points) == 4  # a third of 12 points
+        assert {m["repeat"] for m in run.metrics} == {run.predictions[0].repeat.iloc[0]}

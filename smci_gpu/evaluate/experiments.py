@@ -50,11 +50,18 @@ class ExperimentResult:
 
 
 def run_experiment(
-    table: pd.DataFrame, cfg: Config, experiment: str, importance: bool = False
+    table: pd.DataFrame,
+    cfg: Config,
+    experiment: str,
+    importance: bool = False,
+    repeat: int = 0,
 ) -> ExperimentResult:
-    """Metrics per layer for the model and the ERA5-Land baseline on the test rows."""
+    """Metrics per layer for the model and the ERA5-Land baseline on the test rows.
+
+    ``repeat`` seeds a different station split (station experiment only).
+    """
     device = backend.resolve_device(cfg.device)
-    train, test = split_rows(table, cfg, experiment)
+    train, test = split_rows(table, cfg, experiment, repeat)
     result = ExperimentResult()
     for depth in cfg.layers:
         layer = table.depth_cm == depth
@@ -63,6 +70,7 @@ def run_experiment(
             result.metrics.append(
                 {
                     "experiment": experiment,
+                    "repeat": repeat,
                     "layer_cm": depth,
                     "skipped": f"no {'training' if tr.empty else 'test'} rows for this split",
                 }
@@ -79,6 +87,7 @@ def run_experiment(
             result.metrics.append(
                 {
                     "experiment": experiment,
+                    "repeat": repeat,
                     "layer_cm": depth,
                     "source": source,
                     "train_rows": len(tr),
@@ -90,6 +99,7 @@ def run_experiment(
             pd.DataFrame(
                 {
                     "experiment": experiment,
+                    "repeat": repeat,
                     "layer_cm": depth,
                     "stations": te.stations.to_numpy(),
                     "lat": te.lat.to_numpy(),
@@ -182,7 +192,11 @@ def validate(cfg: Config, console: Console, experiments=("year", "station")) -> 
     """
     table = load_table(cfg)
     out = Path(cfg.path("work", "validation"))
-    runs = [run_experiment(table, cfg, e, importance=(i == 0)) for i, e in enumerate(experiments)]
+    runs = [
+        run_experiment(table, cfg, e, importance=(i == 0 and k == 0), repeat=k)
+        for i, e in enumerate(experiments)
+        for k in range(cfg.experiments.repeats if e == "station" else 1)
+    ]
     results = [r for run in runs for r in run.metrics]
     frame = pd.DataFrame(results)
     predictions = [p for run in runs for p in run.predictions]
@@ -216,10 +230,10 @@ def _print(console: Console, frame: pd.DataFrame, twin: pd.DataFrame) -> None:
         for col in ("layer", "rows", "ubRMSE model", "ubRMSE ERA5L", "R model", "R ERA5L"):
             t.add_column(col, justify="right")
         for depth, h in g.groupby("layer_cm"):
-            m, e = h[h.source == "model"].iloc[0], h[h.source == "era5land"].iloc[0]
+            m, e = (h[h.source == s].mean(numeric_only=True) for s in ("model", "era5land"))
             t.add_row(
                 f"{depth} cm",
-                str(m.test_rows),
+                f"{m.test_rows:,.0f}",
                 f"{m.ubrmse:.3f}",
                 f"{e.ubrmse:.3f}",
                 f"{m.r:.3f}",
@@ -227,7 +241,8 @@ def _print(console: Console, frame: pd.DataFrame, twin: pd.DataFrame) -> None:
             )
         console.print(t)
     if "skipped" in frame:
-        for _, r in frame.dropna(subset=["skipped"]).iterrows():
+        skipped = frame.dropna(subset=["skipped"]).drop_duplicates(["experiment", "layer_cm"])
+        for _, r in skipped.iterrows():
             console.print(f"[yellow]skipped[/] {r.experiment} {r.layer_cm} cm: {r.skipped}")
     if not twin.empty:
         t = Table(title="twin world: product vs hidden truth at every land pixel")

@@ -105,7 +105,8 @@ def metrics_section(frame: pd.DataFrame) -> str:
                     f"{html.escape(str(reason))}</td></tr>"
                 )
                 continue
-            m, e = h[h.source == "model"].iloc[0], h[h.source == "era5land"].iloc[0]
+            # Station experiments may repeat with other splits: show the mean over repeats.
+            m, e = (h[h.source == s].mean(numeric_only=True) for s in ("model", "era5land"))
             win = lambda a, b, low: " class=win" if (a < b if low else a > b) else ""  # noqa: E731
             rows.append(
                 f"<tr><td>{depth} cm</td><td>{int(m.test_rows):,}</td>"
