@@ -121,3 +121,37 @@ def test_gpu_equals_cpu_full_size(fitted):
     import cupy as cp
 
     np.testing.assert_allclose(cp.asnumpy(pf.predict(x, device="gpu")), pf.predict(x), atol=1e-12)
+
+
+def test_generated_slot_kernel_matches_its_generator():
+    from pathlib import Path
+
+    from smci_gpu.kernels import forest as fk
+
+    committed = Path(fk.__file__).with_name("_forest_slots.py").read_text()
+    assert committed == fk.slot_kernel_source(fk.CPU_SLOTS)
+
+
+@pytest.mark.parametrize("n_rows", [1, 11, 12, 13, 200, 5000])
+def test_blocks_and_slots_cover_every_row(fitted, n_rows):
+    # Fewer rows than slots, a partial last block, and blocks smaller than the slot count.
+    from smci_gpu.kernels import forest as fk
+
+    est, packed = fitted
+    x = np.random.default_rng(n_rows).random((n_rows, 25), dtype=np.float32)
+    nodes, leaves, roots = packed._cpu_layout()
+    for block in (1, 7, 64, fk.CPU_BLOCK):
+        got = fk.predict_compact_cpu(x, nodes, leaves, roots, block=block)
+        np.testing.assert_allclose(got, est.predict(x), rtol=0, atol=1e-12)
+
+
+def test_thousand_tree_forest_is_exact():
+    rng = np.random.default_rng(3)
+    x = rng.random((3000, 25), dtype=np.float32)
+    y = np.sin(5 * x[:, 0]) + x[:, 1] + rng.normal(0, 0.05, 3000)
+    est = RandomForestRegressor(
+        n_estimators=1000, max_features=1, min_samples_leaf=20, max_depth=64, random_state=0
+    ).fit(x, y)
+    packed = PackedForest.from_sklearn(est)
+    xt = rng.random((4000, 25), dtype=np.float32)
+    assert np.max(np.abs(packed.predict(xt) - est.predict(xt))) <= 1e-6
