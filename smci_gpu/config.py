@@ -111,6 +111,9 @@ class QCConfig(_Section):
     min_valid_fraction_null_window: float = Field(0.2, ge=0, le=1)
     gap_fill_days: float = Field(5.0, ge=0, description="linear refill from values within ±days")
     daily_min_hours: int = Field(12, ge=1, le=24, description="hours needed for a daily mean")
+    depth_tolerance_cm: float = Field(
+        2.5, ge=0, description="ISMN sensor depth (interval centre) to layer distance allowed"
+    )
 
 
 class MatchingConfig(_Section):

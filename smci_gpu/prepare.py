@@ -71,7 +71,9 @@ def build_table(cfg: Config, console: Console | None = None) -> tuple[pd.DataFra
         cfg.region.north,
         cfg.grid.resolution_arcsec,
     )
-    obs, drops = read_stations(cfg.path("inputs", "stations"), cfg.layers)
+    obs, drops = read_stations(
+        cfg.path("inputs", "stations"), cfg.layers, cfg.qc.depth_tolerance_cm
+    )
     sites = obs.groupby("station_id")[["lat", "lon"]].first()
     inside = grid.contains(sites.lat.values, sites.lon.values)
     if not inside.any():

@@ -130,3 +130,81 @@ def write_cds_netcdf(ds: xr.Dataset, path: str | Path) -> Path:
     with atomic_path(path) as tmp:
         ds.to_netcdf(tmp, format=fmt, encoding=encoding, engine="netcdf4")
     return path
+
+
+#: ECMWF parameter ids of the ERA5-Land variables (GRIB tables 128 and 228).
+PARAM_IDS = {
+    "swvl1": 39,
+    "swvl2": 40,
+    "swvl3": 41,
+    "swvl4": 42,
+    "stl1": 139,
+    "stl2": 170,
+    "stl3": 183,
+    "stl4": 236,
+    "t2m": 167,
+    "tp": 228,
+    "e": 182,
+    "pev": 228251,
+    "ssrd": 169,
+    "strd": 175,
+    "lai_hv": 66,
+    "lai_lv": 67,
+}
+
+
+def write_cds_grib(
+    fields: dict[str, np.ndarray],
+    times: pd.DatetimeIndex,
+    lat: np.ndarray,
+    lon: np.ndarray,
+    path: str | Path,
+    bits_per_value: int = 24,
+) -> Path:
+    """Write hourly ``(time, lat, lon)`` fields (lat ascending) as ERA5-Land GRIB 1.
+
+    States are analyses at their valid time. Accumulations are written as MARS holds
+    them: forecasts from 00 UTC with steps 1–24 h, so the value valid at 00 UTC of day
+    d+1 is step 24 of the forecast from day d (the reader recovers valid times).
+    """
+    import eccodes
+
+    from smci_gpu.variables import ACCUMULATED
+
+    lat_desc = np.asarray(lat, dtype=np.float64)[::-1]
+    lon = np.asarray(lon, dtype=np.float64)
+    if np.any(np.diff(lon) <= 0):
+        # A 0–360 grid crossing 0° (359.8 … 0.1): ecCodes lists a grid's longitudes sorted,
+        # so cfgrib would label such columns wrongly; write it in −180..180 instead.
+        lon = (lon + 180.0) % 360.0 - 180.0
+    res = float(abs(lat_desc[0] - lat_desc[1])) if lat_desc.size > 1 else 0.1
+    grid = {
+        "Ni": lon.size,
+        "Nj": lat_desc.size,
+        "latitudeOfFirstGridPointInDegrees": float(lat_desc[0]),
+        "longitudeOfFirstGridPointInDegrees": float(lon[0]),
+        "latitudeOfLastGridPointInDegrees": float(lat_desc[-1]),
+        "longitudeOfLastGridPointInDegrees": float(lon[-1]),
+        "iDirectionIncrementInDegrees": res,
+        "jDirectionIncrementInDegrees": res,
+    }
+    path = Path(path)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        for name, values in fields.items():
+            for i, t in enumerate(times):
+                handle = eccodes.codes_grib_new_from_samples("regular_ll_sfc_grib1")
+                keys: dict = {"centre": "ecmf", "paramId": PARAM_IDS[name], **grid}
+                if name in ACCUMULATED:
+                    base = (t - pd.Timedelta(hours=1)).normalize()
+                    step = int((t - base) / pd.Timedelta(hours=1))
+                    keys.update(dataDate=int(f"{base:%Y%m%d}"), dataTime=0, stepType="accum")
+                    keys.update(startStep=0, endStep=step)
+                else:
+                    keys.update(dataDate=int(f"{t:%Y%m%d}"), dataTime=t.hour * 100)
+                for key, value in keys.items():
+                    eccodes.codes_set(handle, key, value)
+                eccodes.codes_set(handle, "bitsPerValue", bits_per_value)
+                eccodes.codes_set_values(handle, np.asarray(values[i], np.float64)[::-1].ravel())
+                eccodes.codes_write(handle, f)
+                eccodes.codes_release(handle)
+    return path

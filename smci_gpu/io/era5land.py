@@ -27,11 +27,15 @@ from smci_gpu.variables import ACCUMULATED, canonical_name
 GRIB_SUFFIXES = (".grib", ".grb", ".grib2", ".grb2")
 
 
-def _open(path: Path) -> xr.Dataset:
+def _open(path: Path) -> list[xr.Dataset]:
+    """The file as datasets: one for NetCDF; for GRIB one per hypercube, because states
+    (analyses) and accumulations (forecast steps) do not share a time axis."""
     try:
         if path.suffix.lower() in GRIB_SUFFIXES:
-            return xr.open_dataset(path, engine="cfgrib", backend_kwargs={"indexpath": ""})
-        return xr.open_dataset(path, engine="netcdf4")
+            import cfgrib
+
+            return cfgrib.open_datasets(str(path), indexpath="")
+        return [xr.open_dataset(path, engine="netcdf4")]
     except FileNotFoundError as exc:
         raise InputDataError(f"ERA5-Land file {path} does not exist") from exc
     except PermissionError as exc:
@@ -51,11 +55,37 @@ def _time_name(ds: xr.Dataset, path: Path) -> str:
     raise InputDataError(f"ERA5-Land file {path} has no 'valid_time' or 'time' dimension")
 
 
+def _forecast_to_valid_time(ds: xr.Dataset, path: Path) -> xr.Dataset:
+    """GRIB forecasts ``(time, step, lat, lon)`` (accumulations) → one ``valid_time`` axis.
+
+    Every (start, step) pair becomes its valid time; pairs that are all NaN (steps a
+    message set does not hold) are dropped.
+    """
+    if "valid_time" not in ds.coords:
+        raise InputDataError(f"ERA5-Land file {path} has forecast steps but no valid_time")
+    if "time" not in ds.dims:
+        ds = ds.expand_dims("time")
+    ds = ds.transpose("time", "step", ...)
+    valid = np.asarray(ds["valid_time"].values).reshape(-1)
+    out = {}
+    keep = None
+    for name, da in ds.data_vars.items():
+        flat = da.values.reshape(valid.size, *da.shape[2:])
+        has = np.isfinite(flat).reshape(valid.size, -1).any(axis=1)
+        keep = has if keep is None else keep | has
+        out[name] = (("valid_time", *da.dims[2:]), flat, da.attrs)
+    coords = {d: ds[d] for d in ds.dims if d not in ("time", "step")}
+    flat_ds = xr.Dataset(out, coords={"valid_time": valid, **coords}, attrs=ds.attrs)
+    return flat_ds.isel(valid_time=np.flatnonzero(keep))
+
+
 def canonicalize(ds: xr.Dataset, path: Path) -> dict[str, xr.DataArray]:
     """One file's variables with canonical names, ``time`` stamps, lat ascending, lon ±180.
 
     Time stamps are still the file's own (hourly or daily); see :func:`to_daily`.
     """
+    if "step" in ds.dims:
+        ds = _forecast_to_valid_time(ds, path)
     tname = _time_name(ds, path)
     if ds[tname].ndim == 0:
         ds = ds.expand_dims(tname)
@@ -138,8 +168,9 @@ class Era5LandArchive:
         pieces: dict[str, list[xr.DataArray]] = {v: [] for v in variables}
         grid = None
         for path in self.paths:
-            ds = _open(path)
-            fields = canonicalize(ds, path)
+            fields = {}
+            for ds in _open(path):
+                fields.update(canonicalize(ds, path))
             for name, da in fields.items():
                 if name not in pieces:
                     continue

@@ -1,6 +1,13 @@
-"""Station soil-moisture files: CSV/Parquet in the long layout, checked record by record.
+"""Station soil-moisture files, checked record by record.
 
-Layout: ``station_id, lat, lon, time, depth_cm, sm`` with ``sm`` in m³/m³ (hourly).
+Two sources, chosen by suffix (:data:`READERS`):
+
+* CSV/Parquet in the long layout ``station_id, lat, lon, time, depth_cm, sm`` with ``sm``
+  in m³/m³ (hourly), as the demo writes;
+* ISMN downloads, ``.stm`` files or the ``.zip`` archive (header+values or CEOP format;
+  see :mod:`smci_gpu.io.ismn`): sensors map to layers by depth, and records that ISMN
+  itself flagged (anything but ``G``/``U``) are dropped and counted as ``ismn_flagged``.
+
 Records at depths outside the layer table are dropped and counted; anything that would
 make a silently wrong table (bad dates, % units, moving stations) is an error naming
 the file and station.
@@ -18,12 +25,16 @@ from smci_gpu.errors import InputDataError
 COLUMNS = ("station_id", "lat", "lon", "time", "depth_cm", "sm")
 
 
-def read_station_file(path: Path, layers: list[int]) -> tuple[pd.DataFrame, dict[str, int]]:
+def read_station_file(
+    path: Path, layers: list[int], ismn_tolerance_cm: float = 2.5
+) -> tuple[pd.DataFrame, dict[str, int]]:
     """Read one file; returns the records at known layers and drop counts."""
     if not path.exists():
         raise InputDataError(f"station file {path} does not exist")
     if path.stat().st_size == 0:
         raise InputDataError(f"station file {path} is empty")
+    if path.suffix.lower() in (".stm", ".zip"):
+        return _read_ismn(path, layers, ismn_tolerance_cm)
     try:
         if path.suffix == ".parquet":
             df = pd.read_parquet(path)
@@ -44,6 +55,14 @@ def read_station_file(path: Path, layers: list[int]) -> tuple[pd.DataFrame, dict
         row = int(np.flatnonzero(time.isna())[0]) + 2
         raise InputDataError(f"station file {path}, line {row}: bad time {bad!r} (ISO 8601)")
     df = df.assign(time=time, sm=pd.to_numeric(df["sm"], errors="coerce"))
+    _check_stations(df, path)
+    known = df["depth_cm"].isin(layers)
+    drops = {"unknown_depth": int((~known).sum()), "ismn_flagged": 0}
+    return df[known].reset_index(drop=True), drops
+
+
+def _check_stations(df: pd.DataFrame, path: Path) -> None:
+    """A station must not move, and its values must be volumetric fractions, not %."""
     for sid, g in df.groupby("station_id"):
         if g["lat"].nunique() > 1 or g["lon"].nunique() > 1:
             raise InputDataError(f"station {sid} in {path} changes lat/lon between records")
@@ -53,22 +72,38 @@ def read_station_file(path: Path, layers: list[int]) -> tuple[pd.DataFrame, dict
                 f"station {sid} in {path}: sm median {med:.1f} looks like percent; "
                 "expected volumetric m3/m3 (divide by 100)"
             )
-    known = df["depth_cm"].isin(layers)
-    drops = {"unknown_depth": int((~known).sum())}
-    return df[known].reset_index(drop=True), drops
 
 
-def read_stations(folder: str | Path, layers: list[int]) -> tuple[pd.DataFrame, dict[str, int]]:
-    """All station files of a folder (``*.csv``, ``*.parquet``)."""
+def _read_ismn(path: Path, layers: list[int], tolerance_cm: float):
+    from smci_gpu.io import ismn
+
+    records = ismn.read_ismn(path)
+    flagged = ~records.ismn_flag.isin(ismn.GOOD_FLAGS)
+    records = records[~flagged]
+    _check_stations(records, path)
+    records, unknown = ismn.assign_layers(records, layers, tolerance_cm)
+    drops = {"unknown_depth": unknown, "ismn_flagged": int(flagged.sum())}
+    return records[list(COLUMNS)], drops
+
+
+#: Station readers by file suffix.
+READERS = (".csv", ".parquet", ".stm", ".zip")
+
+
+def read_stations(
+    folder: str | Path, layers: list[int], ismn_tolerance_cm: float = 2.5
+) -> tuple[pd.DataFrame, dict[str, int]]:
+    """All station files of a folder (see :data:`READERS`), duplicates dropped and counted."""
     folder = Path(folder)
-    paths = sorted(folder.glob("*.csv")) + sorted(folder.glob("*.parquet"))
+    paths = sorted(p for p in folder.glob("*") if p.suffix.lower() in READERS)
     if not paths:
-        raise InputDataError(f"no station files (*.csv, *.parquet) in {folder}")
-    frames, drops = [], {"unknown_depth": 0}
+        raise InputDataError(f"no station files ({', '.join(READERS)}) in {folder}")
+    frames, drops = [], {"unknown_depth": 0, "ismn_flagged": 0}
     for path in paths:
-        df, d = read_station_file(path, layers)
+        df, d = read_station_file(path, layers, ismn_tolerance_cm)
         frames.append(df)
-        drops["unknown_depth"] += d["unknown_depth"]
+        for k, v in d.items():
+            drops[k] += v
     df = pd.concat(frames, ignore_index=True)
     dup = df.duplicated(["station_id", "depth_cm", "time"])
     drops["duplicate_time"] = int(dup.sum())
