@@ -2,7 +2,8 @@
 
 Writes ``work/station_days.parquet`` (one row per 1 km cell, layer and day, with the raw
 and matched soil moisture, the ERA5-Land reference and every predictor in the config's
-order) and ``work/qc_report.json``.
+order), ``work/qc_report.json`` (flag counts in all, per station and depth, drops, stations
+dropped and why) and ``work/qc_per_series.csv`` (the per station-depth counts).
 """
 
 from __future__ import annotations
@@ -82,6 +83,7 @@ def build_table(cfg: Config, console: Console | None = None) -> tuple[pd.DataFra
     if outside:
         log.warning("dropping %d station(s) outside the grid: %s", len(outside), outside[:10])
     drops["stations_outside_grid"] = len(outside)
+    dropped = [{"station_id": sid, "reason": "outside the region's grid"} for sid in outside]
     sites = sites[inside]
     sites["row"], sites["col"] = grid.row_col(
         sites.lat.values, sites.lon.values, names=list(sites.index)
@@ -97,7 +99,7 @@ def build_table(cfg: Config, console: Console | None = None) -> tuple[pd.DataFra
     }
     daily_parts, qc_counts = [], {k: 0 for k in (*FLAGS, "null_window")}
     manifest = _fault_manifest(cfg)
-    scores = []
+    scores, per_series = [], []
     for (sid, depth), g in obs.groupby(["station_id", "depth_cm"], sort=True):
         where = f"station {sid}, {depth} cm"
         layer = soil_temperature_layer(int(depth))
@@ -111,6 +113,15 @@ def build_table(cfg: Config, console: Console | None = None) -> tuple[pd.DataFra
             scores.append(qc_score.score_series(flags, delivered, mine))
         for k, v in counts.items():
             qc_counts[k] += v
+        per_series.append(
+            {
+                "station_id": sid,
+                "depth_cm": int(depth),
+                "hours": int(len(series)),
+                **counts,
+                "days_kept": int(day_sm.notna().sum()),
+            }
+        )
         daily_parts.append(
             pd.DataFrame(
                 {
@@ -154,8 +165,14 @@ def build_table(cfg: Config, console: Console | None = None) -> tuple[pd.DataFra
     ci = np.array([cell_pos[(r, c)] for r, c in zip(table.row, table.col, strict=True)])
     table[list(cfg.features)] = feats[di, ci]
     table["lat"], table["lon"] = grid.lat[table.row], grid.lon[table.col]
+    series = pd.DataFrame(per_series)
+    kept = series.groupby("station_id").days_kept.sum()
+    for sid in kept.index[kept == 0]:
+        dropped.append({"station_id": sid, "reason": "no valid day left after QC"})
     report = {
         "qc_flag_hours": qc_counts,
+        "per_series": per_series,
+        "stations_dropped": dropped,
         "qc_vs_injected_faults": qc_score.summarise(scores) if manifest is not None else None,
         "drops": drops,
         "hours_read": int(len(obs)),
@@ -177,6 +194,8 @@ def prepare(cfg: Config, console: Console) -> dict[str, Any]:
         table.to_parquet(tmp, index=False)
     with atomic_path(out / "qc_report.json") as tmp:
         tmp.write_text(json.dumps(report, indent=2))
+    with atomic_path(out / "qc_per_series.csv") as tmp:
+        pd.DataFrame(report["per_series"]).to_csv(tmp, index=False)
     t = Table(title="prepare: station-day table")
     t.add_column("item")
     t.add_column("value", justify="right")
@@ -188,6 +207,9 @@ def prepare(cfg: Config, console: Console) -> dict[str, Any]:
     for k, v in report["drops"].items():
         t.add_row(f"dropped: {k}", f"{v:,}")
     t.add_row("rows (cell × layer × day)", f"{len(table):,}")
+    t.add_row("series (station × depth)", f"{len(report['per_series']):,} (work/qc_per_series.csv)")
+    for d in report["stations_dropped"]:
+        t.add_row(f"station dropped: {d['station_id']}", d["reason"])
     console.print(t)
     if report["qc_vs_injected_faults"]:
         console.print(qc_score_table(report["qc_vs_injected_faults"]))

@@ -287,6 +287,13 @@ def qc_section(report: dict[str, Any]) -> str:
     if report.get("drops"):
         drops = pd.DataFrame({"dropped": list(report["drops"]), "count": report["drops"].values()})
         parts += ["<h3>drops</h3>", _table(drops)]
+    if report.get("stations_dropped"):
+        parts += ["<h3>stations dropped</h3>", _table(pd.DataFrame(report["stations_dropped"]))]
+    if report.get("per_series"):
+        per = pd.DataFrame(report["per_series"])
+        per = per.groupby("depth_cm").sum(numeric_only=True).reset_index()
+        parts += ["<h3>per depth (all stations; per station in work/qc_per_series.csv)</h3>"]
+        parts += [_table(per)]
     if report.get("qc_vs_injected_faults"):
         s = pd.DataFrame(report["qc_vs_injected_faults"]).T.reset_index(names="fault")
         parts += ["<h3>QC against the twin world's injected faults</h3>", _table(s)]

@@ -1,0 +1,178 @@
+"""Station readers: the demo's CSV layout and ISMN downloads (real archives and hand-built)."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+from rich.console import Console
+
+from smci_gpu.errors import InputDataError
+from smci_gpu.io import ismn
+from smci_gpu.io.stations import read_station_file, read_stations
+
+LAYERS = [10, 20, 30, 40, 50, 60, 70, 80, 90, 100]
+
+HEADER_VALUES = (
+    "XMS        NETX            Site-A            40.50000   115.20000  1200.00    0.10    0.10 "
+    "Probe\r2018/07/01 00:00   0.2540 G M\r2018/07/01 01:00   0.2560 D02 M\r"
+    "2018/07/01 02:00   0.2550 U M\r"
+)
+CEOP = (
+    "2018/07/01 00:00 2018/07/01 00:00 XMS NETX Site-B 40.70000 115.40000 900.00 0.00 0.19 "
+    "0.1410 G M\r\n\r\n"
+    "2018/07/01 01:00 2018/07/01 01:00 XMS NETX Site-B 40.70000 115.40000 900.00 0.00 0.19 "
+    "0.1390 C01 M\r\n"
+)
+
+
+def test_header_values_by_hand(tmp_path):
+    path = tmp_path / "NETX_NETX_Site-A_sm_0.100000_0.100000_Probe_20180101_20181231.stm"
+    path.write_bytes(HEADER_VALUES.encode())
+    got = ismn.read_ismn(path)
+    assert list(got.columns) == list(ismn.COLUMNS)
+    assert got.station_id.unique().tolist() == ["NETX:Site-A"]
+    np.testing.assert_allclose(got.sm, [0.254, 0.256, 0.255])
+    assert got.ismn_flag.tolist() == ["G", "D02", "U"]
+    assert got.time.tolist() == list(pd.date_range("2018-07-01", periods=3, freq="h"))
+    df, drops = read_station_file(path, LAYERS)
+    assert drops == {"unknown_depth": 0, "ismn_flagged": 1}
+    assert df.depth_cm.tolist() == [10, 10] and (df.lat == 40.5).all()
+
+
+def test_ceop_by_hand(tmp_path):
+    path = tmp_path / "NETX_NETX_Site-B_sm_0.000000_0.190000_Probe_20180101_20181231.stm"
+    path.write_bytes(CEOP.encode())
+    got = ismn.read_ismn(path)
+    assert got.station_id.tolist() == ["NETX:Site-B"] * 2
+    assert got.depth_from_cm.tolist() == [0.0, 0.0] and got.depth_to_cm.tolist() == [19.0, 19.0]
+    assert got.ismn_flag.tolist() == ["G", "C01"]
+    layered, unknown = ismn.assign_layers(got, LAYERS, tolerance_cm=2.5)
+    assert unknown == 0 and layered.depth_cm.tolist() == [10, 10]  # centre 9.5 cm
+
+
+def test_depth_rule():
+    rec = pd.DataFrame(
+        {"depth_from_cm": [5.08, 0.0, 0.0, 48.0, 0.0], "depth_to_cm": [5.08, 21.0, 60.0, 52.0, 40]}
+    )
+    out, unknown = ismn.assign_layers(rec, LAYERS, tolerance_cm=2.5)
+    # 5.08 cm: 4.9 cm from 10 → dropped; 0–21 → 10; 0–60 too wide; 48–52 → 50; 0–40 too wide
+    assert out.depth_cm.tolist() == [10, 50] and unknown == 3
+    wider, _ = ismn.assign_layers(rec, LAYERS, tolerance_cm=5.0)
+    assert wider.depth_cm.tolist() == [10, 10, 50]
+
+
+def test_real_header_values_archive(shared_data):
+    path = shared_data / "ismn" / "ismn_header_values_scan_soilscape.zip"
+    got = ismn.read_ismn(path)
+    assert set(got.station_id.str.split(":").str[0]) == {"SCAN", "SOILSCAPE"}
+    assert got.station_id.nunique() == 6
+    abrams = got[got.station_id == "SCAN:Abrams"].iloc[0]
+    # First record of the file: "2007/01/01 00:00   0.1540 D02 M"
+    assert abrams.time == pd.Timestamp("2007-01-01 00:00") and abrams.sm == pytest.approx(0.154)
+    assert abrams.ismn_flag == "D02" and abrams.lat == pytest.approx(37.133)
+    assert set(got.ismn_flag) >= {"U", "D02"} and "G" not in set(got.ismn_flag)
+    # The sensors sit at 5 cm, which is no product layer: every record is dropped, counted.
+    df, drops = read_station_file(path, LAYERS)
+    assert df.empty and drops["unknown_depth"] + drops["ismn_flagged"] == len(got)
+
+
+def test_real_ceop_archive(shared_data):
+    path = shared_data / "ismn" / "ismn_ceop_cosmos.zip"
+    got = ismn.read_ismn(path)
+    assert sorted(got.station_id.unique()) == ["COSMOS:ARM-1", "COSMOS:Barrow-ARM"]
+    first = got[got.station_id == "COSMOS:ARM-1"].iloc[0]
+    assert first.time == pd.Timestamp("2017-08-10 00:00") and first.sm == pytest.approx(0.141)
+    assert first.ismn_flag == "G" and (first.depth_from_cm, first.depth_to_cm) == (0.0, 19.0)
+    df, drops = read_station_file(path, LAYERS)
+    assert set(df.depth_cm) == {10} and df.station_id.nunique() == 2
+    assert drops["ismn_flagged"] == int((~got.ismn_flag.isin(["G", "U"])).sum())
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"", "is empty"),
+        (b"2018/07/01 00:00 0.2 G M\n", "neither header\\+values nor CEOP"),
+        (HEADER_VALUES.replace("2018/07/01 01:00", "2018/13/01 01:00").encode(), "bad date"),
+    ],
+)
+def test_bad_ismn_files(tmp_path, content, message):
+    path = tmp_path / "N_N_S_sm_0.100000_0.100000_P_2018_2018.stm"
+    path.write_bytes(content)
+    with pytest.raises(InputDataError, match=message):
+        read_station_file(path, LAYERS) if content else ismn.read_ismn(path)
+
+
+def test_corrupt_zip_is_named(tmp_path):
+    path = tmp_path / "download.zip"
+    path.write_bytes(b"PK\x03\x04 not really")
+    with pytest.raises(InputDataError, match="download.zip is not a readable zip"):
+        ismn.read_ismn(path)
+
+
+# --------------------------------------------------------------------------- CSV layout
+
+
+def _csv(tmp_path, name, sm=0.25, time="2018-07-01T00:00", depth=10, lat=40.5):
+    df = pd.DataFrame(
+        {"station_id": "S1", "lat": lat, "lon": 115.0, "time": time, "depth_cm": depth, "sm": sm},
+        index=[0],
+    )
+    df.to_csv(tmp_path / name, index=False)
+    return tmp_path / name
+
+
+def test_percent_units_are_refused(tmp_path):
+    path = _csv(tmp_path, "pct.csv", sm=25.0)
+    with pytest.raises(InputDataError, match="station S1 .* looks like percent"):
+        read_station_file(path, LAYERS)
+
+
+def test_bad_date_names_the_line(tmp_path):
+    path = _csv(tmp_path, "date.csv", time="2018-02-30T00:00")
+    with pytest.raises(InputDataError, match=r"date.csv, line 2: bad time '2018-02-30T00:00'"):
+        read_station_file(path, LAYERS)
+
+
+def test_duplicates_and_unknown_depths_are_counted_and_time_sorted(tmp_path):
+    rows = pd.DataFrame(
+        {
+            "station_id": "S1",
+            "lat": 40.5,
+            "lon": 115.0,
+            "time": [
+                "2018-07-01T02:00",
+                "2018-07-01T00:00",
+                "2018-07-01T00:00",
+                "2018-07-01T01:00",
+            ],
+            "depth_cm": [10, 10, 10, 15],
+            "sm": [0.3, 0.2, 0.2, 0.1],
+        }
+    )
+    rows.to_csv(tmp_path / "a.csv", index=False)
+    df, drops = read_stations(tmp_path, LAYERS)
+    assert drops == {"unknown_depth": 1, "ismn_flagged": 0, "duplicate_time": 1}
+    assert df.time.is_monotonic_increasing and df.sm.tolist() == [0.2, 0.3]
+
+
+def test_station_outside_the_grid_is_dropped_and_counted(tiny_world, tmp_path):
+    from smci_gpu.config import load_config
+    from smci_gpu.prepare import prepare
+
+    wd = tmp_path / "w"
+    shutil.copytree(tiny_world, wd, ignore=shutil.ignore_patterns("work", "models", "product"))
+    one = sorted((wd / "inputs" / "stations").glob("*.csv"))[0]
+    far = pd.read_csv(one).assign(station_id="FAR", lat=10.0, lon=10.0)
+    far.to_csv(wd / "inputs" / "stations" / "FAR.csv", index=False)
+    cfg = load_config(workdir=wd, overrides={"device": "cpu"})
+    out = prepare(cfg, Console(quiet=True))
+    assert out["drops"]["stations_outside_grid"] == 1
+    assert {"station_id": "FAR", "reason": "outside the region's grid"} in out["stations_dropped"]
+    per = pd.read_csv(wd / "work" / "qc_per_series.csv")
+    assert "FAR" not in set(per.station_id) and {"D06", "days_kept"} <= set(per.columns)
+    table = pd.read_parquet(out["path"])
+    assert "FAR" not in ";".join(table.stations.unique()) and len(table) > 0
