@@ -88,6 +88,19 @@ def test_shift_ending_after_an_interruption_is_flagged_since_it():
     assert f.D07[400:700].all() and not f.D07[:300].any() and not f.D07[701:].any()
 
 
+def test_break_soon_after_an_interruption_is_its_own_shift():
+    # Snowmelt wets the soil while the record is off: it resumes higher. A negative break a
+    # few days later brings it back near the old level and is undone later: the break is
+    # the shift, not the days between the gap and the break's first step.
+    sm = smooth_series()
+    sm[300:400] = np.nan
+    sm[400:] += 0.08
+    sm[500:800] -= 0.08
+    f = run_flags(sm)
+    assert f.D07[500:800].all() and not f.D07[801:].any()
+    assert not (f.D07[400:500].any() or f.D08[400:500].any())
+
+
 def test_plateau_low_and_high():
     sm = smooth_series()
     sm[100:300] = sm[100]  # 200 h constant, above the median (early, wetter)
@@ -174,5 +187,6 @@ def test_prepare_scores_qc_against_the_twin_worlds_faults(tmp_path):
         assert scores[fault]["fault_hours"] > 0
         assert scores[fault]["recall"] >= 0.9, (fault, scores[fault])
         assert scores[fault]["precision"] >= 0.9, (fault, scores[fault])
-    # Breaks that straddle a frozen winter are the known weak spot (see issue 4).
-    assert scores["break"]["recall"] >= 0.75 and scores["break"]["precision"] >= 0.85
+    # Breaks are the known weak spot (issue 4): in this world, with twice the demo's fault
+    # rate, recall is 0.86 (the default demo: 0.905); steps masked by rain stay unseen.
+    assert scores["break"]["recall"] >= 0.85 and scores["break"]["precision"] >= 0.9

@@ -122,6 +122,20 @@ def _breaks_compact(
         )
     cuts = np.flatnonzero(interrupted)  # value index after which the record breaks off
     used = np.zeros(cand.size, bool)
+
+    def _undone_later(b: int, misfit: float) -> bool:
+        """Whether candidate ``b`` is undone by a later one, before the next
+        interruption, with a smaller misfit than ``misfit``."""
+        j = cand[b]
+        cut_j = cuts[np.searchsorted(cuts, j)] if np.searchsorted(cuts, j) < cuts.size else n
+        for c in range(b + 1, cand.size):
+            k = cand[c]
+            if k - j > max_segment or k > cut_j:
+                return False
+            if np.sign(shift[k]) != np.sign(shift[j]) and abs(shift[k] + shift[j]) < misfit:
+                return True
+        return False
+
     for a, i in enumerate(cand):
         if used[a]:
             continue
@@ -132,6 +146,8 @@ def _breaks_compact(
             and i - prev_cut <= max_segment
             and not (a and cand[a - 1] > prev_cut)
             and _returns_to(sm[max(0, prev_cut - persist + 1) : prev_cut + 1], before[i], after[i])
+            # A step that a later one undoes starts a break of its own instead.
+            and not _undone_later(a, 0.5 * abs(shift[i]))
         ):
             # The record resumed shifted and this step undoes it: the shift was the
             # opposite of this step.
