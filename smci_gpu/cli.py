@@ -141,9 +141,11 @@ def train(
 def produce(
     start: Annotated[str | None, typer.Option(help="first day, YYYY-MM-DD")] = None,
     end: Annotated[str | None, typer.Option(help="last day, YYYY-MM-DD")] = None,
+    inference: Annotated[str | None, typer.Option(help="packed | nvforest")] = None,
 ) -> None:
     """Predict every land pixel, day and layer; write one CF NetCDF per day (product/)."""
-    period = {k: v for k, v in (("start", start), ("end", end)) if v is not None}
+    chosen = (("start", start), ("end", end), ("inference", inference))
+    period = {k: v for k, v in chosen if v is not None}
     _run_stage("produce", **({"produce": period} if period else {}))
 
 

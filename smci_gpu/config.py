@@ -146,7 +146,7 @@ class ProduceConfig(_Section):
     resolution: Literal["1km", "9km"] = "1km"
     layout: Literal["daily", "smci1"] = "daily"
     tile_size: int = Field(512, ge=8, description="tile side in pixels (rows = cols)")
-    inference: Literal["packed", "nvforest", "native"] = "packed"
+    inference: Literal["packed", "nvforest"] = "packed"
     dtype: Literal["int16", "float32"] = "int16"
     retries: int = Field(2, ge=0)
     clip_min: float = 0.0

@@ -26,6 +26,7 @@ from smci_gpu.config import Config
 from smci_gpu.errors import SmciError
 from smci_gpu.features import Predictors
 from smci_gpu.io.writer import day_file_name, product_dataset, verify_day, write_day
+from smci_gpu.model.forest import NvForestPredictor
 from smci_gpu.model.train import load_layer
 from smci_gpu.pipeline import stage
 
@@ -87,6 +88,8 @@ def produce(cfg: Config, console: Console, start=None, end=None) -> dict[str, An
     forests, cards = load_forests(cfg)
     for forest in forests.values():
         forest.check_names(cfg.features)
+    if cfg.produce.inference == "nvforest":
+        forests = {d: NvForestPredictor(f, device) for d, f in forests.items()}
     out_dir = Path(cfg.path("product", cfg.produce.resolution))
     out_dir.mkdir(parents=True, exist_ok=True)
     days = pd.date_range(start, end, freq="D")

@@ -155,3 +155,68 @@ def test_thousand_tree_forest_is_exact():
     packed = PackedForest.from_sklearn(est)
     xt = rng.random((4000, 25), dtype=np.float32)
     assert np.max(np.abs(packed.predict(xt) - est.predict(xt))) <= 1e-6
+
+
+class GtilStandIn:
+    """Stands in for the nvforest module where none is installed: Treelite's own reference
+    evaluator (GTIL) predicts from the same Treelite model nvForest would load."""
+
+    def __init__(self):
+        self.loaded = []
+
+    def load_from_treelite_model(self, model, *, device, precision):
+        import treelite
+
+        self.loaded.append((device, precision))
+
+        class _Model:
+            def predict(self, x):
+                return treelite.gtil.predict(model, np.asarray(x))
+
+        return _Model()
+
+
+def test_treelite_export_is_exact(fitted):
+    treelite = pytest.importorskip("treelite")
+    est, packed = fitted
+    x = np.random.default_rng(4).random((5000, 25), dtype=np.float32)
+    ref = est.predict(x)
+    wide = treelite.gtil.predict(packed.to_treelite("float64"), x.astype(np.float64))
+    np.testing.assert_array_equal(wide.ravel(), ref)  # same decisions, same float64 sums
+    narrow = treelite.gtil.predict(packed.to_treelite("float32"), x)
+    assert np.max(np.abs(narrow.ravel() - ref)) <= 1e-6
+
+
+def test_nvforest_predictor_serves_the_packed_forest(fitted, monkeypatch):
+    pytest.importorskip("treelite")
+    from smci_gpu import backend
+    from smci_gpu.model.forest import NvForestPredictor
+
+    est, packed = fitted
+    stand_in = GtilStandIn()
+    monkeypatch.setattr(backend, "nvforest_module", lambda: stand_in)
+    nv = NvForestPredictor(packed, device="gpu")
+    assert stand_in.loaded == [("gpu", "single")]
+    x = np.random.default_rng(5).random((3000, 25), dtype=np.float32)
+    got = nv.predict(x)
+    assert got.dtype == np.float64 and np.max(np.abs(got - est.predict(x))) <= 1e-6
+    with pytest.raises(ValueError, match="NaN"):
+        nv.predict(np.full((2, 25), np.nan, np.float32))
+
+
+def test_nvforest_missing_is_a_clear_error(fitted, monkeypatch):
+    import builtins
+
+    from smci_gpu.errors import DeviceError
+    from smci_gpu.model.forest import NvForestPredictor
+
+    real_import = builtins.__import__
+
+    def no_nvforest(name, *args, **kwargs):
+        if name == "nvforest":
+            raise ImportError("no nvforest")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_nvforest)
+    with pytest.raises(DeviceError, match="nvforest-cu12/-cu13"):
+        NvForestPredictor(fitted[1])

@@ -106,3 +106,28 @@ def test_model_features_must_match_the_config(world):
     other = world.model_copy(update={"features": list(reversed(world.features))})
     with pytest.raises(ModelError, match="trained on features"):
         load_layer(other, 10)
+
+
+def test_produce_with_nvforest_inference_matches_packed(world, tmp_path, monkeypatch):
+    import shutil
+
+    from smci_gpu import backend
+    from smci_gpu.config import load_config
+    from smci_gpu.produce import produce
+
+    from .test_forest import GtilStandIn
+
+    pytest.importorskip("treelite")
+    monkeypatch.setattr(backend, "nvforest_module", GtilStandIn)
+    wd = tmp_path / "nv"
+    shutil.copytree(world.workdir, wd, ignore=shutil.ignore_patterns("product"))
+    cfg = load_config(workdir=wd, overrides={"device": "cpu", "produce": {"inference": "nvforest"}})
+    assert produce(cfg, Console(quiet=True))["written"] >= 1
+    day = pd.Timestamp(world.produce.start)
+    name = f"SMCI_1km_{day:%Y%m%d}.nc"
+    open_raw = lambda p: xr.open_dataset(p, mask_and_scale=False, engine="netcdf4").sm.values  # noqa: E731
+    packed = open_raw(world.path("product", "1km", name)).astype(int)
+    served = open_raw(cfg.path("product", "1km", name)).astype(int)
+    # float32 serving moves a value by one 0.001 step only where it sits on a rounding edge.
+    assert np.abs(served - packed).max() <= 1
+    assert (served == packed).mean() > 0.999

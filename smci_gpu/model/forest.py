@@ -127,6 +127,56 @@ class PackedForest:
             raise ModelError("this cuML model has no as_sklearn(); cuML >= 26.08 is required")
         return cls.from_sklearn(est.as_sklearn(), feature_names)
 
+    def to_treelite(self, precision: str = "float32"):
+        """The forest as a Treelite model, for nvForest (and Treelite's own GTIL).
+
+        With ``precision="float32"`` the thresholds are this forest's rounded-down float32
+        values, so an engine comparing float32 features with float32 thresholds takes
+        exactly scikit-learn's decisions; Treelite requires leaves of the same type, so leaf
+        values are float32 too (the mean over trees then differs from scikit-learn's by
+        about 1e-7 relative). ``"float64"`` keeps float64 leaves and widens the thresholds.
+        """
+        from treelite import model_builder as mb
+
+        builder = mb.ModelBuilder(
+            threshold_type=precision,
+            leaf_output_type=precision,
+            metadata=mb.Metadata(
+                num_feature=self.n_features,
+                task_type="kRegressor",
+                average_tree_output=True,
+                num_target=1,
+                num_class=[1],
+                leaf_vector_shape=(1, 1),
+            ),
+            tree_annotation=mb.TreeAnnotation(
+                num_tree=self.n_trees, target_id=[0] * self.n_trees, class_id=[0] * self.n_trees
+            ),
+            postprocessor=mb.PostProcessorFunc(name="identity"),
+            base_scores=[0.0],
+        )
+        ends = np.append(self.roots[1:], self.feature.size)
+        feature, left, right = self.feature.tolist(), self.left.tolist(), self.right.tolist()
+        threshold, value = self.threshold.astype(np.float64).tolist(), self.value.tolist()
+        for root, end in zip(self.roots.tolist(), ends.tolist(), strict=True):
+            builder.start_tree()
+            for node in range(root, end):
+                builder.start_node(node - root)
+                if feature[node] < 0:
+                    builder.leaf(value[node])
+                else:
+                    builder.numerical_test(
+                        feature[node],
+                        threshold[node],
+                        default_left=True,
+                        opname="<=",
+                        left_child_key=left[node] - root,
+                        right_child_key=right[node] - root,
+                    )
+                builder.end_node()
+            builder.end_tree()
+        return builder.commit()
+
     # ----------------------------------------------------------- inference
 
     def _on_device(self):
@@ -242,3 +292,29 @@ class PackedForest:
         if forest.digest() != header["digest"]:
             raise ModelError(f"model file {path} is corrupt (digest mismatch)")
         return forest
+
+
+class NvForestPredictor:
+    """A :class:`PackedForest` served by nvForest (``produce.inference = "nvforest"``).
+
+    The forest goes to nvForest through :meth:`PackedForest.to_treelite` in single
+    precision with the rounded-down float32 thresholds, so its decisions are
+    scikit-learn's; predictions are float32 (about 1e-7 relative from PackedForest's
+    float64 mean, which can move a stored 0.001 step where a value sits on a rounding edge).
+    """
+
+    def __init__(self, forest: PackedForest, device: str = "gpu"):
+        nvforest = backend.nvforest_module()
+        self.forest = forest
+        self.feature_names = forest.feature_names
+        self.model = nvforest.load_from_treelite_model(
+            forest.to_treelite("float32"), device=device, precision="single"
+        )
+
+    def check_names(self, names: list[str]) -> None:
+        self.forest.check_names(names)
+
+    def predict(self, x):
+        x = check_features(x, self.forest.n_features, self.feature_names)
+        xp = backend.array_module(x)
+        return xp.asarray(self.model.predict(x)).reshape(-1).astype(np.float64)
