@@ -199,7 +199,9 @@ class Config(_Section):
     def hash(self) -> str:
         """Short hash of everything that changes the product (not paths, device, dask)."""
         payload = self.model_dump(mode="json", exclude={"workdir", "device", "dask"})
-        payload["produce"].pop("retries", None)
+        # The period asked for and retry counts do not change any day's values.
+        for key in ("retries", "start", "end"):
+            payload["produce"].pop(key, None)
         text = json.dumps(payload, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 

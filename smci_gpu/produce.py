@@ -9,6 +9,7 @@ match this config and these models) is skipped, so a re-run resumes.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -23,7 +24,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from smci_gpu import __version__, backend
 from smci_gpu.config import Config
-from smci_gpu.errors import SmciError
+from smci_gpu.errors import OutputError, SmciError
 from smci_gpu.features import Predictors
 from smci_gpu.io.writer import day_file_name, product_dataset, verify_day, write_day
 from smci_gpu.model.forest import NvForestPredictor
@@ -80,6 +81,36 @@ def load_forests(cfg: Config) -> tuple[dict, dict]:
     return forests, cards
 
 
+@contextlib.contextmanager
+def output_lock(folder: Path):
+    """Hold an exclusive lock on an output folder for one run, then clear stale temp files.
+
+    A second run on the same folder refuses with :class:`OutputError` instead of racing
+    the first. The lock is the kernel's (``flock``), so it dies with its process, even
+    a killed one; temporary files left by a killed run are removed once the lock is ours.
+    """
+    import fcntl
+
+    path = folder / ".smci-produce.lock"
+    handle = open(path, "a+")  # noqa: SIM115 - held for the whole run
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise OutputError(
+            f"another `smci produce` is writing to {folder} (lock {path}); "
+            "wait for it to finish or use another working folder"
+        ) from None
+    try:
+        for stale in folder.glob(".SMCI_*.tmp"):
+            log.warning("removing %s left by an interrupted run", stale.name)
+            stale.unlink(missing_ok=True)
+        yield
+    finally:
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()
+
+
 def produce(cfg: Config, console: Console, start=None, end=None) -> dict[str, Any]:
     """Produce every day of ``start..end`` (default: the config's period) that is not done."""
     device = backend.resolve_device(cfg.device)
@@ -92,6 +123,11 @@ def produce(cfg: Config, console: Console, start=None, end=None) -> dict[str, An
         forests = {d: NvForestPredictor(f, device) for d, f in forests.items()}
     out_dir = Path(cfg.path("product", cfg.produce.resolution))
     out_dir.mkdir(parents=True, exist_ok=True)
+    with output_lock(out_dir):
+        return _produce_days(cfg, console, device, forests, cards, out_dir, start, end)
+
+
+def _produce_days(cfg, console, device, forests, cards, out_dir, start, end) -> dict[str, Any]:
     days = pd.date_range(start, end, freq="D")
     prov = provenance(cfg, cards)
     check = {k: prov[k] for k in ("config_hash", "model_digests")}
