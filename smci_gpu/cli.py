@@ -150,6 +150,35 @@ def produce(
 
 
 @app.command()
+def aggregate(
+    start: Annotated[str | None, typer.Option(help="first day, YYYY-MM-DD")] = None,
+    end: Annotated[str | None, typer.Option(help="last day, YYYY-MM-DD")] = None,
+) -> None:
+    """Average the 1 km daily product to 9 km (product/9km_from_1km/)."""
+    from smci_gpu.layout import aggregate as run
+
+    done = run(state.config(), start, end)
+    out.print(
+        f"aggregate: {done['written']} day(s) written, {done['skipped']} current → {done['path']}"
+    )
+
+
+@app.command()
+def layout(
+    resolution: Annotated[str, typer.Option(help="1km | 9km")] = "1km",
+    year: Annotated[list[int] | None, typer.Option(help="year to assemble; repeatable")] = None,
+) -> None:
+    """Assemble SMCI1.0-layout year/layer files from the daily files (product/smci1_1km/)."""
+    from smci_gpu.layout import smci1_layout
+
+    done = smci1_layout(state.config(), resolution, year)
+    out.print(
+        f"layout: {len(done['written'])} file(s) written, {len(done['current'])} current "
+        f"→ {done['path']}"
+    )
+
+
+@app.command()
 def validate() -> None:
     """Year-to-year and station-to-station experiments vs ERA5-Land (work/validation/)."""
     _run_stage("validate")

@@ -200,6 +200,12 @@ def produce_stage(cfg: Config, console: Console) -> dict[str, Any]:
     )
     for day, err in stats["failed"].items():
         console.print(f"[red]failed[/] {day}: {err}")
+    if cfg.produce.layout == "smci1":
+        from smci_gpu.layout import smci1_layout
+
+        years = list(range(cfg.produce.start.year, cfg.produce.end.year + 1))
+        done = smci1_layout(cfg, cfg.produce.resolution, years)
+        console.print(f"layout smci1: {len(done['written'])} year-layer file(s) → {done['path']}")
     run_dir = Path(cfg.path("runs"))
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "produce_last.json").write_text(json.dumps(stats, indent=2, default=str))

@@ -1,6 +1,7 @@
 """prepare → train → produce on the tiny twin world."""
 
 import json
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -131,3 +132,56 @@ def test_produce_with_nvforest_inference_matches_packed(world, tmp_path, monkeyp
     # float32 serving moves a value by one 0.001 step only where it sits on a rounding edge.
     assert np.abs(served - packed).max() <= 1
     assert (served == packed).mean() > 0.999
+
+
+def test_aggregate_to_9km_is_the_block_mean_of_land_pixels(world):
+    from smci_gpu.layout import aggregate
+
+    done = aggregate(world)
+    assert done["written"] >= 1
+    day = pd.Timestamp(world.produce.start)
+    fine = xr.open_dataset(
+        world.path("product", "1km", f"SMCI_1km_{day:%Y%m%d}.nc"), engine="netcdf4"
+    ).sm.values[0]
+    coarse = xr.open_dataset(
+        world.path("product", "9km_from_1km", f"SMCI_9km_{day:%Y%m%d}.nc"), engine="netcdf4"
+    )
+    k, ny, nx = fine.shape
+    blocks = fine.reshape(k, ny // 12, 12, nx // 12, 12)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-water blocks: NaN
+        want = np.nanmean(blocks, axis=(2, 4))
+    # Stored as int16 counts of 0.001: equal to the rounded block mean.
+    np.testing.assert_allclose(coarse.sm.values[0], np.round(want / SCALE) * SCALE, atol=1e-9)
+    assert coarse.attrs["grid_res"] == pytest.approx(0.1)
+    assert aggregate(world)["written"] == 0  # current files are kept
+
+
+def test_smci1_layout_places_days_on_the_published_grid(world):
+    from smci_gpu.layout import PUBLISHED, smci1_layout
+
+    done = smci1_layout(world)
+    assert len(done["written"]) == len(world.layers)
+    day = pd.Timestamp(world.produce.start)
+    daily = xr.open_dataset(
+        world.path("product", "1km", f"SMCI_1km_{day:%Y%m%d}.nc"),
+        engine="netcdf4",
+        mask_and_scale=False,
+    )
+    grid = PUBLISHED["1km"]
+    year = xr.open_dataset(
+        world.path("product", "smci1_1km", f"SMCI_1km_{day.year}_30cm.nc"),
+        engine="netcdf4",
+        mask_and_scale=False,
+    )
+    assert year.SMCI.shape[1:] == (4320, 7560) and year.SMCI.dtype == np.int16
+    assert year.SMCI.attrs["units"] == "0.001 m3/m3" and year.SMCI.attrs["_FillValue"] == FILL
+    r0 = round((daily.attrs["grid_south"] - grid.south) / grid.res)
+    c0 = round((daily.attrs["grid_west"] - grid.west) / grid.res)
+    ny, nx = daily.sizes["lat"], daily.sizes["lon"]
+    got = year.SMCI.values[0]
+    np.testing.assert_array_equal(got[r0 : r0 + ny, c0 : c0 + nx], daily.sm.values[0, 2])
+    got[r0 : r0 + ny, c0 : c0 + nx] = FILL
+    assert (got == FILL).all()  # nothing outside the region
+    np.testing.assert_allclose(year.lat.values[r0 : r0 + ny], daily.lat.values)
+    assert smci1_layout(world)["written"] == []  # the year file already holds these days
