@@ -192,7 +192,9 @@ def report() -> None:
 
 @app.command()
 def bench(
-    suites: Annotated[list[str] | None, typer.Argument(help="all | kernels")] = None,
+    suites: Annotated[
+        list[str] | None, typer.Argument(help="all | kernels | inference | produce")
+    ] = None,
     bench_device: Annotated[str, typer.Option("--on", help="cpu | gpu | both")] = "both",
     size: Annotated[str, typer.Option(help="tiny | small | medium | large")] = "small",
     repeats: Annotated[int, typer.Option(help="timed repeats per cell")] = 5,
@@ -203,7 +205,9 @@ def bench(
 
     names = list(SUITES) if not suites or suites == ["all"] else suites
     devices = available_devices(bench_device)
-    run_suite(names, devices, size, state.workdir / out_dir, repeats, log=out.print)
+    run_suite(
+        names, devices, size, state.workdir / out_dir, repeats, log=out.print, workdir=state.workdir
+    )
     typer.echo((state.workdir / out_dir / "bench.md").read_text())
 
 

@@ -34,3 +34,23 @@ def shared_data() -> Path:
     if not SHARED_DATA.exists():
         pytest.skip("../shared/data is not beside the checkout")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def trained(tiny_world, tmp_path_factory):
+    """A copy of the tiny world with its station table and models, and no product yet."""
+    import shutil
+
+    from rich.console import Console
+
+    from smci_gpu import pipeline
+    from smci_gpu.config import load_config
+
+    wd = tmp_path_factory.mktemp("trained") / "w"
+    shutil.copytree(tiny_world, wd, ignore=shutil.ignore_patterns("product"))
+    pipeline._load_stages()
+    cfg = load_config(workdir=wd, overrides={"device": "cpu"})
+    if not (wd / "models" / "layer_010cm" / "card.json").exists():
+        for name in ("prepare", "train"):
+            pipeline.STAGES[name](cfg, Console(quiet=True))
+    return wd

@@ -63,3 +63,33 @@ def test_inference_bench_is_exact_and_schema_valid(tmp_path):
     assert by_impl["packed"]["rate"] == pytest.approx(
         50_000 / by_impl["packed"]["seconds"]["median"]
     )
+
+
+def test_full_product_extrapolation_by_hand():
+    from smci_gpu.bench.produce import extrapolate
+
+    per_pixel = {"read": 1e-6, "lai": 0.0, "assemble": 1e-6, "infer": 8e-6, "write": 0.0}
+    got = extrapolate(per_pixel, trees=100, n_devices=2)
+    # 1e-5 s per pixel-day × 13.6e6 pixels × 7670 days / 3600 / 2 devices
+    assert got["hours_full_product_100_trees"] == pytest.approx(1e-5 * 13.6e6 * 7670 / 3600 / 2)
+    # 1000 trees: inference × 10 → 8.2e-5 s per pixel-day
+    assert got["hours_full_product_1000_trees"] == pytest.approx(8.2e-5 * 13.6e6 * 7670 / 7200)
+    assert got["bottleneck_1000_trees"] == "infer"
+
+
+def test_produce_benchmark_on_a_trained_world(trained, tmp_path):
+    from smci_gpu.bench.suite import run_suite
+
+    doc = run_suite(
+        ["produce"], ("cpu",), "tiny", tmp_path, repeats=2, log=lambda m: None, workdir=trained
+    )
+    stages = [r["stage"] for r in doc["records"]]
+    assert stages == ["read", "lai", "assemble", "infer", "write", "total"]
+    total = doc["records"][-1]
+    parts = sum(r["seconds"]["median"] for r in doc["records"][:-1])
+    assert total["seconds"]["median"] == pytest.approx(parts, rel=0.5)
+    assert (
+        total["extra"]["hours_full_product_1000_trees"]
+        > total["extra"]["hours_full_product_100_trees"]
+    )
+    jsonschema.validate(doc, json.loads(SCHEMA.read_text()))

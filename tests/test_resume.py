@@ -15,26 +15,11 @@ import pytest
 import xarray as xr
 from rich.console import Console
 
-from smci_gpu import pipeline
 from smci_gpu.config import load_config
 from smci_gpu.errors import OutputError
 from smci_gpu.io.writer import verify_day
 
 START, END = "2018-05-20", "2018-06-08"  # 20 days of the tiny world
-
-
-@pytest.fixture(scope="module")
-def trained(tiny_world, tmp_path_factory):
-    """A copy of the tiny world with its table and models, and no product yet."""
-    wd = tmp_path_factory.mktemp("resume") / "w"
-    shutil.copytree(tiny_world, wd, ignore=shutil.ignore_patterns("product"))
-    pipeline._load_stages()
-    cfg = load_config(workdir=wd, overrides={"device": "cpu"})
-    console = Console(quiet=True)
-    if not (wd / "models" / "layer_010cm" / "card.json").exists():
-        for name in ("prepare", "train"):
-            pipeline.STAGES[name](cfg, console)
-    return wd
 
 
 def _product(folder):

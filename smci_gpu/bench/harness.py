@@ -32,6 +32,12 @@ class Timing:
     max: float
     repeats: int
 
+    @classmethod
+    def of(cls, seconds) -> Timing:
+        """Median, min and max of measured durations."""
+        values = sorted(float(v) for v in seconds)
+        return cls(float(np.median(values)), values[0], values[-1], len(values))
+
     @property
     def spread(self) -> float:
         """(max − min) / median: the relative width of the repeats."""

@@ -12,22 +12,28 @@ from typing import Any
 
 from smci_gpu.bench.harness import Record, environment, plot_throughput, write_results
 
-Runner = Callable[[str, tuple[str, ...], int], list[Record]]
+Runner = Callable[[str, tuple[str, ...], int, Path | None], list[Record]]
 
 
-def _kernels(size: str, devices: tuple[str, ...], repeats: int) -> list[Record]:
+def _kernels(size: str, devices: tuple[str, ...], repeats: int, workdir=None) -> list[Record]:
     from smci_gpu.bench import kernels
 
     return kernels.run(size, devices, repeats)
 
 
-def _inference(size: str, devices: tuple[str, ...], repeats: int) -> list[Record]:
+def _inference(size: str, devices: tuple[str, ...], repeats: int, workdir=None) -> list[Record]:
     from smci_gpu.bench import inference
 
     return inference.run(size, devices, max(1, repeats // 2))
 
 
-SUITES: dict[str, Runner] = {"kernels": _kernels, "inference": _inference}
+def _produce(size: str, devices: tuple[str, ...], repeats: int, workdir=None) -> list[Record]:
+    from smci_gpu.bench import produce
+
+    return produce.run(size, devices, max(1, repeats // 2), workdir)
+
+
+SUITES: dict[str, Runner] = {"kernels": _kernels, "inference": _inference, "produce": _produce}
 
 
 def available_devices(request: str) -> tuple[str, ...]:
@@ -46,15 +52,19 @@ def run_suite(
     out_dir: Path,
     repeats: int = 5,
     log: Callable[[str], Any] = print,
+    workdir: Path | None = None,
 ) -> dict[str, Any]:
-    """Run the named benchmarks and write ``bench.json`` + ``bench.md`` into ``out_dir``."""
+    """Run the named benchmarks and write ``bench.json`` + ``bench.md`` into ``out_dir``.
+
+    ``workdir``: a trained world for the ``produce`` benchmark (else it builds the tiny one).
+    """
     unknown = [n for n in names if n not in SUITES]
     if unknown:
         raise ValueError(f"unknown benchmark(s) {unknown}; choose from {sorted(SUITES)}")
     records: list[Record] = []
     for name in names:
         log(f"bench {name}: size={size}, devices={','.join(devices)}")
-        records += SUITES[name](size, devices, repeats)
+        records += SUITES[name](size, devices, repeats, workdir)
     env = environment(list(devices))
     env["size"] = size
     doc = write_results(
