@@ -93,14 +93,14 @@ def demo(
     pipeline.print_summary(summary, out)
 
 
-def _run_stage(name: str, **overrides: Any) -> None:
+def _run_stage(name: str, **overrides: Any) -> Any:
     """Run one registered pipeline stage with the effective config."""
     from smci_gpu import pipeline
 
     pipeline._load_stages()
     cfg = state.config(**overrides)
     out.rule(f"[bold]{name}")
-    pipeline.STAGES[name](cfg, out)
+    return pipeline.STAGES[name](cfg, out)
 
 
 @app.command()
@@ -146,7 +146,9 @@ def produce(
     """Predict every land pixel, day and layer; write one CF NetCDF per day (product/)."""
     chosen = (("start", start), ("end", end), ("inference", inference))
     period = {k: v for k, v in chosen if v is not None}
-    _run_stage("produce", **({"produce": period} if period else {}))
+    stats = _run_stage("produce", **({"produce": period} if period else {}))
+    if stats["failed"]:  # the other days are written; the job still reports the failure
+        raise typer.Exit(code=1)
 
 
 @app.command()

@@ -7,7 +7,7 @@ construction.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -61,10 +61,17 @@ class Predictors:
     lai_comp: object
     lai_dates: np.ndarray
     device: str
+    missing_days: dict[str, list[str]] = field(default_factory=dict)
 
     @classmethod
-    def load(cls, config: Config, start, end, device: str = "cpu") -> Predictors:
-        """Read every input for days ``start..end`` onto ``device``."""
+    def load(
+        cls, config: Config, start, end, device: str = "cpu", allow_missing_days: bool = False
+    ) -> Predictors:
+        """Read every input for days ``start..end`` onto ``device``.
+
+        With ``allow_missing_days``, days the ERA5-Land files lack are listed in
+        :attr:`missing_days` (day → variables) instead of failing the whole period.
+        """
         grid = target_grid(
             config.region.west,
             config.region.south,
@@ -79,9 +86,14 @@ class Predictors:
             set(era_vars) | set(config.matching.reference.values()), key=ERA5LAND_FEATURES.index
         )
         archive = Era5LandArchive.from_folder(config.path("inputs", "era5land"))
-        ds = archive.load(days[0], days[-1], needed)
+        ds = archive.load(days[0], days[-1], needed, allow_missing_days=allow_missing_days)
         coarse = np.stack([ds[v].values for v in needed], axis=1).astype(np.float32)
-        coarse = kernels.fill_nearest_valid(coarse)
+        missing_days = dict(ds.attrs.get("missing_days", {}))
+        absent = days.strftime("%Y-%m-%d").isin(list(missing_days))
+        if absent.any():  # leave absent days NaN; fill the others' coast/lake cells
+            coarse[~absent] = kernels.fill_nearest_valid(coarse[~absent])
+        else:
+            coarse = kernels.fill_nearest_valid(coarse)
         iy, ix = index_maps(grid, ds["lat"].values, ds["lon"].values)
         static_vars = list(STATIC_FEATURES)
         static = read_static(config.path("inputs", "static"), grid, static_vars)
@@ -102,6 +114,7 @@ class Predictors:
             put(comp),
             dates,
             device,
+            missing_days,
         )
 
     @property

@@ -131,7 +131,7 @@ def _produce_days(cfg, console, device, forests, cards, out_dir, start, end) -> 
     days = pd.date_range(start, end, freq="D")
     prov = provenance(cfg, cards)
     check = {k: prov[k] for k in ("config_hash", "model_digests")}
-    pred = Predictors.load(cfg, days[0], days[-1], device=device)
+    pred = Predictors.load(cfg, days[0], days[-1], device=device, allow_missing_days=True)
     shape = (1, len(cfg.layers), *pred.grid.shape)
     todo = [d for d in days if not verify_day(out_dir / day_file_name(d), check, shape)]
     stats = {
@@ -153,6 +153,14 @@ def _produce_days(cfg, console, device, forests, cards, out_dir, start, end) -> 
         task = progress.add_task(f"producing on {device}", total=len(todo), rate="")
         t_start = time.perf_counter()
         for day in todo:
+            gap = pred.missing_days.get(f"{day:%Y-%m-%d}")
+            if gap:
+                stats["failed"][f"{day:%Y-%m-%d}"] = (
+                    f"ERA5-Land lacks this day for {', '.join(gap)} in "
+                    f"{cfg.path('inputs', 'era5land')}; add the day's files and run again"
+                )
+                progress.update(task, advance=1)
+                continue
             try:
                 sm, t, clipped = predict_day(
                     pred,

@@ -87,3 +87,50 @@ def test_a_second_run_on_the_same_folder_refuses(trained, tmp_path):
                 pass
     with output_lock(folder):  # released after the first run
         pass
+
+
+def test_missing_era5land_days_fail_alone(trained, tmp_path):
+    from smci_gpu.produce import produce
+
+    wd = tmp_path / "w"
+    shutil.copytree(trained, wd, ignore=shutil.ignore_patterns("product"))
+    cfg = load_config(workdir=wd, overrides={"device": "cpu"})
+    # The tiny world's ERA5-Land ends with June 2018: the July days are missing.
+    stats = produce(cfg, Console(quiet=True), "2018-06-29", "2018-07-02")
+    assert stats["written"] == 2
+    assert set(stats["failed"]) == {"2018-07-01", "2018-07-02"}
+    for day in ("2018-07-01", "2018-07-02"):
+        assert stats["failed"][day].startswith("ERA5-Land lacks this day for swvl1, swvl2")
+    names = sorted(p.name for p in (wd / "product" / "1km").glob("SMCI_*"))
+    assert names == ["SMCI_1km_20180629.nc", "SMCI_1km_20180630.nc"]
+
+
+def test_a_full_disk_fails_the_day_and_leaves_no_final_file(trained, tmp_path, monkeypatch):
+    import errno
+
+    import xarray as xr
+
+    from smci_gpu.produce import produce
+
+    wd = tmp_path / "w"
+    shutil.copytree(trained, wd, ignore=shutil.ignore_patterns("product"))
+    cfg = load_config(workdir=wd, overrides={"device": "cpu"})
+    real = xr.Dataset.to_netcdf
+
+    def full_disk(self, path, *args, **kwargs):
+        if "20180602" in str(path):
+            with open(path, "wb") as f:  # part of the file gets written, then the disk is full
+                f.write(b"\x89HDF\r\n\x1a\n" + b"\0" * 4096)
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(self, path, *args, **kwargs)
+
+    monkeypatch.setattr(xr.Dataset, "to_netcdf", full_disk)
+    stats = produce(cfg, Console(quiet=True), "2018-06-01", "2018-06-03")
+    assert list(stats["failed"]) == ["2018-06-02"]
+    assert "could not write" in stats["failed"]["2018-06-02"]
+    assert "No space left on device" in stats["failed"]["2018-06-02"]
+    out = wd / "product" / "1km"
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".smci")) == [
+        "SMCI_1km_20180601.nc",
+        "SMCI_1km_20180603.nc",
+    ]

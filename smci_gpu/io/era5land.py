@@ -153,7 +153,9 @@ class Era5LandArchive:
             raise InputDataError(f"no ERA5-Land NetCDF/GRIB files in {folder}")
         return cls(paths)
 
-    def load(self, start, end, variables: list[str], points=None) -> xr.Dataset:
+    def load(
+        self, start, end, variables: list[str], points=None, allow_missing_days: bool = False
+    ) -> xr.Dataset:
         """Canonical daily dataset for days ``start..end`` (inclusive).
 
         Parameters
@@ -163,6 +165,10 @@ class Era5LandArchive:
         points
             Optional ``(lat_index, lon_index)`` integer arrays: only those cells are
             kept (dimension ``point``), which keeps station sampling small.
+        allow_missing_days
+            A day that some variable lacks is an error (False), or NaN with the day and
+            its variables listed in ``attrs["missing_days"]`` (``{"YYYY-MM-DD": [names]}``),
+            so that production can fail that day alone.
         """
         start, end = pd.Timestamp(start).normalize(), pd.Timestamp(end).normalize()
         pieces: dict[str, list[xr.DataArray]] = {v: [] for v in variables}
@@ -195,6 +201,7 @@ class Era5LandArchive:
                 pieces[name].append(daily.astype(np.float32).load())
         days = pd.date_range(start, end, freq="D")
         out = {}
+        gaps: dict[str, list[str]] = {}
         for name, parts in pieces.items():
             if not parts:
                 raise InputDataError(
@@ -208,12 +215,15 @@ class Era5LandArchive:
                 raise InputDataError(f"variable '{name}': day {dup.date()} appears in two files")
             da = da.sortby("time")
             missing = days.difference(pd.DatetimeIndex(da["time"].values))
-            if len(missing):
+            if len(missing) and not allow_missing_days:
                 raise InputDataError(
                     f"variable '{name}': {len(missing)} day(s) missing in the ERA5-Land files, "
                     f"first {missing[0].date()}"
                 )
-            out[name] = da.sel(time=days)
+            for day in missing:
+                gaps.setdefault(f"{day:%Y-%m-%d}", []).append(name)
+            out[name] = da.reindex(time=days)
         ds = xr.Dataset(out)
         ds.attrs["source"] = "ERA5-Land"
+        ds.attrs["missing_days"] = gaps
         return ds
