@@ -216,7 +216,9 @@ def bench(
 def main() -> None:
     """Console-script entry point: run the app, turning engine errors into one line."""
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)  # click hands back typer.Exit codes as the result
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except SmciError as exc:
         if state.debug or "--debug" in sys.argv:
             console.print_exception()

@@ -1,5 +1,6 @@
 """The command line: one-line errors, exit codes, config show."""
 
+import os
 import subprocess
 import sys
 import tomllib
@@ -43,3 +44,25 @@ def test_usage_error_is_not_a_traceback():
     r = smci("demo", "--no-such-option")
     assert r.returncode == 2
     assert "No such option" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_produce_exits_non_zero_when_a_day_fails(trained, tmp_path):
+    import shutil
+
+    wd = tmp_path / "w"
+    shutil.copytree(trained, wd, ignore=shutil.ignore_patterns("product"))
+    result = smci(
+        "--workdir",
+        str(wd),
+        "--device",
+        "cpu",
+        "produce",
+        "--start",
+        "2018-06-30",
+        "--end",
+        "2018-07-01",
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    assert result.returncode == 1
+    assert "failed 2018-07-01: ERA5-Land lacks this day" in result.stdout.replace("\n", " ")
+    assert (wd / "product" / "1km" / "SMCI_1km_20180630.nc").exists()
