@@ -142,11 +142,21 @@ def produce(
     start: Annotated[str | None, typer.Option(help="first day, YYYY-MM-DD")] = None,
     end: Annotated[str | None, typer.Option(help="last day, YYYY-MM-DD")] = None,
     inference: Annotated[str | None, typer.Option(help="packed | nvforest")] = None,
+    layout: Annotated[str | None, typer.Option(help="daily | smci1")] = None,
+    workers: Annotated[int | None, typer.Option(help="local Dask workers (GPUs on GPU)")] = None,
+    scheduler_address: Annotated[
+        str | None, typer.Option(help="an existing Dask scheduler, e.g. tcp://host:8786")
+    ] = None,
 ) -> None:
     """Predict every land pixel, day and layer; write one CF NetCDF per day (product/)."""
-    chosen = (("start", start), ("end", end), ("inference", inference))
-    period = {k: v for k, v in chosen if v is not None}
-    stats = _run_stage("produce", **({"produce": period} if period else {}))
+    chosen = (("start", start), ("end", end), ("inference", inference), ("layout", layout))
+    section = {k: v for k, v in chosen if v is not None}
+    cluster = {"n_workers": workers, "scheduler_address": scheduler_address}
+    cluster = {k: v for k, v in cluster.items() if v is not None}
+    overrides = {"produce": section} if section else {}
+    if cluster:
+        overrides["dask"] = cluster
+    stats = _run_stage("produce", **overrides)
     if stats["failed"]:  # the other days are written; the job still reports the failure
         raise typer.Exit(code=1)
 

@@ -21,6 +21,8 @@ from smci_gpu.kernels.assemble import COARSE, FINE
 from smci_gpu.variables import ERA5LAND_FEATURES, STATIC_FEATURES
 
 WATER_CLASSES = (0, 17)  # no data / IGBP water bodies
+#: Composites searched past a NaN one on each side of a day (8-day composites: ~32 days).
+LAI_SEARCH = 4
 
 
 def column_plan(features: list[str], era_vars: list[str], fine_vars: list[str]):
@@ -31,6 +33,14 @@ def column_plan(features: list[str], era_vars: list[str], fine_vars: list[str]):
         dtype=np.int64,
     )
     return kind, index
+
+
+def land_mask(static, static_vars: list[str]):
+    """``(ny, nx)`` True where land cover is not water and every static map is valid."""
+    xp = backend.array_module(static)
+    lc = static[static_vars.index("landcover")]
+    ok = ~xp.isin(lc, xp.asarray(WATER_CLASSES, dtype=lc.dtype))
+    return ok & xp.all(xp.isfinite(static), axis=0)
 
 
 @dataclass
@@ -97,7 +107,9 @@ class Predictors:
         iy, ix = index_maps(grid, ds["lat"].values, ds["lon"].values)
         static_vars = list(STATIC_FEATURES)
         static = read_static(config.path("inputs", "static"), grid, static_vars)
-        comp, dates = read_lai(config.path("inputs", "lai"), grid, days[0], days[-1])
+        comp, dates = read_lai(
+            config.path("inputs", "lai"), grid, days[0], days[-1], margin=LAI_SEARCH + 1
+        )
         put = lambda a: backend.to_device(a, device)  # noqa: E731
         return cls(
             config,
@@ -123,10 +135,7 @@ class Predictors:
 
     def land_mask(self):
         """True where a product value is wanted: land cover not water, statics valid."""
-        xp = backend.xp_for(self.device)
-        lc = self.static[self.static_vars.index("landcover")]
-        ok = ~xp.isin(lc, xp.asarray(WATER_CLASSES, dtype=lc.dtype))
-        return ok & xp.all(xp.isfinite(self.static), axis=0)
+        return land_mask(self.static, self.static_vars)
 
     def day_index(self, day) -> int:
         i = self.days.get_indexer([pd.Timestamp(day)])[0]
@@ -137,9 +146,12 @@ class Predictors:
     def fine_stack(self, day):
         """``(1 + n_static, ny, nx)``: the day's LAI, then the static maps."""
         xp = backend.xp_for(self.device)
-        lai = kernels.lai_daily(
-            self.lai_comp, self.lai_dates, np.array([np.datetime64(pd.Timestamp(day), "s")])
-        )
+        target = np.datetime64(pd.Timestamp(day), "s")
+        # Only the composites within LAI_SEARCH of the day's brackets take part, so a day's
+        # LAI (and product) does not depend on which period was loaded with it.
+        i = int(np.searchsorted(self.lai_dates, target, "right"))
+        lo, hi = max(i - 1 - LAI_SEARCH, 0), min(i + 1 + LAI_SEARCH, len(self.lai_dates))
+        lai = kernels.lai_daily(self.lai_comp[lo:hi], self.lai_dates[lo:hi], np.array([target]))
         lai = xp.where(xp.isnan(lai), 0.0, lai).astype(np.float32)  # bare soil, water: no leaves
         return xp.concatenate([lai, self.static.astype(np.float32)], axis=0)
 

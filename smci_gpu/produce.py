@@ -25,11 +25,13 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from smci_gpu import __version__, backend
 from smci_gpu.config import Config
 from smci_gpu.errors import OutputError, SmciError
-from smci_gpu.features import Predictors
+from smci_gpu.features import Predictors, land_mask
+from smci_gpu.grid import target_grid
 from smci_gpu.io.writer import day_file_name, product_dataset, verify_day, write_day
 from smci_gpu.model.forest import NvForestPredictor
 from smci_gpu.model.train import load_layer
 from smci_gpu.pipeline import stage
+from smci_gpu.variables import STATIC_FEATURES
 
 log = logging.getLogger(__name__)
 
@@ -112,36 +114,67 @@ def output_lock(folder: Path):
 
 
 def produce(cfg: Config, console: Console, start=None, end=None) -> dict[str, Any]:
-    """Produce every day of ``start..end`` (default: the config's period) that is not done."""
+    """Produce every day of ``start..end`` (default: the config's period) that is not done.
+
+    Days already complete and verified are skipped. With ``dask.n_workers`` or
+    ``dask.scheduler_address`` set, the remaining days are split into contiguous chunks run
+    on a Dask cluster (a local one, ``LocalCUDACluster`` on GPU, or an existing one by
+    address): each task loads the models and inputs once for its chunk and writes its
+    days' files; this process holds the output folder's lock throughout.
+    """
     device = backend.resolve_device(cfg.device)
     start = pd.Timestamp(start or cfg.produce.start)
     end = pd.Timestamp(end or cfg.produce.end)
-    forests, cards = load_forests(cfg)
-    for forest in forests.values():
-        forest.check_names(cfg.features)
-    if cfg.produce.inference == "nvforest":
-        forests = {d: NvForestPredictor(f, device) for d, f in forests.items()}
+    _, cards = load_forests(cfg)  # fail early on missing or mismatched models
     out_dir = Path(cfg.path("product", cfg.produce.resolution))
     out_dir.mkdir(parents=True, exist_ok=True)
-    with output_lock(out_dir):
-        return _produce_days(cfg, console, device, forests, cards, out_dir, start, end)
-
-
-def _produce_days(cfg, console, device, forests, cards, out_dir, start, end) -> dict[str, Any]:
+    grid = target_grid(
+        cfg.region.west,
+        cfg.region.south,
+        cfg.region.east,
+        cfg.region.north,
+        cfg.grid.resolution_arcsec,
+    )
+    check = {k: provenance(cfg, cards)[k] for k in ("config_hash", "model_digests")}
+    shape = (1, len(cfg.layers), *grid.shape)
     days = pd.date_range(start, end, freq="D")
-    prov = provenance(cfg, cards)
-    check = {k: prov[k] for k in ("config_hash", "model_digests")}
-    pred = Predictors.load(cfg, days[0], days[-1], device=device, allow_missing_days=True)
-    shape = (1, len(cfg.layers), *pred.grid.shape)
-    todo = [d for d in days if not verify_day(out_dir / day_file_name(d), check, shape)]
-    stats = {
-        "days": len(days),
-        "skipped_complete": len(days) - len(todo),
-        "written": 0,
-        "failed": {},
-        "clipped": 0,
-        "seconds": {"lai": 0.0, "assemble": 0.0, "infer": 0.0, "write": 0.0},
-    }
+    with output_lock(out_dir):
+        todo = [d for d in days if not verify_day(out_dir / day_file_name(d), check, shape)]
+        distributed = cfg.dask.n_workers is not None or cfg.dask.scheduler_address is not None
+        run = _run_on_dask if distributed and todo else _run_here
+        stats = run(cfg, console, device, todo)
+    stats.update(days=len(days), skipped_complete=len(days) - len(todo), path=str(out_dir))
+    stats["pixels"] = int(_land_pixels(cfg))
+    return stats
+
+
+def _land_pixels(cfg: Config) -> int:
+    from smci_gpu.io.rasters import read_static
+
+    grid = target_grid(
+        cfg.region.west,
+        cfg.region.south,
+        cfg.region.east,
+        cfg.region.north,
+        cfg.grid.resolution_arcsec,
+    )
+    names = list(STATIC_FEATURES)
+    return int(land_mask(read_static(cfg.path("inputs", "static"), grid, names), names).sum())
+
+
+def _merge(total: dict[str, Any], part: dict[str, Any]) -> None:
+    total["written"] += part["written"]
+    total["clipped"] += part["clipped"]
+    total["failed"].update(part["failed"])
+    for k, v in part["seconds"].items():
+        total["seconds"][k] = total["seconds"].get(k, 0.0) + v
+
+
+def _empty_stats() -> dict[str, Any]:
+    return {"written": 0, "failed": {}, "clipped": 0, "seconds": {}}
+
+
+def _progress(console: Console, device: str, total: int) -> Progress:
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),
@@ -149,52 +182,127 @@ def _produce_days(cfg, console, device, forests, cards, out_dir, start, end) -> 
         TextColumn("{task.fields[rate]}"),
         TimeRemainingColumn(),
     )
-    with Progress(*columns, console=console, transient=True) as progress:
+    return Progress(*columns, console=console, transient=True)
+
+
+def _run_here(cfg: Config, console: Console, device: str, todo: list) -> dict[str, Any]:
+    """All days in this process, with a progress bar (days/s and ETA)."""
+    stats = _empty_stats()
+    if not todo:
+        return stats
+    with _progress(console, device, len(todo)) as progress:
         task = progress.add_task(f"producing on {device}", total=len(todo), rate="")
         t_start = time.perf_counter()
-        for day in todo:
-            gap = pred.missing_days.get(f"{day:%Y-%m-%d}")
-            if gap:
-                stats["failed"][f"{day:%Y-%m-%d}"] = (
-                    f"ERA5-Land lacks this day for {', '.join(gap)} in "
-                    f"{cfg.path('inputs', 'era5land')}; add the day's files and run again"
-                )
-                progress.update(task, advance=1)
-                continue
-            try:
-                sm, t, clipped = predict_day(
-                    pred,
-                    forests,
-                    day,
-                    cfg.produce.tile_size,
-                    (cfg.produce.clip_min, cfg.produce.clip_max),
-                )
-                t0 = time.perf_counter()
-                attrs = {
-                    **prov,
-                    "date": f"{day:%Y-%m-%d}",
-                    "device": device,
-                    "clipped_values": clipped,
-                    "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                    **pred.grid.to_attrs(),
-                }
-                ds = product_dataset(
-                    backend.to_host(sm), day, cfg.layers, pred.grid, attrs, cfg.produce.dtype
-                )
-                write_day(out_dir / day_file_name(day), ds, cfg.produce.dtype)
-                t["write"] = time.perf_counter() - t0
-            except SmciError as exc:
-                stats["failed"][f"{day:%Y-%m-%d}"] = str(exc)
-                log.error("day %s failed: %s", day.date(), exc)
-                continue
-            for k, v in t.items():
-                stats["seconds"][k] += v
-            stats["written"] += 1
-            stats["clipped"] += clipped
-            rate = stats["written"] / (time.perf_counter() - t_start)
+
+        def advance(day_stats: dict[str, Any]) -> None:
+            _merge(stats, day_stats)
+            rate = (stats["written"] + len(stats["failed"])) / (time.perf_counter() - t_start)
             progress.update(task, advance=1, rate=f"{rate:.2f} days/s")
-    stats["path"] = str(out_dir)
-    stats["pixels"] = int(backend.to_host(pred.land_mask()).sum())
+
+        produce_chunk(cfg, device, todo, on_day=advance)
+    return stats
+
+
+def _chunks(days: list, n: int) -> list[list]:
+    """``days`` in at most ``n`` contiguous, nearly equal runs."""
+    n = max(1, min(n, len(days)))
+    return [list(c) for c in np.array_split(np.array(days, dtype=object), n) if len(c)]
+
+
+def _run_on_dask(cfg: Config, console: Console, device: str, todo: list) -> dict[str, Any]:
+    """Chunks of days as Dask tasks; a chunk that raises is retried, then its days fail."""
+    from dask.distributed import Client, as_completed
+
+    if cfg.dask.scheduler_address:
+        client, cluster = Client(cfg.dask.scheduler_address), None
+    else:
+        cluster = backend.local_cluster(device, cfg.dask.n_workers, cfg.dask.threads_per_worker)
+        client = Client(cluster)
+    stats = _empty_stats()
+    try:
+        workers = max(1, len(client.scheduler_info()["workers"]))
+        chunks = _chunks(todo, 4 * workers)
+        futures = {
+            client.submit(
+                produce_chunk, cfg, device, chunk, retries=cfg.produce.retries, pure=False
+            ): chunk
+            for chunk in chunks
+        }
+        with _progress(console, device, len(todo)) as progress:
+            task = progress.add_task(f"producing on {workers} worker(s)", total=len(todo), rate="")
+            t_start = time.perf_counter()
+            for future in as_completed(futures):
+                chunk = futures[future]
+                try:
+                    _merge(stats, future.result())
+                except Exception as exc:  # noqa: BLE001 - a lost worker, after retries
+                    for day in chunk:
+                        stats["failed"][f"{day:%Y-%m-%d}"] = f"worker task failed: {exc}"
+                done = stats["written"] + len(stats["failed"])
+                rate = done / (time.perf_counter() - t_start)
+                progress.update(task, completed=done, rate=f"{rate:.2f} days/s")
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+    return stats
+
+
+def produce_chunk(cfg: Config, device: str, days: list, on_day=None) -> dict[str, Any]:
+    """Produce ``days`` (contiguous) with models and inputs loaded once; return the stats.
+
+    Runs in this process or in a Dask worker. A day that fails with an engine error is
+    recorded and the others go on; ``on_day(stats_of_that_day)`` is called after each.
+    """
+    forests, cards = load_forests(cfg)
+    for forest in forests.values():
+        forest.check_names(cfg.features)
+    if cfg.produce.inference == "nvforest":
+        forests = {d: NvForestPredictor(f, device) for d, f in forests.items()}
+    out_dir = Path(cfg.path("product", cfg.produce.resolution))
+    prov = provenance(cfg, cards)
+    pred = Predictors.load(cfg, days[0], days[-1], device=device, allow_missing_days=True)
+    stats = _empty_stats()
+    for day in days:
+        one = _produce_one(cfg, device, pred, forests, prov, out_dir, pd.Timestamp(day))
+        _merge(stats, one)
+        if on_day is not None:
+            on_day(one)
+    return stats
+
+
+def _produce_one(cfg, device, pred, forests, prov, out_dir, day) -> dict[str, Any]:
+    stats = _empty_stats()
+    gap = pred.missing_days.get(f"{day:%Y-%m-%d}")
+    if gap:
+        stats["failed"][f"{day:%Y-%m-%d}"] = (
+            f"ERA5-Land lacks this day for {', '.join(gap)} in "
+            f"{cfg.path('inputs', 'era5land')}; add the day's files and run again"
+        )
+        return stats
+    try:
+        sm, t, clipped = predict_day(
+            pred, forests, day, cfg.produce.tile_size, (cfg.produce.clip_min, cfg.produce.clip_max)
+        )
+        t0 = time.perf_counter()
+        attrs = {
+            **prov,
+            "date": f"{day:%Y-%m-%d}",
+            "device": device,
+            "clipped_values": clipped,
+            "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            **pred.grid.to_attrs(),
+        }
+        ds = product_dataset(
+            backend.to_host(sm), day, cfg.layers, pred.grid, attrs, cfg.produce.dtype
+        )
+        write_day(out_dir / day_file_name(day), ds, cfg.produce.dtype)
+        t["write"] = time.perf_counter() - t0
+    except SmciError as exc:
+        stats["failed"][f"{day:%Y-%m-%d}"] = str(exc)
+        log.error("day %s failed: %s", day.date(), exc)
+        return stats
+    stats.update(written=1, clipped=clipped, seconds=t)
     return stats
 
 

@@ -185,3 +185,12 @@ def test_smci1_layout_places_days_on_the_published_grid(world):
     assert (got == FILL).all()  # nothing outside the region
     np.testing.assert_allclose(year.lat.values[r0 : r0 + ny], daily.lat.values)
     assert smci1_layout(world)["written"] == []  # the year file already holds these days
+
+
+def test_a_days_predictors_do_not_depend_on_the_period_loaded(world):
+    day = pd.Timestamp("2018-05-10")
+    alone = Predictors.load(world, day, day)
+    wide = Predictors.load(world, day - pd.Timedelta(days=60), day + pd.Timedelta(days=40))
+    np.testing.assert_array_equal(alone.fine_stack(day), wide.fine_stack(day))
+    rows, cols = np.nonzero(alone.land_mask())
+    np.testing.assert_array_equal(alone.features(day, rows, cols), wide.features(day, rows, cols))

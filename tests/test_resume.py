@@ -134,3 +134,20 @@ def test_a_full_disk_fails_the_day_and_leaves_no_final_file(trained, tmp_path, m
         "SMCI_1km_20180601.nc",
         "SMCI_1km_20180603.nc",
     ]
+
+
+def test_dask_workers_write_the_same_product(trained, tmp_path):
+    from smci_gpu.produce import produce
+
+    serial, spread = tmp_path / "serial", tmp_path / "dask"
+    for wd in (serial, spread):
+        shutil.copytree(trained, wd, ignore=shutil.ignore_patterns("product"))
+    console = Console(quiet=True)
+    produce(load_config(workdir=serial, overrides={"device": "cpu"}), console, START, "2018-05-25")
+    cfg = load_config(workdir=spread, overrides={"device": "cpu", "dask": {"n_workers": 2}})
+    stats = produce(cfg, console, START, "2018-05-25")
+    assert stats["written"] == 6 and not stats["failed"]
+    a, b = _product(serial / "product" / "1km"), _product(spread / "product" / "1km")
+    assert a.keys() == b.keys() and len(a) == 6
+    for name in a:
+        np.testing.assert_array_equal(a[name], b[name])

@@ -113,12 +113,14 @@ def lai_files(folder: str | Path) -> pd.DataFrame:
     return df
 
 
-def read_lai(folder: str | Path, grid: RegularGrid, start, end) -> tuple[np.ndarray, np.ndarray]:
-    """Composites covering ``start..end`` (plus one each side) at 1 km, and their dates."""
+def read_lai(
+    folder: str | Path, grid: RegularGrid, start, end, margin: int = 1
+) -> tuple[np.ndarray, np.ndarray]:
+    """Composites covering ``start..end`` plus ``margin`` more each side, at 1 km, and dates."""
     df = lai_files(folder)
     start, end = pd.Timestamp(start), pd.Timestamp(end)
-    lo = max(int(np.searchsorted(df.date.values, np.datetime64(start), "right")) - 2, 0)
-    hi = min(int(np.searchsorted(df.date.values, np.datetime64(end), "left")) + 2, len(df))
+    lo = max(int(np.searchsorted(df.date.values, np.datetime64(start), "right")) - 1 - margin, 0)
+    hi = min(int(np.searchsorted(df.date.values, np.datetime64(end), "left")) + 1 + margin, len(df))
     sel = df.iloc[lo:hi]
     comps = np.stack([to_target(open_raster(p), grid, False, p) for p in sel.path])
     return comps, sel.date.values
