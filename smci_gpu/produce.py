@@ -22,7 +22,7 @@ import pandas as pd
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-from smci_gpu import __version__, backend
+from smci_gpu import __version__, backend, kernels
 from smci_gpu.config import Config
 from smci_gpu.errors import OutputError, SmciError
 from smci_gpu.features import Predictors, land_mask
@@ -72,6 +72,56 @@ def predict_day(pred: Predictors, forests: dict, day, tile_size: int, clip=(0.0,
             p = forest.predict(x)
             clipped += int(((p < clip[0]) | (p > clip[1])).sum())
             out[k, rows, cols] = xp.clip(p, clip[0], clip[1])
+        t["infer"] += time.perf_counter() - t0
+    return out, t, clipped
+
+
+def predict_day_coarse(
+    pred: Predictors, forests: dict, day, factor: int, tile_size: int, clip=(0.0, 0.6)
+):
+    """The paper's 9 km version: 1 km predictors aggregated to ``factor`` blocks, then predicted.
+
+    Continuous predictors are block means over the block's land pixels, land cover is the
+    block's majority class; a block with no land pixel stays NaN. Returns
+    ``(layers, ny/factor, nx/factor)``, stage timings and the clipped count.
+    """
+    xp = backend.xp_for(pred.device)
+    ny, nx = pred.grid.shape
+    coarse = pred.grid.coarsen(factor)
+    t = {"lai": 0.0, "assemble": 0.0, "infer": 0.0}
+    t0 = time.perf_counter()
+    fine = pred.fine_stack(day)
+    t["lai"] += time.perf_counter() - t0
+    land = pred.land_mask()
+    names = list(pred.config.features)
+    lc_feature = names.index("landcover") if "landcover" in names else None
+    lc_map = fine[pred.fine_vars.index("landcover")]
+    out = xp.full((len(forests), *coarse.shape), np.nan, dtype=np.float32)
+    clipped = 0
+    band = max(factor, tile_size // factor * factor)
+    for r0 in range(0, ny, band):
+        r1 = min(r0 + band, ny)
+        t0 = time.perf_counter()
+        rr, cc = xp.nonzero(land[r0:r1])
+        stack = xp.full((len(names), r1 - r0, nx), np.nan, dtype=np.float32)
+        if rr.size:
+            stack[:, rr, cc] = pred.features(day, rr + r0, cc, fine=fine).T
+        agg = kernels.block_mean(stack, factor, factor, min_valid=1)
+        if lc_feature is not None:
+            classes = xp.where(land[r0:r1], lc_map[r0:r1], 255).astype(np.uint8)
+            majority = kernels.block_majority(classes, factor, factor, nodata=255)
+            agg[lc_feature] = xp.where(majority == 255, np.nan, majority).astype(np.float32)
+        valid = xp.all(xp.isfinite(agg), axis=0)
+        cy, cx = xp.nonzero(valid)
+        t["assemble"] += time.perf_counter() - t0
+        if cy.size == 0:
+            continue
+        x = xp.ascontiguousarray(agg[:, cy, cx].T)
+        t0 = time.perf_counter()
+        for k, forest in enumerate(forests.values()):
+            p = forest.predict(x)
+            clipped += int(((p < clip[0]) | (p > clip[1])).sum())
+            out[k, cy + r0 // factor, cx] = xp.clip(p, clip[0], clip[1])
         t["infer"] += time.perf_counter() - t0
     return out, t, clipped
 
@@ -135,11 +185,14 @@ def produce(cfg: Config, console: Console, start=None, end=None) -> dict[str, An
         cfg.region.north,
         cfg.grid.resolution_arcsec,
     )
+    if cfg.produce.resolution == "9km":
+        grid = grid.coarsen(cfg.grid.coarse_factor)
     check = {k: provenance(cfg, cards)[k] for k in ("config_hash", "model_digests")}
     shape = (1, len(cfg.layers), *grid.shape)
     days = pd.date_range(start, end, freq="D")
+    res = cfg.produce.resolution
     with output_lock(out_dir):
-        todo = [d for d in days if not verify_day(out_dir / day_file_name(d), check, shape)]
+        todo = [d for d in days if not verify_day(out_dir / day_file_name(d, res), check, shape)]
         distributed = cfg.dask.n_workers is not None or cfg.dask.scheduler_address is not None
         run = _run_on_dask if distributed and todo else _run_here
         stats = run(cfg, console, device, todo)
@@ -280,10 +333,17 @@ def _produce_one(cfg, device, pred, forests, prov, out_dir, day) -> dict[str, An
             f"{cfg.path('inputs', 'era5land')}; add the day's files and run again"
         )
         return stats
+    clip = (cfg.produce.clip_min, cfg.produce.clip_max)
+    grid, res = pred.grid, cfg.produce.resolution
     try:
-        sm, t, clipped = predict_day(
-            pred, forests, day, cfg.produce.tile_size, (cfg.produce.clip_min, cfg.produce.clip_max)
-        )
+        if res == "9km":
+            factor = cfg.grid.coarse_factor
+            grid = pred.grid.coarsen(factor)
+            sm, t, clipped = predict_day_coarse(
+                pred, forests, day, factor, cfg.produce.tile_size, clip
+            )
+        else:
+            sm, t, clipped = predict_day(pred, forests, day, cfg.produce.tile_size, clip)
         t0 = time.perf_counter()
         attrs = {
             **prov,
@@ -291,12 +351,12 @@ def _produce_one(cfg, device, pred, forests, prov, out_dir, day) -> dict[str, An
             "device": device,
             "clipped_values": clipped,
             "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            **pred.grid.to_attrs(),
+            **grid.to_attrs(),
         }
-        ds = product_dataset(
-            backend.to_host(sm), day, cfg.layers, pred.grid, attrs, cfg.produce.dtype
-        )
-        write_day(out_dir / day_file_name(day), ds, cfg.produce.dtype)
+        ds = product_dataset(backend.to_host(sm), day, cfg.layers, grid, attrs, cfg.produce.dtype)
+        if res == "9km":
+            ds.attrs["title"] = "SMCI-style 9 km daily soil moisture (predicted at 9 km)"
+        write_day(out_dir / day_file_name(day, res), ds, cfg.produce.dtype)
         t["write"] = time.perf_counter() - t0
     except SmciError as exc:
         stats["failed"][f"{day:%Y-%m-%d}"] = str(exc)

@@ -194,3 +194,38 @@ def test_a_days_predictors_do_not_depend_on_the_period_loaded(world):
     np.testing.assert_array_equal(alone.fine_stack(day), wide.fine_stack(day))
     rows, cols = np.nonzero(alone.land_mask())
     np.testing.assert_array_equal(alone.features(day, rows, cols), wide.features(day, rows, cols))
+
+
+def test_9km_version_predicts_from_block_aggregated_predictors(world, tmp_path):
+    import shutil
+
+    from smci_gpu.config import load_config
+    from smci_gpu.model.train import load_layer
+    from smci_gpu.produce import produce
+
+    wd = tmp_path / "w9"
+    shutil.copytree(world.workdir, wd, ignore=shutil.ignore_patterns("product"))
+    cfg = load_config(workdir=wd, overrides={"device": "cpu", "produce": {"resolution": "9km"}})
+    day = pd.Timestamp(cfg.produce.start)
+    assert produce(cfg, Console(quiet=True), day, day)["written"] == 1
+    path = cfg.path("product", "9km", f"SMCI_9km_{day:%Y%m%d}.nc")
+    got = xr.open_dataset(path, mask_and_scale=False, engine="netcdf4")
+    assert got.sm.shape[2:] == (5, 5) and got.attrs["grid_res"] == pytest.approx(0.1)
+    # Independent aggregation: NumPy means over each block's land pixels, majority class.
+    pred = Predictors.load(cfg, day, day)
+    land = pred.land_mask()
+    rows, cols = np.nonzero(land)
+    x = pred.features(day, rows, cols)
+    lc = cfg.features.index("landcover")
+    forest, _ = load_layer(cfg, 30)
+    k = cfg.layers.index(30)
+    for by, bx in [(0, 0), (2, 3), (4, 4)]:
+        inside = (rows // 12 == by) & (cols // 12 == bx)
+        if not inside.any():
+            continue
+        feats = x[inside].astype(np.float64).mean(axis=0).astype(np.float32)
+        feats[lc] = np.bincount(x[inside, lc].astype(int)).argmax()
+        want = np.round(np.clip(forest.predict(feats[None]), 0, 0.6) / SCALE).astype(np.int16)
+        # The kernel's float32 block sums may differ from this float64 mean in the last
+        # bit, which can move a stored value by one 0.001 step, no more.
+        assert abs(int(got.sm.values[0, k, by, bx]) - int(want[0])) <= 1
