@@ -143,13 +143,20 @@ def produce(
     end: Annotated[str | None, typer.Option(help="last day, YYYY-MM-DD")] = None,
     inference: Annotated[str | None, typer.Option(help="packed | nvforest")] = None,
     layout: Annotated[str | None, typer.Option(help="daily | smci1")] = None,
+    resolution: Annotated[str | None, typer.Option(help="1km | 9km (predicted at 9 km)")] = None,
     workers: Annotated[int | None, typer.Option(help="local Dask workers (GPUs on GPU)")] = None,
     scheduler_address: Annotated[
         str | None, typer.Option(help="an existing Dask scheduler, e.g. tcp://host:8786")
     ] = None,
 ) -> None:
     """Predict every land pixel, day and layer; write one CF NetCDF per day (product/)."""
-    chosen = (("start", start), ("end", end), ("inference", inference), ("layout", layout))
+    chosen = (
+        ("start", start),
+        ("end", end),
+        ("inference", inference),
+        ("layout", layout),
+        ("resolution", resolution),
+    )
     section = {k: v for k, v in chosen if v is not None}
     cluster = {"n_workers": workers, "scheduler_address": scheduler_address}
     cluster = {k: v for k, v in cluster.items() if v is not None}
