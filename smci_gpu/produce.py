@@ -304,9 +304,13 @@ def _run_on_dask(cfg: Config, console: Console, device: str, todo: list) -> dict
 def produce_chunk(cfg: Config, device: str, days: list, on_day=None) -> dict[str, Any]:
     """Produce ``days`` (contiguous) with models and inputs loaded once; return the stats.
 
-    Runs in this process or in a Dask worker. A day that fails with an engine error is
-    recorded and the others go on; ``on_day(stats_of_that_day)`` is called after each.
+    Runs in this process or in a Dask worker. Each day's file is compressed and written on
+    a writer thread while the next day is predicted (one writer: netCDF4 is not
+    thread-safe). A day that fails with an engine error is recorded and the others go on;
+    ``on_day(stats_of_that_day)`` is called as each day finishes.
     """
+    from concurrent.futures import ThreadPoolExecutor
+
     forests, cards = load_forests(cfg)
     for forest in forests.values():
         forest.check_names(cfg.features)
@@ -316,23 +320,43 @@ def produce_chunk(cfg: Config, device: str, days: list, on_day=None) -> dict[str
     prov = provenance(cfg, cards)
     pred = Predictors.load(cfg, days[0], days[-1], device=device, allow_missing_days=True)
     stats = _empty_stats()
-    for day in days:
-        one = _produce_one(cfg, device, pred, forests, prov, out_dir, pd.Timestamp(day))
-        _merge(stats, one)
+
+    def finish(key: str, day_stats: dict[str, Any], write) -> None:
+        if write is not None:
+            try:
+                day_stats["seconds"]["write"] = write.result()
+            except SmciError as exc:
+                day_stats.update(written=0, clipped=0)
+                day_stats["failed"][key] = str(exc)
+        _merge(stats, day_stats)
         if on_day is not None:
-            on_day(one)
+            on_day(day_stats)
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="smci-writer") as writer:
+        pending = None
+        for day in days:
+            day_stats, job = _predict_one(
+                cfg, device, pred, forests, prov, out_dir, pd.Timestamp(day)
+            )
+            if pending is not None:
+                finish(*pending)
+            pending = (f"{day:%Y-%m-%d}", day_stats, writer.submit(job) if job else None)
+        if pending is not None:
+            finish(*pending)
     return stats
 
 
-def _produce_one(cfg, device, pred, forests, prov, out_dir, day) -> dict[str, Any]:
+def _predict_one(cfg, device, pred, forests, prov, out_dir, day):
+    """Predict one day; return its stats and the job that writes its file (or None)."""
     stats = _empty_stats()
-    gap = pred.missing_days.get(f"{day:%Y-%m-%d}")
+    key = f"{day:%Y-%m-%d}"
+    gap = pred.missing_days.get(key)
     if gap:
-        stats["failed"][f"{day:%Y-%m-%d}"] = (
+        stats["failed"][key] = (
             f"ERA5-Land lacks this day for {', '.join(gap)} in "
             f"{cfg.path('inputs', 'era5land')}; add the day's files and run again"
         )
-        return stats
+        return stats, None
     clip = (cfg.produce.clip_min, cfg.produce.clip_max)
     grid, res = pred.grid, cfg.produce.resolution
     try:
@@ -344,26 +368,30 @@ def _produce_one(cfg, device, pred, forests, prov, out_dir, day) -> dict[str, An
             )
         else:
             sm, t, clipped = predict_day(pred, forests, day, cfg.produce.tile_size, clip)
+        sm = backend.to_host(sm)  # the writer thread gets host memory only
+    except SmciError as exc:
+        stats["failed"][key] = str(exc)
+        log.error("day %s failed: %s", day.date(), exc)
+        return stats, None
+    attrs = {
+        **prov,
+        "date": key,
+        "device": device,
+        "clipped_values": clipped,
+        "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        **grid.to_attrs(),
+    }
+
+    def write() -> float:
         t0 = time.perf_counter()
-        attrs = {
-            **prov,
-            "date": f"{day:%Y-%m-%d}",
-            "device": device,
-            "clipped_values": clipped,
-            "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            **grid.to_attrs(),
-        }
-        ds = product_dataset(backend.to_host(sm), day, cfg.layers, grid, attrs, cfg.produce.dtype)
+        ds = product_dataset(sm, day, cfg.layers, grid, attrs, cfg.produce.dtype)
         if res == "9km":
             ds.attrs["title"] = "SMCI-style 9 km daily soil moisture (predicted at 9 km)"
         write_day(out_dir / day_file_name(day, res), ds, cfg.produce.dtype)
-        t["write"] = time.perf_counter() - t0
-    except SmciError as exc:
-        stats["failed"][f"{day:%Y-%m-%d}"] = str(exc)
-        log.error("day %s failed: %s", day.date(), exc)
-        return stats
+        return time.perf_counter() - t0
+
     stats.update(written=1, clipped=clipped, seconds=t)
-    return stats
+    return stats, write
 
 
 @stage("produce")

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+import smci_gpu.io  # noqa: F401  (loads GDAL/PROJ before netCDF4/ecCodes: see that module)
+
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 

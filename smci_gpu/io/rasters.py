@@ -91,8 +91,27 @@ def read_static(folder: str | Path, grid: RegularGrid, names=STATIC_FEATURES) ->
         if not path.exists():
             nc = folder / f"{name}.nc"
             path = nc if nc.exists() else path
-        maps.append(to_target(open_raster(path), grid, name == "landcover", path))
+        data = to_target(open_raster(path), grid, name == "landcover", path)
+        _check_coverage(data, path, grid)
+        maps.append(data)
     return np.stack(maps)
+
+
+#: A static map must give values on at least this share of the product region.
+MIN_STATIC_COVERAGE = 0.5
+
+
+def _check_coverage(data: np.ndarray, path: Path, grid: RegularGrid) -> None:
+    """Refuse a static map on another grid or region than the product (a silent empty map)."""
+    categorical = path.stem == "landcover"
+    valid = np.isfinite(data) & (data > 0) if categorical else np.isfinite(data)
+    share = float(valid.mean()) if data.size else 0.0
+    if share < MIN_STATIC_COVERAGE:
+        box = f"west {grid.west}, south {grid.south}, east {grid.east:.4f}, north {grid.north:.4f}"
+        raise InputDataError(
+            f"static map {path} has {'classes' if categorical else 'values'} on only "
+            f"{share:.0%} of the product region ({box}); is it for another region or grid?"
+        )
 
 
 def lai_files(folder: str | Path) -> pd.DataFrame:
