@@ -35,6 +35,23 @@ def column_plan(features: list[str], era_vars: list[str], fine_vars: list[str]):
     return kind, index
 
 
+#: Static maps already read in this process, by folder, grid, names and file times.
+_STATIC: dict[tuple, np.ndarray] = {}
+
+
+def _static_maps(folder, grid, names: list[str]) -> np.ndarray:
+    """Static maps on the grid, read once per process while their files are unchanged
+    (a Dask worker keeps them across its tasks)."""
+    from pathlib import Path
+
+    stamps = tuple(sorted((p.name, p.stat().st_mtime_ns) for p in Path(folder).glob("*")))
+    key = (str(folder), grid, tuple(names), stamps)
+    if key not in _STATIC:
+        _STATIC.clear()
+        _STATIC[key] = read_static(folder, grid, names)
+    return _STATIC[key].copy()
+
+
 def land_mask(static, static_vars: list[str]):
     """``(ny, nx)`` True where land cover is not water and every static map is valid."""
     xp = backend.array_module(static)
@@ -106,7 +123,7 @@ class Predictors:
             coarse = kernels.fill_nearest_valid(coarse)
         iy, ix = index_maps(grid, ds["lat"].values, ds["lon"].values)
         static_vars = list(STATIC_FEATURES)
-        static = read_static(config.path("inputs", "static"), grid, static_vars)
+        static = _static_maps(config.path("inputs", "static"), grid, static_vars)
         comp, dates = read_lai(
             config.path("inputs", "lai"), grid, days[0], days[-1], margin=LAI_SEARCH + 1
         )

@@ -29,7 +29,7 @@ from smci_gpu.features import Predictors, land_mask
 from smci_gpu.grid import target_grid
 from smci_gpu.io.writer import day_file_name, product_dataset, verify_day, write_day
 from smci_gpu.model.forest import NvForestPredictor
-from smci_gpu.model.train import load_layer
+from smci_gpu.model.train import layer_dir, load_layer
 from smci_gpu.pipeline import stage
 from smci_gpu.variables import STATIC_FEATURES
 
@@ -301,6 +301,36 @@ def _run_on_dask(cfg: Config, console: Console, device: str, todo: list) -> dict
     return stats
 
 
+#: Forests already loaded in this process (a Dask worker keeps them across its tasks).
+_FORESTS: dict[tuple, tuple[dict, dict]] = {}
+
+
+def _card_digests(cfg: Config) -> dict[int, str]:
+    digests = {}
+    for depth in cfg.layers:
+        card = layer_dir(cfg, depth) / "card.json"
+        if card.exists():
+            digests[depth] = json.loads(card.read_text()).get("model_digest")
+    return digests
+
+
+def _worker_forests(cfg: Config, device: str) -> tuple[dict, dict]:
+    """The layers' forests (checked, served as configured), loaded once per process."""
+    key = (str(Path(cfg.workdir).resolve()), cfg.hash(), device, cfg.produce.inference)
+    if key in _FORESTS:
+        forests, cards = _FORESTS[key]
+        if _card_digests(cfg) == {d: c["model_digest"] for d, c in cards.items()}:
+            return forests, cards  # the model files on disk are still the ones loaded
+    forests, cards = load_forests(cfg)
+    for forest in forests.values():
+        forest.check_names(cfg.features)
+    if cfg.produce.inference == "nvforest":
+        forests = {d: NvForestPredictor(f, device) for d, f in forests.items()}
+    _FORESTS.clear()  # one configuration per process at a time
+    _FORESTS[key] = (forests, cards)
+    return forests, cards
+
+
 def produce_chunk(cfg: Config, device: str, days: list, on_day=None) -> dict[str, Any]:
     """Produce ``days`` (contiguous) with models and inputs loaded once; return the stats.
 
@@ -311,11 +341,7 @@ def produce_chunk(cfg: Config, device: str, days: list, on_day=None) -> dict[str
     """
     from concurrent.futures import ThreadPoolExecutor
 
-    forests, cards = load_forests(cfg)
-    for forest in forests.values():
-        forest.check_names(cfg.features)
-    if cfg.produce.inference == "nvforest":
-        forests = {d: NvForestPredictor(f, device) for d, f in forests.items()}
+    forests, cards = _worker_forests(cfg, device)
     out_dir = Path(cfg.path("product", cfg.produce.resolution))
     prov = provenance(cfg, cards)
     pred = Predictors.load(cfg, days[0], days[-1], device=device, allow_missing_days=True)
