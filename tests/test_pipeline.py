@@ -229,3 +229,13 @@ def test_9km_version_predicts_from_block_aggregated_predictors(world, tmp_path):
         # The kernel's float32 block sums may differ from this float64 mean in the last
         # bit, which can move a stored value by one 0.001 step, no more.
         assert abs(int(got.sm.values[0, k, by, bx]) - int(want[0])) <= 1
+
+
+def test_models_trained_on_another_grid_are_refused(world):
+    from smci_gpu.model.train import load_layer
+
+    other = world.model_copy(
+        update={"grid": world.grid.model_copy(update={"resolution_arcsec": 60.0})}
+    )
+    with pytest.raises(ModelError, match="trained on predictors at 30.0″"):
+        load_layer(other, 10)

@@ -114,6 +114,7 @@ def train_layer(cfg: Config, table: pd.DataFrame, depth: int, device: str) -> di
         "model_digest": forest.digest(),
         "data_hash": data_hash(rows[[*cfg.features, TARGET]]),
         "config_hash": cfg.hash(),
+        "grid_resolution_arcsec": cfg.grid.resolution_arcsec,
         "versions": {
             "smci_gpu": __version__,
             "sklearn": sklearn.__version__,
@@ -137,6 +138,12 @@ def load_layer(cfg: Config, depth: int) -> tuple[PackedForest, dict]:
         raise ModelError(
             f"model card {card_path} was trained on features {card['features']}, "
             f"but the config lists {list(cfg.features)}"
+        )
+    trained_res = card.get("grid_resolution_arcsec")
+    if trained_res is not None and trained_res != cfg.grid.resolution_arcsec:
+        raise ModelError(
+            f"model card {card_path} was trained on predictors at {trained_res}″, but the "
+            f"config's grid is {cfg.grid.resolution_arcsec}″; retrain or fix grid.resolution_arcsec"
         )
     forest = PackedForest.load(folder / "forest.npz")
     if forest.digest() != card["model_digest"]:
