@@ -210,6 +210,29 @@ def report() -> None:
 
 
 @app.command()
+def selftest(
+    quick: Annotated[bool, typer.Option(help="kernels and forests only (no demo day)")] = False,
+) -> None:
+    """Check this install: kernel and forest parity, one demo day (--device gpu: also the GPU)."""
+    from rich.table import Table
+
+    from smci_gpu import selftest as st
+
+    checks, info = st.run(state.device or "cpu", quick=quick)
+    table = Table(title="smci selftest: " + ", ".join(f"{k} {v}" for k, v in info.items()))
+    for col in ("check", "device", "result", "detail", "s"):
+        table.add_column(col, justify="right" if col == "s" else "left")
+    for c in checks:
+        verdict = "[green]pass[/]" if c.passed else "[bold red]FAIL[/]"
+        table.add_row(c.name, c.device, verdict, c.detail, f"{c.seconds:.1f}")
+    out.print(table)
+    failed = sum(not c.passed for c in checks)
+    out.print(f"{len(checks) - failed} passed, {failed} failed")
+    if failed:
+        raise typer.Exit(code=1)
+
+
+@app.command()
 def bench(
     suites: Annotated[
         list[str] | None, typer.Argument(help="all | kernels | inference | produce")
