@@ -82,6 +82,17 @@ def to_target(da, grid: RegularGrid, categorical: bool, path: Path) -> np.ndarra
     return np.asarray(out.values[::-1], dtype=np.float32)
 
 
+def read_on_grid(path: Path, grid: RegularGrid, categorical: bool) -> np.ndarray:
+    """A raster resampled onto ``grid``; damaged data (found by GDAL only when read) is an
+    :class:`InputDataError` naming the file."""
+    try:
+        return to_target(open_raster(path), grid, categorical, path)
+    except InputDataError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - rasterio/GDAL raise several types
+        raise InputDataError(f"raster {path} could not be read: {exc}") from exc
+
+
 def read_static(folder: str | Path, grid: RegularGrid, names=STATIC_FEATURES) -> np.ndarray:
     """``(len(names), ny, nx)`` float32 static maps on the target grid."""
     folder = Path(folder)
@@ -91,7 +102,7 @@ def read_static(folder: str | Path, grid: RegularGrid, names=STATIC_FEATURES) ->
         if not path.exists():
             nc = folder / f"{name}.nc"
             path = nc if nc.exists() else path
-        data = to_target(open_raster(path), grid, name == "landcover", path)
+        data = read_on_grid(path, grid, name == "landcover")
         _check_coverage(data, path, grid)
         maps.append(data)
     return np.stack(maps)
@@ -141,5 +152,5 @@ def read_lai(
     lo = max(int(np.searchsorted(df.date.values, np.datetime64(start), "right")) - 1 - margin, 0)
     hi = min(int(np.searchsorted(df.date.values, np.datetime64(end), "left")) + 1 + margin, len(df))
     sel = df.iloc[lo:hi]
-    comps = np.stack([to_target(open_raster(p), grid, False, p) for p in sel.path])
+    comps = np.stack([read_on_grid(p, grid, False) for p in sel.path])
     return comps, sel.date.values
