@@ -298,10 +298,17 @@ def kill_and_resume(world: Path, scratch: Path, kills: int, seed: int) -> dict[s
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        time.sleep(float(rng.uniform(2.0, 9.0)))  # start-up, then some days of work
+        # Wait for a seeded number of finished days, then kill a seeded moment later (often
+        # while the next file is being written).
+        target, out = int(rng.integers(1, len(want))), wd / "product" / "1km"
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and proc.poll() is None:
+            if len(list(out.glob("SMCI_1km_*.nc"))) >= target:
+                break
+            time.sleep(0.01)
+        time.sleep(float(rng.uniform(0.0, 0.3)))
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-        out = wd / "product" / "1km"
         at_kill = data(out) if out.exists() else {}
         mid_run += int(0 < len(at_kill) < len(want))
         for name, values in at_kill.items():
