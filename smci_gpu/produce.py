@@ -49,7 +49,9 @@ def provenance(cfg: Config, cards: dict[int, dict]) -> dict[str, Any]:
 
 
 def predict_day(pred: Predictors, forests: dict, day, tile_size: int, clip=(0.0, 0.6)):
-    """``(layers, ny, nx)`` float32 soil moisture for one day (NaN off land) + stage timings."""
+    """One day: ``(layers, ny, nx)`` float32 soil moisture (NaN off land), stage timings,
+    the number of predictions clipped to ``clip`` and of land pixels left empty because a
+    predictor was not finite there (they are written as the fill value, never as data)."""
     xp = backend.xp_for(pred.device)
     ny, nx = pred.grid.shape
     t = {"lai": 0.0, "assemble": 0.0, "infer": 0.0}
@@ -58,7 +60,7 @@ def predict_day(pred: Predictors, forests: dict, day, tile_size: int, clip=(0.0,
     t["lai"] += time.perf_counter() - t0
     land = pred.land_mask()
     out = xp.full((len(forests), ny, nx), np.nan, dtype=np.float32)
-    clipped = 0
+    clipped = nan_pixels = 0
     for r0, r1, c0, c1 in pred.grid.tiles(tile_size):
         rr, cc = xp.nonzero(land[r0:r1, c0:c1])
         if rr.size == 0:
@@ -66,14 +68,20 @@ def predict_day(pred: Predictors, forests: dict, day, tile_size: int, clip=(0.0,
         rows, cols = rr + r0, cc + c0
         t0 = time.perf_counter()
         x = pred.features(day, rows, cols, fine=fine)
+        finite = xp.all(xp.isfinite(x), axis=1)
+        if not bool(finite.all()):
+            nan_pixels += int((~finite).sum())
+            rows, cols, x = rows[finite], cols[finite], x[finite]
         t["assemble"] += time.perf_counter() - t0
+        if rows.size == 0:
+            continue
         t0 = time.perf_counter()
         for k, forest in enumerate(forests.values()):
             p = forest.predict(x)
             clipped += int(((p < clip[0]) | (p > clip[1])).sum())
             out[k, rows, cols] = xp.clip(p, clip[0], clip[1])
         t["infer"] += time.perf_counter() - t0
-    return out, t, clipped
+    return out, t, clipped, nan_pixels
 
 
 def predict_day_coarse(
@@ -97,7 +105,7 @@ def predict_day_coarse(
     lc_feature = names.index("landcover") if "landcover" in names else None
     lc_map = fine[pred.fine_vars.index("landcover")]
     out = xp.full((len(forests), *coarse.shape), np.nan, dtype=np.float32)
-    clipped = 0
+    clipped = nan_pixels = 0
     band = max(factor, tile_size // factor * factor)
     for r0 in range(0, ny, band):
         r1 = min(r0 + band, ny)
@@ -112,6 +120,8 @@ def predict_day_coarse(
             majority = kernels.block_majority(classes, factor, factor, nodata=255)
             agg[lc_feature] = xp.where(majority == 255, np.nan, majority).astype(np.float32)
         valid = xp.all(xp.isfinite(agg), axis=0)
+        has_land = kernels.block_mean(land[r0:r1].astype(np.float32), factor, factor) > 0
+        nan_pixels += int((has_land & ~valid).sum())
         cy, cx = xp.nonzero(valid)
         t["assemble"] += time.perf_counter() - t0
         if cy.size == 0:
@@ -123,7 +133,7 @@ def predict_day_coarse(
             clipped += int(((p < clip[0]) | (p > clip[1])).sum())
             out[k, cy + r0 // factor, cx] = xp.clip(p, clip[0], clip[1])
         t["infer"] += time.perf_counter() - t0
-    return out, t, clipped
+    return out, t, clipped, nan_pixels
 
 
 def load_forests(cfg: Config) -> tuple[dict, dict]:
@@ -218,13 +228,14 @@ def _land_pixels(cfg: Config) -> int:
 def _merge(total: dict[str, Any], part: dict[str, Any]) -> None:
     total["written"] += part["written"]
     total["clipped"] += part["clipped"]
+    total["nan_feature_pixels"] += part.get("nan_feature_pixels", 0)
     total["failed"].update(part["failed"])
     for k, v in part["seconds"].items():
         total["seconds"][k] = total["seconds"].get(k, 0.0) + v
 
 
 def _empty_stats() -> dict[str, Any]:
-    return {"written": 0, "failed": {}, "clipped": 0, "seconds": {}}
+    return {"written": 0, "failed": {}, "clipped": 0, "nan_feature_pixels": 0, "seconds": {}}
 
 
 def _progress(console: Console, device: str, total: int) -> Progress:
@@ -389,11 +400,13 @@ def _predict_one(cfg, device, pred, forests, prov, out_dir, day):
         if res == "9km":
             factor = cfg.grid.coarse_factor
             grid = pred.grid.coarsen(factor)
-            sm, t, clipped = predict_day_coarse(
+            sm, t, clipped, nan_pixels = predict_day_coarse(
                 pred, forests, day, factor, cfg.produce.tile_size, clip
             )
         else:
-            sm, t, clipped = predict_day(pred, forests, day, cfg.produce.tile_size, clip)
+            sm, t, clipped, nan_pixels = predict_day(
+                pred, forests, day, cfg.produce.tile_size, clip
+            )
         sm = backend.to_host(sm)  # the writer thread gets host memory only
     except SmciError as exc:
         stats["failed"][key] = str(exc)
@@ -404,6 +417,7 @@ def _predict_one(cfg, device, pred, forests, prov, out_dir, day):
         "date": key,
         "device": device,
         "clipped_values": clipped,
+        "nan_feature_pixels": nan_pixels,
         "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         **grid.to_attrs(),
     }
@@ -416,7 +430,9 @@ def _predict_one(cfg, device, pred, forests, prov, out_dir, day):
         write_day(out_dir / day_file_name(day, res), ds, cfg.produce.dtype)
         return time.perf_counter() - t0
 
-    stats.update(written=1, clipped=clipped, seconds=t)
+    if nan_pixels:
+        log.warning("day %s: %d land pixels without finite predictors left empty", key, nan_pixels)
+    stats.update(written=1, clipped=clipped, nan_feature_pixels=nan_pixels, seconds=t)
     return stats, write
 
 
@@ -426,7 +442,8 @@ def produce_stage(cfg: Config, console: Console) -> dict[str, Any]:
     console.print(
         f"produce: {stats['written']} day(s) written, {stats['skipped_complete']} "
         f"already complete, {len(stats['failed'])} failed, {stats['pixels']:,} land "
-        f"pixels, {stats['clipped']} values clipped → {stats['path']}"
+        f"pixels, {stats['clipped']} values clipped, {stats['nan_feature_pixels']} land "
+        f"pixels without finite predictors left empty → {stats['path']}"
     )
     for day, err in stats["failed"].items():
         console.print(f"[red]failed[/] {day}: {err}")

@@ -7,6 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from rich.console import Console
 
 from smci_gpu import pipeline
@@ -239,3 +241,61 @@ def test_models_trained_on_another_grid_are_refused(world):
     )
     with pytest.raises(ModelError, match="trained on predictors at 30.0″"):
         load_layer(other, 10)
+
+
+def test_land_pixels_with_nan_predictors_are_counted_and_left_empty(world, tmp_path, monkeypatch):
+    import shutil
+
+    from smci_gpu.config import load_config
+    from smci_gpu.produce import produce
+
+    wd = tmp_path / "nan"
+    shutil.copytree(world.workdir, wd, ignore=shutil.ignore_patterns("product"))
+    cfg = load_config(workdir=wd, overrides={"device": "cpu"})
+    real = Predictors.features
+
+    def holes(self, day, rows, cols, fine=None, out=None):
+        x = real(self, day, rows, cols, fine=fine, out=out)
+        x[::50, 3] = np.nan  # every 50th pixel of each tile loses a predictor
+        return x
+
+    monkeypatch.setattr(Predictors, "features", holes)
+    day = pd.Timestamp(cfg.produce.start)
+    stats = produce(cfg, Console(quiet=True), day, day)
+    raw = xr.open_dataset(
+        cfg.path("product", "1km", f"SMCI_1km_{day:%Y%m%d}.nc"),
+        mask_and_scale=False,
+        engine="netcdf4",
+    )
+    land = int(Predictors.load(cfg, day, day).land_mask().sum())
+    empty_land = int((raw.sm.values[0, 0] == FILL).sum()) - (
+        raw.sm.shape[2] * raw.sm.shape[3] - land
+    )
+    assert stats["nan_feature_pixels"] == empty_land > 0
+    assert raw.attrs["nan_feature_pixels"] == empty_land
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    ny=st.integers(1, 20),
+    nx=st.integers(1, 20),
+    seed=st.integers(0, 10_000),
+    dtype=st.sampled_from(["int16", "float32"]),
+)
+def test_writer_round_trip(tmp_path_factory, ny, nx, seed, dtype):
+    from smci_gpu.grid import RegularGrid
+    from smci_gpu.io.writer import encode_int16, product_dataset, write_day
+
+    rng = np.random.default_rng(seed)
+    sm = rng.uniform(0, 0.6, (2, ny, nx)).astype(np.float32)
+    sm[rng.random(sm.shape) < 0.2] = np.nan
+    grid = RegularGrid(114.0, 40.0, 1 / 120, ny, nx)
+    path = tmp_path_factory.mktemp("rt") / "day.nc"
+    write_day(path, product_dataset(sm, "2018-07-10", [10, 20], grid, {}, dtype), dtype)
+    raw = xr.open_dataset(path, mask_and_scale=False, engine="netcdf4").sm.values[0]
+    if dtype == "int16":
+        np.testing.assert_array_equal(raw, encode_int16(sm))
+    else:
+        np.testing.assert_array_equal(np.where(np.isnan(sm), FILL, sm), raw)
+    decoded = xr.open_dataset(path, engine="netcdf4").sm.values[0]
+    np.testing.assert_allclose(decoded, sm, atol=SCALE / 2 + 1e-9 if dtype == "int16" else 0)

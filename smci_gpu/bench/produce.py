@@ -64,7 +64,7 @@ def time_days(workdir: Path, device: str, repeats: int) -> tuple[dict[str, list[
             t0 = time.perf_counter()
             pred = Predictors.load(cfg, day, day, device=device)
             seconds["read"].append(time.perf_counter() - t0)
-            sm, t, _ = predict_day(pred, forests, day, cfg.produce.tile_size)
+            sm, t, _, _ = predict_day(pred, forests, day, cfg.produce.tile_size)
             if device == "gpu":
                 backend.cupy_module().cuda.Device().synchronize()
             for k in ("lai", "assemble", "infer"):
