@@ -151,3 +151,43 @@ def test_dask_workers_write_the_same_product(trained, tmp_path):
     assert a.keys() == b.keys() and len(a) == 6
     for name in a:
         np.testing.assert_array_equal(a[name], b[name])
+
+
+def test_a_worker_killed_mid_task_is_replaced_and_the_run_finishes(trained, tmp_path):
+    import threading
+
+    from dask.distributed import Client, LocalCluster
+
+    from smci_gpu.produce import produce
+
+    wd = tmp_path / "w"
+    shutil.copytree(trained, wd, ignore=shutil.ignore_patterns("product"))
+    out = wd / "product" / "1km"
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True) as cluster:
+        with Client(cluster) as client:
+            pids = list(client.run(os.getpid).values())
+
+        def kill_one_worker():
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and not list(out.glob("SMCI_1km_*.nc")):
+                time.sleep(0.01)
+            os.kill(pids[0], signal.SIGKILL)  # mid-run: one worker dies with its task
+
+        killer = threading.Thread(target=kill_one_worker)
+        killer.start()
+        cfg = load_config(
+            workdir=wd,
+            overrides={"device": "cpu", "dask": {"scheduler_address": cluster.scheduler_address}},
+        )
+        stats = produce(cfg, Console(quiet=True), START, END)
+        killer.join()
+    assert stats["written"] == 20 and not stats["failed"]
+    reference = tmp_path / "ref"
+    shutil.copytree(trained, reference, ignore=shutil.ignore_patterns("product"))
+    produce(
+        load_config(workdir=reference, overrides={"device": "cpu"}), Console(quiet=True), START, END
+    )
+    want, got = _product(reference / "product" / "1km"), _product(out)
+    assert want.keys() == got.keys()
+    for name in want:
+        np.testing.assert_array_equal(got[name], want[name])
