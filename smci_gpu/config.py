@@ -205,6 +205,13 @@ class Config(_Section):
         text = json.dumps(payload, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
+    def product_grid(self):
+        """The 1 km product grid over the configured region (a :class:`RegularGrid`)."""
+        from smci_gpu.grid import target_grid
+
+        r = self.region
+        return target_grid(r.west, r.south, r.east, r.north, self.grid.resolution_arcsec)
+
     def path(self, *parts: str) -> Path:
         """A path inside the working folder."""
         return Path(self.workdir).joinpath(*parts)

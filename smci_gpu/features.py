@@ -14,7 +14,7 @@ import pandas as pd
 
 from smci_gpu import backend, kernels
 from smci_gpu.config import Config
-from smci_gpu.grid import RegularGrid, index_maps, target_grid
+from smci_gpu.grid import RegularGrid, index_maps
 from smci_gpu.io.era5land import Era5LandArchive
 from smci_gpu.io.rasters import read_lai, read_static
 from smci_gpu.kernels.assemble import COARSE, FINE
@@ -99,13 +99,7 @@ class Predictors:
         With ``allow_missing_days``, days the ERA5-Land files lack are listed in
         :attr:`missing_days` (day → variables) instead of failing the whole period.
         """
-        grid = target_grid(
-            config.region.west,
-            config.region.south,
-            config.region.east,
-            config.region.north,
-            config.grid.resolution_arcsec,
-        )
+        grid = config.product_grid()
         days = pd.date_range(pd.Timestamp(start), pd.Timestamp(end), freq="D")
         era_vars = [f for f in config.features if f in ERA5LAND_FEATURES]
         # Matching references are needed even when not used as features.

@@ -21,7 +21,6 @@ from rich.table import Table
 from smci_gpu.config import Config
 from smci_gpu.errors import GridError, InputDataError
 from smci_gpu.features import Predictors
-from smci_gpu.grid import target_grid
 from smci_gpu.insitu import daily as D
 from smci_gpu.insitu import qc_score
 from smci_gpu.insitu.matching import mean_std_match
@@ -65,13 +64,7 @@ def _fault_manifest(cfg: Config) -> pd.DataFrame | None:
 
 def build_table(cfg: Config, console: Console | None = None) -> tuple[pd.DataFrame, dict]:
     """The station-day table and the QC report (no files written)."""
-    grid = target_grid(
-        cfg.region.west,
-        cfg.region.south,
-        cfg.region.east,
-        cfg.region.north,
-        cfg.grid.resolution_arcsec,
-    )
+    grid = cfg.product_grid()
     obs, drops = read_stations(
         cfg.path("inputs", "stations"), cfg.layers, cfg.qc.depth_tolerance_cm
     )

@@ -26,7 +26,6 @@ from smci_gpu import __version__, backend, kernels
 from smci_gpu.config import Config
 from smci_gpu.errors import OutputError, SmciError
 from smci_gpu.features import Predictors, land_mask
-from smci_gpu.grid import target_grid
 from smci_gpu.io.writer import day_file_name, product_dataset, verify_day, write_day
 from smci_gpu.model.forest import NvForestPredictor
 from smci_gpu.model.train import layer_dir, load_layer
@@ -188,13 +187,7 @@ def produce(cfg: Config, console: Console, start=None, end=None) -> dict[str, An
     _, cards = load_forests(cfg)  # fail early on missing or mismatched models
     out_dir = Path(cfg.path("product", cfg.produce.resolution))
     out_dir.mkdir(parents=True, exist_ok=True)
-    grid = target_grid(
-        cfg.region.west,
-        cfg.region.south,
-        cfg.region.east,
-        cfg.region.north,
-        cfg.grid.resolution_arcsec,
-    )
+    grid = cfg.product_grid()
     if cfg.produce.resolution == "9km":
         grid = grid.coarsen(cfg.grid.coarse_factor)
     check = {k: provenance(cfg, cards)[k] for k in ("config_hash", "model_digests")}
@@ -214,13 +207,7 @@ def produce(cfg: Config, console: Console, start=None, end=None) -> dict[str, An
 def _land_pixels(cfg: Config) -> int:
     from smci_gpu.io.rasters import read_static
 
-    grid = target_grid(
-        cfg.region.west,
-        cfg.region.south,
-        cfg.region.east,
-        cfg.region.north,
-        cfg.grid.resolution_arcsec,
-    )
+    grid = cfg.product_grid()
     names = list(STATIC_FEATURES)
     return int(land_mask(read_static(cfg.path("inputs", "static"), grid, names), names).sum())
 

@@ -77,3 +77,18 @@ def run_suite(
     for name in names:
         plot_throughput(doc, name, out_dir / f"{name}.png")
     return doc
+
+
+def script_main(suite: str, description: str, default_repeats: int = 5) -> None:
+    """Command-line entry of the scripts in ``benchmarks/``: one suite, JSON + markdown."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--size", default="small", choices=["tiny", "small", "medium", "large"])
+    parser.add_argument("--device", default="both", choices=["cpu", "gpu", "both"])
+    parser.add_argument("--repeats", type=int, default=default_repeats)
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results") / suite)
+    args = parser.parse_args()
+    doc = run_suite([suite], available_devices(args.device), args.size, args.out, args.repeats)
+    print((args.out / "bench.md").read_text())
+    print(f"{len(doc['records'])} records → {args.out / 'bench.json'}")
