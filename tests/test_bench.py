@@ -93,3 +93,27 @@ def test_produce_benchmark_on_a_trained_world(trained, tmp_path):
         > total["extra"]["hours_full_product_100_trees"]
     )
     jsonschema.validate(doc, json.loads(SCHEMA.read_text()))
+
+
+def test_compare_two_runs_by_hand():
+    from smci_gpu.bench.compare import compare, markdown
+
+    def run(*medians):
+        return {
+            "records": [
+                {
+                    "suite": "k",
+                    "stage": s,
+                    "impl": "twin",
+                    "device": "cpu",
+                    "size": {"n": 1},
+                    "seconds": {"median": m},
+                }
+                for s, m in zip(("a", "b", "c"), medians, strict=True)
+            ]
+        }
+
+    got = compare(run(1.0, 2.0, 1.0), run(1.1, 3.0, 0.95))
+    assert [round(r["difference"], 4) for r in got["cells"]] == [0.1, 0.5, round(1 / 0.95 - 1, 4)]
+    assert got["within"] == 2 and got["total"] == 3
+    assert "2 of 3 cells differ by less than 20%" in markdown(got)
