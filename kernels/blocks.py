@@ -23,6 +23,16 @@ def _block_shape(a, fy: int, fx: int) -> tuple[int, int]:
     return ny // fy, nx // fx
 
 
+def _block_views(a, fy: int, fx: int, out):
+    """Check shapes and devices, allocate ``out`` when missing (same dtype and device as
+    ``a``), and view both as 3-D ``(lead, y, x)``: ``(on_gpu, out, a3, o3)``."""
+    oy, ox = _block_shape(a, fy, fx)
+    on_gpu = check_same_device(a=a, out=out)
+    if out is None:
+        out = array_module(a).empty((*a.shape[:-2], oy, ox), dtype=a.dtype)
+    return on_gpu, out, a.reshape(-1, *a.shape[-2:]), out.reshape(-1, oy, ox)
+
+
 @numba.njit(parallel=True, cache=True)
 def _mean_cpu(a, fy, fx, min_valid, n_chunks, out):
     # Rows of blocks in chunks: first sum each block-row's fy input rows column by column
@@ -82,14 +92,8 @@ def block_mean(a, fy: int, fx: int, min_valid: int = 1, out=None):
     the result keeps ``a``'s dtype.
     """
     check_float(a, "a")
-    oy, ox = _block_shape(a, fy, fx)
-    on_gpu = check_same_device(a=a, out=out)
-    xp = array_module(a)
-    shape = (*a.shape[:-2], oy, ox)
-    if out is None:
-        out = xp.empty(shape, dtype=a.dtype)
-    a3 = a.reshape(-1, *a.shape[-2:])
-    o3 = out.reshape(-1, oy, ox)
+    on_gpu, out, a3, o3 = _block_views(a, fy, fx, out)
+    oy, ox = o3.shape[1:]
     if on_gpu:
         _mean_gpu[blocks_2d(oy, ox), THREADS_2D](a3, fy, fx, min_valid, o3)
     else:
@@ -191,16 +195,10 @@ def block_majority(a, fy: int, fx: int, nodata: int | None = None, out=None):
     """
     if not np.issubdtype(a.dtype, np.integer):
         raise ValueError(f"a must be an integer (categorical) array, got {a.dtype}")
-    oy, ox = _block_shape(a, fy, fx)
     if fy * fx > MAX_BLOCK_CELLS:
         raise ValueError(f"blocks of {fy}x{fx} exceed {MAX_BLOCK_CELLS} cells")
-    on_gpu = check_same_device(a=a, out=out)
-    xp = array_module(a)
-    shape = (*a.shape[:-2], oy, ox)
-    if out is None:
-        out = xp.empty(shape, dtype=a.dtype)
-    a3 = a.reshape(-1, *a.shape[-2:])
-    o3 = out.reshape(-1, oy, ox)
+    on_gpu, out, a3, o3 = _block_views(a, fy, fx, out)
+    oy, ox = o3.shape[1:]
     fill = 0 if nodata is None else int(nodata)
     if on_gpu:
         _majority_gpu[blocks_2d(oy, ox), THREADS_2D](a3, fy, fx, fill, nodata is not None, o3)
