@@ -39,7 +39,7 @@ def column_plan(features: list[str], era_vars: list[str], fine_vars: list[str]):
 _STATIC: dict[tuple, np.ndarray] = {}
 
 
-def _static_maps(folder, grid, names: list[str]) -> np.ndarray:
+def static_maps(folder, grid, names: list[str]) -> np.ndarray:
     """Static maps on the grid, read once per process while their files are unchanged
     (a Dask worker keeps them across its tasks)."""
     from pathlib import Path
@@ -117,7 +117,7 @@ class Predictors:
             coarse = kernels.fill_nearest_valid(coarse)
         iy, ix = index_maps(grid, ds["lat"].values, ds["lon"].values)
         static_vars = list(STATIC_FEATURES)
-        static = _static_maps(config.path("inputs", "static"), grid, static_vars)
+        static = static_maps(config.path("inputs", "static"), grid, static_vars)
         comp, dates = read_lai(
             config.path("inputs", "lai"), grid, days[0], days[-1], margin=LAI_SEARCH + 1
         )

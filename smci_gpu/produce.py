@@ -25,7 +25,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from smci_gpu import __version__, backend, kernels
 from smci_gpu.config import Config
 from smci_gpu.errors import OutputError, SmciError
-from smci_gpu.features import Predictors, land_mask
+from smci_gpu.features import Predictors, land_mask, static_maps
 from smci_gpu.io.writer import day_file_name, product_dataset, verify_day, write_day
 from smci_gpu.model.forest import NvForestPredictor
 from smci_gpu.model.train import layer_dir, load_layer
@@ -184,7 +184,10 @@ def produce(cfg: Config, console: Console, start=None, end=None) -> dict[str, An
     device = backend.resolve_device(cfg.device)
     start = pd.Timestamp(start or cfg.produce.start)
     end = pd.Timestamp(end or cfg.produce.end)
-    _, cards = load_forests(cfg)  # fail early on missing or mismatched models
+    # Fail early on missing or mismatched models. A run in this process keeps what it
+    # loads here; on Dask the workers load their own, so this process only checks.
+    distributed = cfg.dask.n_workers is not None or cfg.dask.scheduler_address is not None
+    _, cards = load_forests(cfg) if distributed else _worker_forests(cfg, device)
     out_dir = Path(cfg.path("product", cfg.produce.resolution))
     out_dir.mkdir(parents=True, exist_ok=True)
     grid = cfg.product_grid()
@@ -196,7 +199,6 @@ def produce(cfg: Config, console: Console, start=None, end=None) -> dict[str, An
     res = cfg.produce.resolution
     with output_lock(out_dir):
         todo = [d for d in days if not verify_day(out_dir / day_file_name(d, res), check, shape)]
-        distributed = cfg.dask.n_workers is not None or cfg.dask.scheduler_address is not None
         run = _run_on_dask if distributed and todo else _run_here
         stats = run(cfg, console, device, todo)
     stats.update(days=len(days), skipped_complete=len(days) - len(todo), path=str(out_dir))
@@ -205,11 +207,9 @@ def produce(cfg: Config, console: Console, start=None, end=None) -> dict[str, An
 
 
 def _land_pixels(cfg: Config) -> int:
-    from smci_gpu.io.rasters import read_static
-
-    grid = cfg.product_grid()
     names = list(STATIC_FEATURES)
-    return int(land_mask(read_static(cfg.path("inputs", "static"), grid, names), names).sum())
+    static = static_maps(cfg.path("inputs", "static"), cfg.product_grid(), names)
+    return int(land_mask(static, names).sum())
 
 
 def _merge(total: dict[str, Any], part: dict[str, Any]) -> None:
@@ -225,7 +225,7 @@ def _empty_stats() -> dict[str, Any]:
     return {"written": 0, "failed": {}, "clipped": 0, "nan_feature_pixels": 0, "seconds": {}}
 
 
-def _progress(console: Console, device: str, total: int) -> Progress:
+def _progress(console: Console) -> Progress:
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),
@@ -241,7 +241,7 @@ def _run_here(cfg: Config, console: Console, device: str, todo: list) -> dict[st
     stats = _empty_stats()
     if not todo:
         return stats
-    with _progress(console, device, len(todo)) as progress:
+    with _progress(console) as progress:
         task = progress.add_task(f"producing on {device}", total=len(todo), rate="")
         t_start = time.perf_counter()
 
@@ -279,7 +279,7 @@ def _run_on_dask(cfg: Config, console: Console, device: str, todo: list) -> dict
             ): chunk
             for chunk in chunks
         }
-        with _progress(console, device, len(todo)) as progress:
+        with _progress(console) as progress:
             task = progress.add_task(f"producing on {workers} worker(s)", total=len(todo), rate="")
             t_start = time.perf_counter()
             for future in as_completed(futures):
@@ -303,30 +303,36 @@ def _run_on_dask(cfg: Config, console: Console, device: str, todo: list) -> dict
 _FORESTS: dict[tuple, tuple[dict, dict]] = {}
 
 
-def _card_digests(cfg: Config) -> dict[int, str]:
-    digests = {}
+def _model_stamps(cfg: Config) -> tuple:
+    """Size and modification time of every layer's card and forest file (None if absent)."""
+    stamps = []
     for depth in cfg.layers:
-        card = layer_dir(cfg, depth) / "card.json"
-        if card.exists():
-            digests[depth] = json.loads(card.read_text()).get("model_digest")
-    return digests
+        for name in ("card.json", "forest.npz"):
+            path = layer_dir(cfg, depth) / name
+            st = path.stat() if path.exists() else None
+            stamps.append((depth, name, st and (st.st_size, st.st_mtime_ns)))
+    return tuple(stamps)
 
 
 def _worker_forests(cfg: Config, device: str) -> tuple[dict, dict]:
-    """The layers' forests (checked, served as configured), loaded once per process."""
-    key = (str(Path(cfg.workdir).resolve()), cfg.hash(), device, cfg.produce.inference)
-    if key in _FORESTS:
-        forests, cards = _FORESTS[key]
-        if _card_digests(cfg) == {d: c["model_digest"] for d, c in cards.items()}:
-            return forests, cards  # the model files on disk are still the ones loaded
-    forests, cards = load_forests(cfg)
-    for forest in forests.values():
-        forest.check_names(cfg.features)
-    if cfg.produce.inference == "nvforest":
-        forests = {d: NvForestPredictor(f, device) for d, f in forests.items()}
-    _FORESTS.clear()  # one configuration per process at a time
-    _FORESTS[key] = (forests, cards)
-    return forests, cards
+    """The layers' forests (checked, served as configured), loaded once per process and
+    loaded again whenever a model file changes."""
+    key = (
+        str(Path(cfg.workdir).resolve()),
+        cfg.hash(),
+        device,
+        cfg.produce.inference,
+        _model_stamps(cfg),
+    )
+    if key not in _FORESTS:
+        forests, cards = load_forests(cfg)
+        for forest in forests.values():
+            forest.check_names(cfg.features)
+        if cfg.produce.inference == "nvforest":
+            forests = {d: NvForestPredictor(f, device) for d, f in forests.items()}
+        _FORESTS.clear()  # one configuration per process at a time
+        _FORESTS[key] = (forests, cards)
+    return _FORESTS[key]
 
 
 def produce_chunk(cfg: Config, device: str, days: list, on_day=None) -> dict[str, Any]:
