@@ -93,14 +93,15 @@ def demo(
     pipeline.print_summary(summary, out)
 
 
-def _run_stage(name: str, **overrides: Any) -> Any:
-    """Run one registered pipeline stage with the effective config."""
+def _run_stage(name: str, stage_args: dict[str, Any] | None = None, **overrides: Any) -> Any:
+    """Run one registered pipeline stage with the effective config (``overrides`` are config
+    sections from options; ``stage_args`` go to the stage itself)."""
     from smci_gpu import pipeline
 
     pipeline._load_stages()
     cfg = state.config(**overrides)
     out.rule(f"[bold]{name}")
-    return pipeline.STAGES[name](cfg, out)
+    return pipeline.STAGES[name](cfg, out, **(stage_args or {}))
 
 
 @app.command()
@@ -129,12 +130,8 @@ def train(
     ] = None,
 ) -> None:
     """Train one random forest per layer from the station-day table (models/)."""
-    from smci_gpu import pipeline
-
-    pipeline._load_stages()
-    cfg = state.config(**({"forest": {"n_estimators": trees}} if trees else {}))
-    out.rule("[bold]train")
-    pipeline.STAGES["train"](cfg, out, layers=layer)
+    overrides = {"forest": {"n_estimators": trees}} if trees else {}
+    _run_stage("train", {"layers": layer}, **overrides)
 
 
 @app.command()

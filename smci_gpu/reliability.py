@@ -402,7 +402,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("reliability"))
     args = parser.parse_args()
     scratch = Path(tempfile.mkdtemp(prefix="smci-reliability-"))
-    world = args.world or _tiny_trained_world(scratch)
+    world = args.world or _tiny_trained_world()
     result = run_all(world, scratch, args.kills, args.seed)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "reliability.json").write_text(json.dumps(result, indent=2))
@@ -411,7 +411,7 @@ def main() -> None:
     print(text)
 
 
-def _tiny_trained_world(scratch: Path) -> Path:
+def _tiny_trained_world() -> Path:
     from smci_gpu.bench.produce import _trained_world
 
     world = _trained_world(None)

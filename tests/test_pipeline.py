@@ -228,8 +228,8 @@ def test_9km_version_predicts_from_block_aggregated_predictors(world, tmp_path):
         feats = x[inside].astype(np.float64).mean(axis=0).astype(np.float32)
         feats[lc] = np.bincount(x[inside, lc].astype(int)).argmax()
         want = np.round(np.clip(forest.predict(feats[None]), 0, 0.6) / SCALE).astype(np.int16)
-        # The kernel's float32 block sums may differ from this float64 mean in the last
-        # bit, which can move a stored value by one 0.001 step, no more.
+        # The kernel sums in another order than NumPy's mean: the float32 features may
+        # differ in the last bit, which can move a stored value by one 0.001 step, no more.
         assert abs(int(got.sm.values[0, k, by, bx]) - int(want[0])) <= 1
 
 
