@@ -8,6 +8,7 @@ construction.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -42,8 +43,6 @@ _STATIC: dict[tuple, np.ndarray] = {}
 def static_maps(folder, grid, names: list[str]) -> np.ndarray:
     """Static maps on the grid, read once per process while their files are unchanged
     (a Dask worker keeps them across its tasks)."""
-    from pathlib import Path
-
     stamps = tuple(sorted((p.name, p.stat().st_mtime_ns) for p in Path(folder).glob("*")))
     key = (str(folder), grid, tuple(names), stamps)
     if key not in _STATIC:

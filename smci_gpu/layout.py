@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ from smci_gpu.config import Config
 from smci_gpu.errors import GridError, InputDataError
 from smci_gpu.grid import RegularGrid
 from smci_gpu.io.atomic import atomic_path
-from smci_gpu.io.writer import FILL, SCALE, day_file_name, product_dataset, write_day
+from smci_gpu.io.writer import FILL, day_file_name, encode_int16, product_dataset, write_day
 
 #: The published SMCI1.0 grids.
 PUBLISHED = {
@@ -148,26 +149,30 @@ def smci1_layout(cfg: Config, resolution: str = "1km", years: list[int] | None =
         days = [pd.Timestamp(f.stem[-8:]) for f in by_year[year]]
         _, grid, depths, attrs = read_day(by_year[year][0])
         r0, c0 = _place(grid, published)
+        todo = []
         for k, depth in enumerate(depths):
             path = out / f"SMCI_{resolution}_{year}_{depth}cm.nc"
             if path.exists() and _year_file_is_current(path, days):
                 current.append(path.name)
-                continue
-            with atomic_path(path) as tmp:
-                nc = netCDF4.Dataset(tmp, "w", format="NETCDF4")
-                try:
-                    _year_layer_file(nc, published, days, depth, attrs, resolution)
-                    for i, f in enumerate(by_year[year]):
-                        sm, g, dd, _ = read_day(f)
-                        if not g.same_as(grid) or dd != depths:
-                            raise InputDataError(f"{f} has another grid or depths than {year}")
-                        counts = np.where(np.isfinite(sm[k]), np.round(sm[k] / SCALE), FILL)
-                        nc["SMCI"][i, r0 : r0 + grid.ny, c0 : c0 + grid.nx] = counts.astype(
-                            np.int16
-                        )
-                finally:
-                    nc.close()
-            written.append(path.name)
+            else:
+                todo.append((k, depth, path))
+        if not todo:
+            continue
+        # Every layer file of the year is open at once, so each daily file is read once.
+        with contextlib.ExitStack() as stack:
+            layer_files = {}
+            for k, depth, path in todo:
+                tmp = stack.enter_context(atomic_path(path))
+                nc = stack.enter_context(netCDF4.Dataset(tmp, "w", format="NETCDF4"))
+                _year_layer_file(nc, published, days, depth, attrs, resolution)
+                layer_files[k] = nc
+            for i, f in enumerate(by_year[year]):
+                sm, g, dd, _ = read_day(f)
+                if not g.same_as(grid) or dd != depths:
+                    raise InputDataError(f"{f} has another grid or depths than {year}")
+                for k, nc in layer_files.items():
+                    nc["SMCI"][i, r0 : r0 + grid.ny, c0 : c0 + grid.nx] = encode_int16(sm[k])
+        written += [path.name for _, _, path in todo]
     return {"path": str(out), "written": written, "current": current}
 
 
