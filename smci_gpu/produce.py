@@ -47,6 +47,18 @@ def provenance(cfg: Config, cards: dict[int, dict]) -> dict[str, Any]:
     }
 
 
+def _predict_into(out, where: tuple, forests: dict, x, clip) -> int:
+    """Each layer's forest on rows ``x``, clipped into ``out[layer][where]``; the number
+    of predictions that needed clipping."""
+    xp = backend.array_module(x)
+    clipped = 0
+    for k, forest in enumerate(forests.values()):
+        p = forest.predict(x)
+        clipped += int(((p < clip[0]) | (p > clip[1])).sum())
+        out[(k, *where)] = xp.clip(p, clip[0], clip[1])
+    return clipped
+
+
 def predict_day(pred: Predictors, forests: dict, day, tile_size: int, clip=(0.0, 0.6)):
     """One day: ``(layers, ny, nx)`` float32 soil moisture (NaN off land), stage timings,
     the number of predictions clipped to ``clip`` and of land pixels left empty because a
@@ -75,10 +87,7 @@ def predict_day(pred: Predictors, forests: dict, day, tile_size: int, clip=(0.0,
         if rows.size == 0:
             continue
         t0 = time.perf_counter()
-        for k, forest in enumerate(forests.values()):
-            p = forest.predict(x)
-            clipped += int(((p < clip[0]) | (p > clip[1])).sum())
-            out[k, rows, cols] = xp.clip(p, clip[0], clip[1])
+        clipped += _predict_into(out, (rows, cols), forests, x, clip)
         t["infer"] += time.perf_counter() - t0
     return out, t, clipped, nan_pixels
 
@@ -127,10 +136,7 @@ def predict_day_coarse(
             continue
         x = xp.ascontiguousarray(agg[:, cy, cx].T)
         t0 = time.perf_counter()
-        for k, forest in enumerate(forests.values()):
-            p = forest.predict(x)
-            clipped += int(((p < clip[0]) | (p > clip[1])).sum())
-            out[k, cy + r0 // factor, cx] = xp.clip(p, clip[0], clip[1])
+        clipped += _predict_into(out, (cy + r0 // factor, cx), forests, x, clip)
         t["infer"] += time.perf_counter() - t0
     return out, t, clipped, nan_pixels
 
