@@ -65,6 +65,25 @@ def _mean_cpu(a, fy, fx, min_valid, n_chunks, out):
                 orow[j] = s / n if n >= min_valid and n > 0 else np.nan
 
 
+@numba.njit(parallel=True, cache=True)
+def _mean_2x2_cpu(a, min_valid, out):
+    # 500 m → 1 km: four loads per output, no partial-sum rows. The sums pair cells
+    # column-wise first, as the general kernel does, so both give the same bits.
+    lead, oy, ox = out.shape
+    for k in numba.prange(lead * oy):
+        b = k // oy
+        i = k - b * oy
+        r0 = a[b, 2 * i]
+        r1 = a[b, 2 * i + 1]
+        orow = out[b, i]
+        for j in range(ox):
+            x0, x1, x2, x3 = r0[2 * j], r0[2 * j + 1], r1[2 * j], r1[2 * j + 1]
+            left = (np.float64(x0) if x0 == x0 else 0.0) + (np.float64(x2) if x2 == x2 else 0.0)
+            right = (np.float64(x1) if x1 == x1 else 0.0) + (np.float64(x3) if x3 == x3 else 0.0)
+            n = (x0 == x0) + (x1 == x1) + (x2 == x2) + (x3 == x3)
+            orow[j] = (left + right) / n if n >= min_valid and n > 0 else np.nan
+
+
 @cuda.jit
 def _mean_gpu(a, fy, fx, min_valid, out):
     i, j = cuda.grid(2)
@@ -96,6 +115,8 @@ def block_mean(a, fy: int, fx: int, min_valid: int = 1, out=None):
     oy, ox = o3.shape[1:]
     if on_gpu:
         _mean_gpu[blocks_2d(oy, ox), THREADS_2D](a3, fy, fx, min_valid, o3)
+    elif fy == 2 and fx == 2:
+        _mean_2x2_cpu(np.ascontiguousarray(a3), min_valid, o3)
     else:
         n_chunks = min(o3.shape[0] * oy, 8 * numba.get_num_threads())
         _mean_cpu(np.ascontiguousarray(a3), fy, fx, min_valid, n_chunks, o3)
@@ -149,30 +170,70 @@ def _majority_cpu(a, fy, fx, nodata, has_nodata, out):
             out[b, i, j] = _majority_of(buf, n, nodata)
 
 
+# uint8 maps rank candidates by one integer key, count * 256 + (255 - value): the largest
+# key has the largest count and, among equal counts, the smallest value. Taking a max of
+# keys needs no branch, which matters because neighbouring classes are unpredictable.
+
+
+@numba.njit(inline="always")
+def _key(x, count):
+    return count * 256 + 255 - x
+
+
+@numba.njit(inline="always")
+def _value_of(best_key, nodata):
+    return 255 - (best_key & 255) if best_key >= 256 else nodata
+
+
 @numba.njit(parallel=True, cache=True)
 def _majority_counts_cpu(a, fy, fx, nodata, has_nodata, out):
-    # uint8 maps: a 256-bin histogram per block instead of a sort; the running best
-    # follows the same rule (largest count, ties to the smallest value).
+    # A 256-bin histogram per block (cleared after it) instead of a sort.
     lead, oy, ox = out.shape
     for k in numba.prange(lead * oy):
         b = k // oy
         i = k - b * oy
         counts = np.zeros(256, np.int32)
         for j in range(ox):
-            best, best_n = nodata, 0
+            best_key = 0
             for u in range(fy):
+                row = a[b, i * fy + u]
                 for v in range(fx):
-                    x = a[b, i * fy + u, j * fx + v]
-                    if has_nodata and x == nodata:
-                        continue
-                    c = counts[x] + 1
+                    x = np.int32(row[j * fx + v])
+                    ok = np.int32(not (has_nodata and x == nodata))
+                    c = counts[x] + ok
                     counts[x] = c
-                    if c > best_n or (c == best_n and x < best):
-                        best, best_n = x, c
+                    best_key = max(best_key, ok * _key(x, c))
             for u in range(fy):
+                row = a[b, i * fy + u]
                 for v in range(fx):
-                    counts[a[b, i * fy + u, j * fx + v]] = 0
-            out[b, i, j] = best
+                    counts[row[j * fx + v]] = 0
+            out[b, i, j] = _value_of(best_key, nodata)
+
+
+@numba.njit(parallel=True, cache=True)
+def _majority_2x2_cpu(a, nodata, has_nodata, out):
+    # 500 m → 1 km land cover: each cell's count is its matches among the four.
+    lead, oy, ox = out.shape
+    for k in numba.prange(lead * oy):
+        b = k // oy
+        i = k - b * oy
+        r0 = a[b, 2 * i]
+        r1 = a[b, 2 * i + 1]
+        o = out[b, i]
+        for j in range(ox):
+            x0, x1 = np.int32(r0[2 * j]), np.int32(r0[2 * j + 1])
+            x2, x3 = np.int32(r1[2 * j]), np.int32(r1[2 * j + 1])
+            v0 = np.int32(not (has_nodata and x0 == nodata))
+            v1 = np.int32(not (has_nodata and x1 == nodata))
+            v2 = np.int32(not (has_nodata and x2 == nodata))
+            v3 = np.int32(not (has_nodata and x3 == nodata))
+            e01, e02, e03 = np.int32(x0 == x1), np.int32(x0 == x2), np.int32(x0 == x3)
+            e12, e13, e23 = np.int32(x1 == x2), np.int32(x1 == x3), np.int32(x2 == x3)
+            k0 = v0 * _key(x0, v0 + v1 * e01 + v2 * e02 + v3 * e03)
+            k1 = v1 * _key(x1, v1 + v0 * e01 + v2 * e12 + v3 * e13)
+            k2 = v2 * _key(x2, v2 + v0 * e02 + v1 * e12 + v3 * e23)
+            k3 = v3 * _key(x3, v3 + v0 * e03 + v1 * e13 + v2 * e23)
+            o[j] = _value_of(max(max(k0, k1), max(k2, k3)), nodata)
 
 
 @cuda.jit
@@ -202,6 +263,8 @@ def block_majority(a, fy: int, fx: int, nodata: int | None = None, out=None):
     fill = 0 if nodata is None else int(nodata)
     if on_gpu:
         _majority_gpu[blocks_2d(oy, ox), THREADS_2D](a3, fy, fx, fill, nodata is not None, o3)
+    elif a.dtype == np.uint8 and fy == 2 and fx == 2:
+        _majority_2x2_cpu(np.ascontiguousarray(a3), fill, nodata is not None, o3)
     elif a.dtype == np.uint8:
         _majority_counts_cpu(np.ascontiguousarray(a3), fy, fx, fill, nodata is not None, o3)
     else:

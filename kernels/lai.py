@@ -9,10 +9,11 @@ from smci_gpu.kernels._common import THREADS_1D, blocks_1d, check_float, check_s
 
 from smci_gpu.backend import array_module
 
-_CHUNK = 1024  # pixels per CPU work item: the composites' columns stay in L2
+_CHUNK = 1024  # pixels per CPU work item with gaps: its carried values stay in L2
 
 
-def _interp_searching_py(comp, cdates, lo, hi, t, p):
+@cuda.jit(device=True)
+def _interp_searching_gpu(comp, cdates, lo, hi, t, p):
     """Walk outwards from the bracket (lo, hi) past NaN composites; hold at the ends."""
     n = cdates.size
     while lo >= 0 and comp[lo, p] != comp[lo, p]:
@@ -29,35 +30,61 @@ def _interp_searching_py(comp, cdates, lo, hi, t, p):
     return comp[lo, p] + w * (comp[hi, p] - comp[lo, p])
 
 
-# One body, compiled for each side: inlined into the CPU loop, a device function on GPU.
-_interp_searching = numba.njit(inline="always")(_interp_searching_py)
-_interp_searching_gpu = cuda.jit(device=True)(_interp_searching_py)
+@numba.njit(parallel=True, cache=True)
+def _lai_gapfree_cpu(comp, lo_k, hi_k, w, out):
+    # No NaN anywhere: one target day per work item, whole rows, so the stores stream.
+    n = comp.shape[0]
+    for d in numba.prange(out.shape[0]):
+        a = comp[max(lo_k[d], 0)]
+        b = comp[min(hi_k[d], n - 1)]
+        wd = w[d]
+        o = out[d]
+        for p in range(o.size):
+            o[p] = a[p] + wd * (b[p] - a[p])
 
 
 @numba.njit(parallel=True, cache=True)
-def _lai_cpu(comp, cdates, tdates, lo_k, hi_k, w, out):
-    # Pixel chunks × target days: the common case (both bracketing composites valid) is
-    # one contiguous, vectorisable pass; only the NaN results are redone by searching.
-    n_pix = comp.shape[1]
-    n = cdates.size
+def _lai_gaps_cpu(comp, cdates, tdates, lo_k, hi_k, out):
+    # Pixel chunks: first carry each pixel's last valid composite forwards and its next
+    # valid one backwards (value and date), then every target day is a branch-free pass
+    # over the chunk. Same formula as the bracket weights, so gap-free pixels agree bit
+    # for bit with the gap-free kernel.
+    n, n_pix = comp.shape
     n_chunks = (n_pix + _CHUNK - 1) // _CHUNK
     for ch in numba.prange(n_chunks):
         p0 = ch * _CHUNK
-        p1 = min(n_pix, p0 + _CHUNK)
+        m = min(n_pix, p0 + _CHUNK) - p0
+        prev_v = np.empty((n, m), comp.dtype)
+        prev_t = np.empty((n, m), np.float64)
+        next_v = np.empty((n, m), comp.dtype)
+        next_t = np.empty((n, m), np.float64)
+        for k in range(n):
+            for q in range(m):
+                x = comp[k, p0 + q]
+                ok = x == x
+                prev_v[k, q] = x if ok or k == 0 else prev_v[k - 1, q]
+                prev_t[k, q] = cdates[k] if ok else (prev_t[k - 1, q] if k > 0 else np.nan)
+        for k in range(n - 1, -1, -1):
+            for q in range(m):
+                x = comp[k, p0 + q]
+                ok = x == x
+                next_v[k, q] = x if ok or k == n - 1 else next_v[k + 1, q]
+                next_t[k, q] = cdates[k] if ok else (next_t[k + 1, q] if k < n - 1 else np.nan)
         for d in range(tdates.size):
-            a = comp[max(lo_k[d], 0)]
-            b = comp[min(hi_k[d], n - 1)]
-            wd = w[d]
             o = out[d]
-            n_bad = 0
-            for p in range(p0, p1):
-                v = a[p] + wd * (b[p] - a[p])
-                o[p] = v
-                n_bad += v != v
-            if n_bad:
-                for p in range(p0, p1):
-                    if o[p] != o[p]:
-                        o[p] = _interp_searching(comp, cdates, lo_k[d], hi_k[d], tdates[d], p)
+            lo, hi, t = lo_k[d], hi_k[d], tdates[d]
+            if lo < 0:  # before the first composite: hold the first valid one
+                o[p0 : p0 + m] = next_v[hi]
+            elif hi >= n:  # after the last: hold the last valid one
+                o[p0 : p0 + m] = prev_v[lo]
+            else:
+                av, at, bv, bt = prev_v[lo], prev_t[lo], next_v[hi], next_t[hi]
+                for q in range(m):
+                    span = bt[q] - at[q]
+                    w = (t - at[q]) / span if span > 0 else 0.0
+                    v = av[q] + w * (bv[q] - av[q])
+                    v = bv[q] if at[q] != at[q] else v  # no valid composite before
+                    o[p0 + q] = av[q] if bt[q] != bt[q] else v  # none after (or neither)
 
 
 @cuda.jit
@@ -137,5 +164,9 @@ def lai_daily(composites, composite_dates, target_dates, out=None):
         args = [xp.asarray(v) for v in (cdates, tdates, lo_k, hi_k, w)]
         _lai_gpu[blocks_1d(comp2.shape[1]), THREADS_1D](comp2, *args, out2)
     else:
-        _lai_cpu(np.ascontiguousarray(comp2), cdates, tdates, lo_k, hi_k, w, out2)
+        comp2 = np.ascontiguousarray(comp2)
+        if np.isnan(comp2).any():
+            _lai_gaps_cpu(comp2, cdates, tdates, lo_k, hi_k, out2)
+        else:
+            _lai_gapfree_cpu(comp2, lo_k, hi_k, w, out2)
     return out

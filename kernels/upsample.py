@@ -18,14 +18,27 @@ from smci_gpu.grid import nearest_index
 
 
 @numba.njit(parallel=True, cache=True)
-def _gather_cpu(src, iy, ix, out):
-    lead, ny, nx = out.shape
-    for k in numba.prange(lead * ny):
-        b = k // ny
-        i = k - b * ny
-        row = src[b, iy[i]]
-        for j in range(nx):
-            out[b, i, j] = row[ix[j]]
+def _gather_cpu(src, iy, run_starts, ix, out):
+    # Upsampling repeats each source row over a run of target rows: gather the first row
+    # of each run once and copy it to the others (a contiguous, vectorised copy).
+    lead = out.shape[0]
+    n_runs = run_starts.size - 1
+    for k in numba.prange(lead * n_runs):
+        b = k // n_runs
+        r = k - b * n_runs
+        first, end = run_starts[r], run_starts[r + 1]
+        row = src[b, iy[first]]
+        o = out[b, first]
+        for j in range(o.size):
+            o[j] = row[ix[j]]
+        for i in range(first + 1, end):
+            out[b, i, :] = o
+
+
+def _run_starts(iy: np.ndarray) -> np.ndarray:
+    """Start of each run of equal consecutive indices, plus the end: ``[0, ..., len]``."""
+    breaks = np.flatnonzero(np.diff(iy) != 0) + 1
+    return np.concatenate([[0], breaks, [iy.size]]).astype(np.int64)
 
 
 @cuda.jit
@@ -66,9 +79,8 @@ def gather_2d(src, iy, ix, out=None):
     if on_gpu:
         _gather_gpu[blocks_2d(len(iy), len(ix)), THREADS_2D](s3, iy, ix, o3)
     else:
-        _gather_cpu(
-            np.ascontiguousarray(s3), np.asarray(iy, np.int64), np.asarray(ix, np.int64), o3
-        )
+        iy = np.asarray(iy, np.int64)
+        _gather_cpu(np.ascontiguousarray(s3), iy, _run_starts(iy), np.asarray(ix, np.int64), o3)
     return out
 
 

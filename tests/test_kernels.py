@@ -8,6 +8,7 @@ import xarray as xr
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from smci_gpu.kernels.assemble import COARSE, FINE
+from smci_gpu.kernels.blocks import _mean_cpu
 
 from smci_gpu import kernels as K
 
@@ -208,6 +209,37 @@ def test_block_majority_equals_reference(oy, ox, fy, fx, classes, nodata, dtype,
     )
 
 
+@pytest.mark.parametrize("f32", [True, False])
+@pytest.mark.parametrize("nan_frac", [0.0, 0.3, 1.0])
+def test_block_mean_2x2_path_equals_reference(f32, nan_frac):
+    # 2 × 2 has its own CPU kernel (500 m → 1 km); it must agree with the reference and,
+    # bit for bit, with the general kernel.
+    rng = np.random.default_rng(7)
+    a = rng.random((3, 14, 22)).astype(np.float32 if f32 else np.float64)
+    a[rng.random(a.shape) < nan_frac] = np.nan
+    for min_valid in (1, 3):
+        got = K.block_mean(a, 2, 2, min_valid=min_valid)
+        want = ref_block_mean(a, 2, 2, min_valid)
+        np.testing.assert_allclose(got, want, rtol=1e-6, equal_nan=True)
+        general = np.empty_like(got)
+        _mean_cpu(a, 2, 2, min_valid, 4, general)
+        np.testing.assert_array_equal(got, general)
+
+
+@pytest.mark.parametrize("nodata", [None, 0, 7, 255])
+def test_block_majority_2x2_uint8_path_equals_reference(nodata):
+    rng = np.random.default_rng(11)
+    a = rng.choice(np.array([0, 1, 7, 200, 255], np.uint8), (30, 42))
+    a[:2, :2] = 7  # a block of nodata only (when nodata is 7)
+    a[2:4, :2] = [[255, 255], [0, 0]]  # a tie between the extreme values
+    want = ref_block_majority(a, 2, 2, nodata)
+    np.testing.assert_array_equal(K.block_majority(a, 2, 2, nodata=nodata), want)
+    # the 2 × 2 kernel and the histogram kernel (via the int16 → sorting path) agree
+    np.testing.assert_array_equal(
+        K.block_majority(a.astype(np.int16), 2, 2, nodata=nodata), want.astype(np.int16)
+    )
+
+
 def test_majority_ties_go_to_the_smallest_class():
     a = np.array([[3, 1], [1, 3]], dtype=np.int16)
     assert K.block_majority(a, 2, 2)[0, 0] == 1
@@ -236,6 +268,32 @@ def test_lai_daily_equals_np_interp_over_valid_composites(t, pix, nan_frac, f32,
     np.testing.assert_allclose(
         got, ref_lai(comp.astype(np.float64), cdates, tdates), rtol=1e-6, atol=1e-6, equal_nan=True
     )
+
+
+@pytest.mark.parametrize("nan_frac", [0.0, 0.2])
+def test_lai_daily_many_pixel_chunks_equals_np_interp(nan_frac):
+    # More pixels than one CPU work item; gap-free input takes the row-wise kernel.
+    rng = np.random.default_rng(5)
+    comp = (rng.random((12, 2600)) * 6).astype(np.float32)
+    comp[rng.random(comp.shape) < nan_frac] = np.nan
+    comp[:, 100] = np.nan  # a pixel with no valid composite
+    cdates = np.arange(12) * 8.0
+    tdates = np.arange(-4.0, 100.0)
+    got = K.lai_daily(comp, cdates, tdates)
+    np.testing.assert_allclose(
+        got, ref_lai(comp.astype(np.float64), cdates, tdates), rtol=1e-6, atol=1e-6, equal_nan=True
+    )
+
+
+def test_lai_gap_kernel_equals_gap_free_kernel_bitwise_on_gap_free_pixels():
+    rng = np.random.default_rng(6)
+    comp = (rng.random((10, 3000)) * 6).astype(np.float32)
+    cdates, tdates = np.arange(10) * 8.0, np.arange(-3.0, 80.0, 0.7)
+    clean = K.lai_daily(comp, cdates, tdates)  # no NaN: the gap-free kernel
+    holed = comp.copy()
+    holed[4, ::2] = np.nan  # every other pixel has a gap: the gap kernel runs
+    mixed = K.lai_daily(holed, cdates, tdates)
+    np.testing.assert_array_equal(mixed[:, 1::2], clean[:, 1::2])
 
 
 def test_lai_hand_worked_with_datetimes():

@@ -205,22 +205,23 @@ def make_cases(size: str, xp: Any, seed: int = 0) -> list[Case]:
         )
 
     npix = s["lai_pixels"]
-    comp = rng.random((46, npix), dtype=np.float32) * 6
-    comp[rng.random(comp.shape) < 0.1] = np.nan
-    comp = xp.asarray(comp)
     cdates = np.arange(46) * 8.0
     tdates = np.arange(365.0)
-    lai_out = xp.empty((365, npix), dtype=np.float32)
-    cases.append(
-        Case(
-            "lai_daily",
-            {"composites": f"46x{npix}", "days": 365},
-            _nbytes(comp, lai_out),
-            lambda: K.lai_daily(comp, cdates, tdates, out=lai_out),
-            lambda: lai_reference(comp, cdates, tdates),
-            "numpy_vectorised",
+    for stage, gaps in (("lai_daily", 0.1), ("lai_daily_gapfree", 0.0)):
+        comp = rng.random((46, npix), dtype=np.float32) * 6
+        comp[rng.random(comp.shape) < gaps] = np.nan  # cloud/snow gaps in the composites
+        comp = xp.asarray(comp)
+        lai_out = xp.empty((365, npix), dtype=np.float32)
+        cases.append(
+            Case(
+                stage,
+                {"composites": f"46x{npix}", "days": 365, "gaps": gaps},
+                _nbytes(comp, lai_out),
+                lambda comp=comp, lai_out=lai_out: K.lai_daily(comp, cdates, tdates, out=lai_out),
+                lambda comp=comp: lai_reference(comp, cdates, tdates),
+                "numpy_vectorised",
+            )
         )
-    )
 
     n_coarse, n_fine = 16, 9
     coarse = xp.asarray(rng.random((n_coarse, nc, nc), dtype=np.float32))
