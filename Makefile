@@ -28,9 +28,12 @@ demo: install
 test: install-test
 	$(PY) -m pytest -q
 
-# The small suite on CPU (JSON + markdown + PNG in benchmarks/results/).
+# The small suite on CPU (JSON + markdown + PNG in benchmarks/results/). The production,
+# I/O and baseline benchmarks run on the demo world when `make demo` built one, else on
+# a tiny world built for the run.
 bench: install
-	$(VENV)/bin/smci bench all --on cpu --size small --out benchmarks/results
+	$(VENV)/bin/smci --workdir $(DEMO_DIR) bench all --device cpu --size small \
+		--out $(CURDIR)/benchmarks/results
 
 lint: install-test
 	$(VENV)/bin/ruff check .

@@ -144,11 +144,19 @@ def slot_kernel_source(slots: int = CPU_SLOTS) -> str:
     return "\n".join(lines)
 
 
-def predict_compact_cpu(x, nodes, leaf_values, roots, out=None, block: int = CPU_BLOCK):
+def cpu_block(n_rows: int) -> int:
+    """Rows per parallel task: :data:`CPU_BLOCK`, or fewer so that a tile of ``n_rows``
+    still gives every thread a few tasks (a production tile is often < 16 k rows)."""
+    per_thread = -(-n_rows // (4 * numba.get_num_threads()))
+    return int(min(CPU_BLOCK, max(16 * CPU_SLOTS, per_thread)))
+
+
+def predict_compact_cpu(x, nodes, leaf_values, roots, out=None, block: int | None = None):
     """CPU twin over the :func:`compact_layout`: ``(n,)`` float64 for float32 rows ``x``."""
     from smci_gpu.kernels._forest_slots import predict_slots
 
     out = np.empty(x.shape[0], np.float64) if out is None else out
+    block = cpu_block(x.shape[0]) if block is None else block
     thr = nodes.view(np.float32)
     predict_slots(np.ascontiguousarray(x), nodes, thr, leaf_values, roots, block, out)
     return out

@@ -232,22 +232,35 @@ def selftest(
 @app.command()
 def bench(
     suites: Annotated[
-        list[str] | None, typer.Argument(help="all | kernels | inference | produce")
+        list[str] | None,
+        typer.Argument(help="all | kernels | inference | train | produce | io | scaling"),
     ] = None,
-    bench_device: Annotated[str, typer.Option("--on", help="cpu | gpu | both")] = "both",
+    bench_device: Annotated[
+        str, typer.Option("--device", "--on", help="cpu | gpu | both (both = every one found)")
+    ] = "both",
     size: Annotated[str, typer.Option(help="tiny | small | medium | large")] = "small",
     repeats: Annotated[int, typer.Option(help="timed repeats per cell")] = 5,
-    out_dir: Annotated[Path, typer.Option("--out", help="result folder")] = Path("bench"),
+    out_dir: Annotated[Path, typer.Option("--out", help="result folder (JSON, md, PNG)")] = Path(
+        "bench"
+    ),
+    json_path: Annotated[
+        Path | None, typer.Option("--json", help="also write the JSON results here")
+    ] = None,
 ) -> None:
-    """Measure each stage's implementations side by side; write bench.json + bench.md."""
+    """Measure each stage's implementations side by side; write bench.json, bench.md, PNGs."""
+    import json
+
     from smci_gpu.bench.suite import SUITES, available_devices, run_suite
 
     names = list(SUITES) if not suites or suites == ["all"] else suites
     devices = available_devices(bench_device)
-    run_suite(
-        names, devices, size, state.workdir / out_dir, repeats, log=out.print, workdir=state.workdir
-    )
-    typer.echo((state.workdir / out_dir / "bench.md").read_text())
+    folder = state.workdir / out_dir
+    doc = run_suite(names, devices, size, folder, repeats, log=out.print, workdir=state.workdir)
+    if json_path is not None:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text((folder / "bench.json").read_text())
+    typer.echo((folder / "bench.md").read_text())
+    out.print(f"{len(doc['records'])} records → {folder} " + json.dumps(sorted(names)))
 
 
 def main() -> None:

@@ -412,9 +412,9 @@ def main() -> None:
 
 
 def _tiny_trained_world() -> Path:
-    from smci_gpu.bench.produce import _trained_world
+    from smci_gpu.bench.produce import trained_world
 
-    world = _trained_world(None)
+    world = trained_world(None)
     _produce(world)  # a product folder that the cases must leave unchanged
     return world
 

@@ -174,13 +174,19 @@ def write_results(
     md_path: Path | None = None,
     title: str = "Benchmark",
     notes: list[str] | None = None,
+    tables: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """Write records + environment as JSON and (optionally) a markdown table."""
+    """Write records + environment as JSON and (optionally) markdown.
+
+    ``tables`` are derived summaries (roofline, extrapolation …), each
+    ``{"title", "columns", "rows"}``; they are rendered after the per-suite tables.
+    """
     doc = {
         "schema_version": SCHEMA_VERSION,
         "title": title,
         "environment": env,
         "records": [r.to_json() for r in records],
+        "tables": tables or [],
         "notes": notes or [],
     }
     json_path.parent.mkdir(parents=True, exist_ok=True)
@@ -239,6 +245,14 @@ def markdown(doc: dict[str, Any]) -> str:
                 f"{_fmt(r['gbps'])} | {rate or '–'} | {extra} |"
             )
         lines.append("")
+    for table in doc.get("tables", []):
+        lines += [f"### {table['title']}", ""]
+        lines.append("| " + " | ".join(table["columns"]) + " |")
+        lines.append("|" + "---|" * len(table["columns"]))
+        for row in table["rows"]:
+            cells = [_fmt(v) if isinstance(v, float) else str(v) for v in row]
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
     for note in doc.get("notes", []):
         lines.append(f"- {note}")
     return "\n".join(lines).rstrip() + "\n"
@@ -275,6 +289,32 @@ def plot_throughput(doc: dict[str, Any], suite: str, path: Path) -> Path | None:
         ax.set_ylabel("GB/s (bytes read + written)")
         ax.set_title(f"{suite} on {device}")
         ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_rates(doc: dict[str, Any], suite: str, path: Path) -> Path | None:
+    """Horizontal bars of items/s (log scale), one bar per stage · impl · device."""
+    rows = [r for r in doc["records"] if r["suite"] == suite and r["rate"]]
+    if not rows:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = [f"{r['stage']} · {r['impl']} · {r['device']}" for r in rows]
+    fig, ax = plt.subplots(figsize=(8, 0.35 * len(rows) + 1.2))
+    colors = ["tab:orange" if r["device"] == "gpu" else "tab:blue" for r in rows]
+    ax.barh(np.arange(len(rows)), [r["rate"] for r in rows], color=colors)
+    ax.set_yticks(np.arange(len(rows)), labels, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xscale("log")
+    units = sorted({r["item_name"] for r in rows})
+    ax.set_xlabel(f"{' / '.join(units)} per second (blue CPU, orange GPU)")
+    ax.set_title(suite)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
