@@ -119,7 +119,7 @@ def test_baseline_day_computes_the_engines_numbers_where_inputs_are_complete(tra
     day = pd.Timestamp(cfg.produce.start)
     pred = Predictors.load(cfg, day, day)
     engine, *_ = predict_day(pred, load_forests(cfg)[0], day, 64, clip=(-1.0, 2.0))
-    plain = baseline_day(cfg, day, fit_sklearn_forests(cfg), tmp_path / "b.nc")
+    plain, _ = baseline_day(cfg, day, fit_sklearn_forests(cfg), tmp_path / "b.nc")
     comp, _ = read_lai(cfg.path("inputs", "lai"), cfg.product_grid(), day, day, LAI_SEARCH + 1)
     complete = pred.land_mask() & np.isfinite(comp).all(axis=0)
     assert complete.mean() > 0.5

@@ -1,6 +1,6 @@
 """The straightforward day-tile a user would write without this engine, for comparison.
 
-It reads the same files with the same readers (reading is shared, not the point), then
+It reads the day's files with the engine's readers (a script reads them per day), then
 does what xarray and scikit-learn offer directly: ``sel(method="nearest")`` to put
 ERA5-Land on the 1 km grid, ``interp`` in time for LAI, boolean indexing to build the
 predictor table, ``RandomForestRegressor.predict`` per layer, and ``to_netcdf`` of float32
@@ -33,15 +33,21 @@ def fit_sklearn_forests(cfg: Config) -> dict[int, Any]:
     return forests
 
 
-def baseline_day(cfg: Config, day, forests: dict[int, Any], path: Path) -> np.ndarray:
-    """Produce one day the plain xarray + scikit-learn way; returns ``(layers, ny, nx)``."""
+def baseline_day(cfg: Config, day, forests: dict[int, Any], path: Path) -> tuple[np.ndarray, float]:
+    """Produce one day the plain xarray + scikit-learn way.
+
+    Returns the ``(layers, ny, nx)`` values and the seconds spent reading files.
+    """
+    import time
+
     import xarray as xr
 
-    from smci_gpu.features import LAI_SEARCH, land_mask, static_maps
+    from smci_gpu.features import LAI_SEARCH, land_mask
     from smci_gpu.io.era5land import Era5LandArchive
-    from smci_gpu.io.rasters import read_lai
+    from smci_gpu.io.rasters import read_lai, read_static
     from smci_gpu.variables import ERA5LAND_FEATURES, STATIC_FEATURES
 
+    t0 = time.perf_counter()
     day = pd.Timestamp(day)
     grid = cfg.product_grid()
     era_vars = [f for f in cfg.features if f in ERA5LAND_FEATURES]
@@ -55,7 +61,8 @@ def baseline_day(cfg: Config, day, forests: dict[int, Any], path: Path) -> np.nd
     )
     lai_day = lai.interp(time=[np.datetime64(day, "ns")]).isel(time=0).fillna(0.0).values
     static_vars = list(STATIC_FEATURES)
-    static = static_maps(cfg.path("inputs", "static"), grid, static_vars)
+    static = read_static(cfg.path("inputs", "static"), grid, static_vars)
+    read_s = time.perf_counter() - t0
     land = land_mask(static, static_vars)
     columns = {v: on_grid[v].values[land] for v in era_vars}
     columns["lai"] = lai_day[land]
@@ -69,4 +76,4 @@ def baseline_day(cfg: Config, day, forests: dict[int, Any], path: Path) -> np.nd
         coords={"depth": np.asarray(cfg.layers), "lat": grid.lat, "lon": grid.lon},
     )
     ds.to_netcdf(path, engine="netcdf4")
-    return out
+    return out, read_s
