@@ -104,6 +104,22 @@ def test_produce_benchmark_on_a_trained_world(trained, tmp_path):
     hours = {(r[1], r[2]): r[3] for r in extrapolation["rows"]}
     assert hours[(4, 100)] == pytest.approx(hours[(1, 100)] / 4)
     assert hours[(1, 100)] == pytest.approx(total["extra"]["hours_full_product_100_trees"])
+    # the tiny world is too small to extrapolate from, and the results say so
+    assert total["size"]["land_pixels"] < 20_000
+    assert any("make demo" in note for note in doc["notes"])
+
+
+def test_world_note_only_for_small_worlds():
+    from smci_gpu.bench.harness import Record, Timing
+    from smci_gpu.bench.suite import world_notes
+
+    def total(pixels: int) -> Record:
+        size = {"land_pixels": pixels}
+        return Record("produce", "total", "smci", "cpu", size, Timing.of([1.0]))
+
+    assert world_notes([total(55_982)]) == []
+    assert "3,600 land pixels" in world_notes([total(3_600)])[0]
+    assert world_notes([]) == []
 
 
 def test_baseline_day_computes_the_engines_numbers_where_inputs_are_complete(trained, tmp_path):

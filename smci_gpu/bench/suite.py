@@ -132,6 +132,24 @@ def extrapolation_table(records: list[Record]) -> dict[str, Any] | None:
     }
 
 
+SMALL_WORLD_PIXELS = 20_000
+
+
+def world_notes(records: list[Record]) -> list[str]:
+    """A warning when the production figures come from a world too small to extrapolate."""
+    pixels = [
+        r.size.get("land_pixels", 0) for r in records if r.suite == "produce" and r.stage == "total"
+    ]
+    if pixels and min(pixels) < SMALL_WORLD_PIXELS:
+        return [
+            f"The production stages ran on a world of {min(pixels):,} land pixels, where "
+            "fixed per-day costs (opening files, starting threads) dominate the per-pixel "
+            "rates, so the extrapolation overstates the hours; run `make demo` first for "
+            "the demo world's figures."
+        ]
+    return []
+
+
 def available_devices(request: str) -> tuple[str, ...]:
     """``cpu``, ``gpu`` or ``both`` → the devices to measure (``gpu`` needs a CUDA device)."""
     from smci_gpu.backend import gpu_available, resolve_device
@@ -170,7 +188,7 @@ def run_suite(
         out_dir / "bench.json",
         out_dir / "bench.md",
         title=f"smci bench ({', '.join(names)}; size {size})",
-        notes=NOTES,
+        notes=NOTES + world_notes(records),
         tables=tables,
     )
     for name in names:
