@@ -107,6 +107,11 @@ class QCConfig(_Section):
     spike_ratio: float = Field(0.15, gt=0, description="relative jump that makes a spike")
     break_ratio: float = Field(0.10, gt=0, description="relative level shift that makes a break")
     plateau_hours: int = Field(24 * 5, ge=2, description="constant values this long")
+    frozen_edge_hours: int = Field(
+        24 * 7,
+        ge=0,
+        description="a freeze/thaw step of the sensor this close to a frozen spell extends it",
+    )
     null_window_days: int = Field(10, ge=1)
     min_valid_fraction_null_window: float = Field(0.2, ge=0, le=1)
     gap_fill_days: float = Field(5.0, ge=0, description="linear refill from values within ±days")

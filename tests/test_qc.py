@@ -101,6 +101,55 @@ def test_break_soon_after_an_interruption_is_its_own_shift():
     assert not (f.D07[400:500].any() or f.D08[400:500].any())
 
 
+def test_record_that_starts_shifted_is_flagged_up_to_the_step_that_ends_it():
+    # The step that began the shift happened before the record starts.
+    sm = smooth_series()
+    sm[:300] -= 0.08
+    f = run_flags(sm)
+    assert np.flatnonzero(f.D07).tolist() == list(range(300))
+    assert not f.D08.any()
+
+
+def test_hidden_partner_marks_the_nearer_end_only_within_max_segment():
+    sm = smooth_series()
+    sm[1000:] += 0.08  # never undone before the record ends, 440 h later
+    neg, pos = qc.flag_breaks(sm, 0.1)
+    assert np.flatnonzero(pos).tolist() == list(range(1000, sm.size)) and not neg.any()
+    # the same step with both ends farther than max_segment: a lasting change of level
+    # (a sensor replaced) is not a segment; only the step itself is flagged
+    neg, pos = qc.flag_breaks(sm, 0.1, max_segment=400)
+    assert np.flatnonzero(pos).tolist() == [1000] and not neg.any()
+
+
+def test_steps_farther_apart_than_max_segment_in_time_do_not_pair_across_a_gap():
+    # 30 days apart in time but only a few valid values apart: a long gap between them
+    sm = smooth_series()
+    sm[300:1000] = np.nan
+    sm[200:300] += 0.08
+    sm[1000:1100] += 0.08
+    neg, pos = qc.flag_breaks(sm, 0.1, max_segment=24 * 20)
+    assert pos[200:300].all() and pos[1000:1100].all()
+    assert not neg.any()
+
+
+def test_frozen_spell_reaches_the_sensors_own_thaw_and_freeze_steps():
+    # The model soil temperature says frozen for hours 500-700; the sensor thaws 50 h
+    # later (its reading rises in one step) and froze 20 h earlier (it dropped).
+    temp = np.full(HOURS.size, 5.0)
+    temp[500:700] = -2.0
+    sm = smooth_series()
+    sm[480:750] *= 0.45
+    f = run_flags(sm, soil_temperature=temp)
+    assert np.flatnonzero(f.D01).tolist() == list(range(480, 750))
+    assert not (f.D07.any() or f.D08.any())
+    # a thaw farther from the spell than frozen_edge_hours is left to the break test:
+    # the low values before the step are a negative shift whose start the spell hides
+    cfg = qc.QCConfig(frozen_edge_hours=24)
+    g = qc.flag(pd.DataFrame({"sm": sm, "soil_temperature": temp}, index=HOURS), cfg)
+    assert np.flatnonzero(g.D01).tolist() == list(range(480, 700))
+    assert np.flatnonzero(g.D07).tolist() == list(range(700, 750))
+
+
 def test_plateau_low_and_high():
     sm = smooth_series()
     sm[100:300] = sm[100]  # 200 h constant, above the median (early, wetter)
@@ -183,10 +232,11 @@ def test_prepare_scores_qc_against_the_twin_worlds_faults(tmp_path):
     _, report = build_table(cfg)
     scores = report["qc_vs_injected_faults"]
     assert set(scores) == {*qc_score.FLAGS_FOR_FAULT, "all"}
-    for fault in ("range", "spike", "plateau", "frozen", "all"):
+    for fault in ("range", "spike", "plateau", "frozen", "break", "all"):
         assert scores[fault]["fault_hours"] > 0
         assert scores[fault]["recall"] >= 0.9, (fault, scores[fault])
         assert scores[fault]["precision"] >= 0.9, (fault, scores[fault])
-    # Breaks are the known weak spot (issue 4): in this world, with twice the demo's fault
-    # rate, recall is 0.86 (the default demo: 0.905); steps masked by rain stay unseen.
-    assert scores["break"]["recall"] >= 0.85 and scores["break"]["precision"] >= 0.9
+    # Breaks: recall 0.945, precision 0.972 here. What is missed is mostly a break nested
+    # inside an opposite one (the values between are right, though the manifest lists
+    # them) and an end step masked by a rain-driven rise.
+    assert scores["break"]["recall"] >= 0.9 and scores["break"]["precision"] >= 0.9

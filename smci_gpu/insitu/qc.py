@@ -7,13 +7,16 @@ Thresholds live in :class:`smci_gpu.config.QCConfig`:
 
 * C01/C02 – below ``sm_min`` / above ``sm_max`` (m³/m³).
 * D01 – soil temperature below ``frozen_soil_temperature_c`` (frozen soil: permittivity
-  sensors read far too low). D02 – air temperature below ``frozen_air_temperature_c``
-  (only when ``air_temperature`` is given; off in the engine's default run).
+  sensors read far too low), extended to the sensor's own freeze or thaw step when one
+  lies within ``frozen_edge_hours`` of the spell (:func:`extend_frozen`). D02 – air
+  temperature below ``frozen_air_temperature_c`` (only when ``air_temperature`` is
+  given; off in the engine's default run).
 * D06 – spike: a value that departs from the centred 13-hour median by more than
   ``spike_ratio`` of it (and 0.02 m³/m³).
 * D07/D08 – negative/positive break: a one-hour step larger than ``break_ratio`` of the
   level (and 0.04 m³/m³) that persists for 12 hours; the segment between a break and the
-  opposite break that undoes it is flagged whole.
+  opposite break that undoes it is flagged whole, and so is the segment between an
+  unpaired break and the nearer long gap or record end (its partner hidden there).
 * D09/D10 – plateau: the same value for ``plateau_hours`` or more, below / above the
   series median.
 """
@@ -58,12 +61,16 @@ def flag_breaks(
     min_abs: float = 0.04,
     persist: int = 12,
     max_segment: int = 24 * 90,
+    long_gap: int = 72,
 ) -> tuple[np.ndarray, np.ndarray]:
     """D07 (negative) and D08 (positive) breaks, with the shifted segment flagged whole.
 
     NaN hours (gaps, and values other tests removed) are skipped: steps are taken
     between consecutive valid values, so a break that is undone across a gap is still
-    paired, and a flagged segment covers the NaN hours inside it.
+    paired, and a flagged segment covers the NaN hours inside it. A step whose partner
+    is hidden (in a gap of ``long_gap`` hours or more, or beyond the record's ends)
+    shifts the values from it to the nearer such gap or end, within ``max_segment``
+    hours; see :func:`_breaks_compact`.
     """
     valid = np.flatnonzero(np.isfinite(sm))
     neg, pos = np.zeros(sm.size, bool), np.zeros(sm.size, bool)
@@ -71,12 +78,20 @@ def flag_breaks(
         return neg, pos
     # An interruption (a day or more without valid values) ends any open shift.
     interrupted = np.diff(valid) >= 24
-    neg_c, pos_c = _breaks_compact(sm[valid], interrupted, ratio, min_abs, persist, max_segment)
+    neg_c, pos_c = _breaks_compact(
+        sm[valid], valid, interrupted, ratio, min_abs, persist, max_segment, long_gap
+    )
     for compact, full in ((neg_c, neg), (pos_c, pos)):
         edges = np.flatnonzero(np.diff(np.concatenate([[0], compact.astype(np.int8), [0]])))
         for a, b in zip(edges[::2], edges[1::2], strict=True):
             full[valid[a] : valid[b - 1] + 1] = True
     return neg, pos
+
+
+def _trailing_median(x: np.ndarray, window: int, lag: int = 1) -> np.ndarray:
+    """Median of the ``window`` values ending ``lag`` before each position."""
+    med = pd.Series(x).rolling(window, min_periods=window // 2).median().shift(lag)
+    return med.to_numpy()
 
 
 def _returns_to(reference: np.ndarray, level_from: float, level_to: float) -> bool:
@@ -88,96 +103,154 @@ def _returns_to(reference: np.ndarray, level_from: float, level_to: float) -> bo
     return bool(abs(level_to - ref) < abs(level_from - ref))
 
 
+def _candidate_steps(
+    sm: np.ndarray, interrupted: np.ndarray, ratio: float, min_abs: float, persist: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Indices of one-value steps that look like breaks, and the levels before and after
+    every value (medians of ``persist`` values).
+
+    A candidate is larger than ``min_abs`` and ``ratio`` of the level before it, and the
+    median of the ``persist`` values after it differs from the median of those before in
+    the same direction by at least 0.6 of the step (a shift, not a spike).
+    """
+    step = np.diff(sm, prepend=np.nan)
+    before = _trailing_median(sm, persist)
+    after = _trailing_median(sm[::-1], persist, lag=0)[::-1]
+    shift = after - before
+    with np.errstate(invalid="ignore"):
+        big = (np.abs(step) > min_abs) & (np.abs(step) > ratio * np.abs(before))
+        persistent = (np.abs(shift) > 0.6 * np.abs(step)) & (np.sign(shift) == np.sign(step))
+    # A step across an interruption is the change over the gap, not a break.
+    big &= ~np.concatenate([[False], interrupted])
+    return np.flatnonzero(big & persistent), before, after
+
+
 def _breaks_compact(
     sm: np.ndarray,
+    hour: np.ndarray,
     interrupted: np.ndarray,
     ratio: float,
     min_abs: float,
     persist: int,
     max_segment: int,
+    long_gap: int,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Break detection over a gap-free series (see :func:`flag_breaks`).
+    """Break detection over the valid values of a series (see :func:`flag_breaks`).
 
-    A break is paired with the first later opposite break that undoes it, also across
-    an interruption (``interrupted[k]``: a day or more without values after value ``k``)
-    when the series resumes shifted. Steps across an interruption are not breaks, but a
-    shift can begin or end unseen inside one: a break just after an interruption that
-    brings the series back to the level before it ends a shift, and the values since the
-    interruption are flagged; a break not undone before an interruption, after which
-    the series is back at the level before the break, is flagged up to the interruption.
+    ``hour[k]`` is value ``k``'s hour: segment lengths are measured in time.
+    ``interrupted[k]``: a day or more without values follows value ``k`` (a step across
+    it is not a candidate). Gaps of ``long_gap`` hours or more (a frozen spell, a
+    logger outage) are interruptions: the values between them and the record's ends
+    form stretches, across which a sensor's offset may have changed unseen.
+
+    1. Two consecutive candidate steps of opposite sign that undo each other (misfit
+       under half the first shift) enclose a shifted segment, if it is no longer than
+       ``max_segment``; across an interruption only when the series resumes shifted
+       (it is not back at the level before the first step).
+    2. A step left unpaired had its partner hidden (in an interruption, before the
+       record starts or after it ends): the shift runs from the step to the nearer end
+       of its stretch, when that end is within ``max_segment`` with no other candidate
+       between. Where both ends qualify, the side whose far neighbour (across the
+       interruption) the step departs from or returns to decides; else the shorter.
     """
     n = sm.size
     neg, pos = np.zeros(n, bool), np.zeros(n, bool)
-    step = np.diff(sm, prepend=np.nan)
-    before = pd.Series(sm).rolling(persist, min_periods=persist // 2).median().shift(1).to_numpy()
-    after = pd.Series(sm[::-1]).rolling(persist, min_periods=persist // 2).median().to_numpy()[::-1]
+    cand, before, after = _candidate_steps(sm, interrupted, ratio, min_abs, persist)
     shift = after - before
-    with np.errstate(invalid="ignore"):
-        big = (np.abs(step) > min_abs) & (np.abs(step) > ratio * np.abs(before))
-    # A step across an interruption is the change over the gap, not a break.
-    big &= ~np.concatenate([[False], interrupted])
-    with np.errstate(invalid="ignore"):
-        cand = np.flatnonzero(
-            big & (np.abs(shift) > 0.6 * np.abs(step)) & (np.sign(shift) == np.sign(step))
-        )
-    cuts = np.flatnonzero(interrupted)  # value index after which the record breaks off
-    used = np.zeros(cand.size, bool)
+    cuts = np.flatnonzero(np.diff(hour) >= long_gap)  # the last value before each
+    stretch = np.searchsorted(cuts, np.arange(n))  # stretch number of each value
+    first = np.concatenate([[0], cuts + 1])  # first value of each stretch
+    last = np.concatenate([cuts, [n - 1]])  # last value of each stretch
 
-    def _undone_later(b: int, misfit: float) -> bool:
-        """Whether candidate ``b`` is undone by a later one, before the next
-        interruption, with a smaller misfit than ``misfit``."""
-        j = cand[b]
-        cut_j = cuts[np.searchsorted(cuts, j)] if np.searchsorted(cuts, j) < cuts.size else n
-        for c in range(b + 1, cand.size):
-            k = cand[c]
-            if k - j > max_segment or k > cut_j:
-                return False
-            if np.sign(shift[k]) != np.sign(shift[j]) and abs(shift[k] + shift[j]) < misfit:
-                return True
-        return False
+    def mark(a: int, b: int, up: bool) -> None:
+        (pos if up else neg)[a : b + 1] = True
 
-    for a, i in enumerate(cand):
-        if used[a]:
+    def far_after(k: int) -> np.ndarray:
+        """Values just across the interruption that ends stretch ``k``."""
+        return sm[last[k] + 1 : last[k] + 1 + persist]
+
+    def far_before(k: int) -> np.ndarray:
+        """Values just across the interruption that starts stretch ``k``."""
+        return sm[max(0, first[k] - persist) : first[k]]
+
+    paired = np.zeros(cand.size, bool)
+    for a in range(cand.size - 1):
+        i, j = cand[a], cand[a + 1]
+        if paired[a] or np.sign(shift[j]) == np.sign(shift[i]):
             continue
-        k = np.searchsorted(cuts, i)
-        prev_cut = cuts[k - 1] if k > 0 else -1
-        if (
-            prev_cut >= 0
-            and i - prev_cut <= max_segment
-            and not (a and cand[a - 1] > prev_cut)
-            and _returns_to(sm[max(0, prev_cut - persist + 1) : prev_cut + 1], before[i], after[i])
-            # A step that a later one undoes starts a break of its own instead.
-            and not _undone_later(a, 0.5 * abs(shift[i]))
-        ):
-            # The record resumed shifted and this step undoes it: the shift was the
-            # opposite of this step.
-            (pos if shift[i] < 0 else neg)[prev_cut + 1 : i + 1] = True
+        if abs(shift[j] + shift[i]) >= 0.5 * abs(shift[i]) or hour[j] - hour[i] > max_segment:
             continue
-        mark = neg if shift[i] < 0 else pos
-        mark[i] = True
-        cut = cuts[k] if k < cuts.size else n
-        # Across an interruption the shift continues only if the series resumes shifted.
-        resumes_shifted = cut < n and not _returns_to(
-            sm[cut + 1 : cut + 1 + persist], after[i], before[i]
-        )
-        paired = False
-        for b in range(a + 1, cand.size):
-            j = cand[b]
-            if j - i > max_segment or (j > cut and not resumes_shifted):
-                break
-            undoes = np.sign(shift[j]) != np.sign(shift[i])
-            if undoes and abs(shift[j] + shift[i]) < 0.5 * abs(shift[i]):
-                mark[i:j] = True
-                used[b] = paired = True
-                break
-        if (
-            not paired
-            and cut < n
-            and cut - i <= max_segment
-            and _returns_to(sm[cut + 1 : cut + 1 + persist], after[i], before[i])
-        ):
-            mark[i : cut + 1] = True  # shifted until the record breaks off
+        if stretch[j] != stretch[i] and _returns_to(far_after(stretch[i]), after[i], before[i]):
+            continue  # back at the level before the step after the interruption
+        mark(i, j - 1, shift[i] > 0)
+        paired[a] = paired[a + 1] = True
+
+    for a in np.flatnonzero(~paired):
+        i, k = cand[a], stretch[cand[a]]
+        lo, hi = first[k], last[k]
+        lo_ok = lo < i and hour[i] - hour[lo] <= max_segment and (a == 0 or cand[a - 1] < lo)
+        hi_ok = hour[hi] - hour[i] <= max_segment and (a == cand.size - 1 or cand[a + 1] > hi)
+        if lo_ok and hi_ok:
+            # Evidence across the interruptions first: which side is out of line.
+            hi_says = _returns_to(far_after(k), after[i], before[i])
+            lo_says = _returns_to(far_before(k), before[i], after[i])
+            if hi_says != lo_says:
+                lo_ok = lo_says
+            else:
+                lo_ok = hour[i] - hour[lo] < hour[hi] - hour[i]
+            hi_ok = not lo_ok
+        if lo_ok:
+            mark(lo, i - 1, shift[i] < 0)  # the shift this step undoes
+        elif hi_ok:
+            mark(i, hi, shift[i] > 0)
+        else:
+            mark(i, i, shift[i] > 0)
     return neg, pos
+
+
+def extend_frozen(
+    sm: np.ndarray,
+    frozen: np.ndarray,
+    ratio: float,
+    within: int,
+    min_abs: float = 0.04,
+    persist: int = 12,
+) -> np.ndarray:
+    """Frozen spells extended to the sensor's own freeze and thaw steps.
+
+    A frozen-soil flag comes from a temperature that is not the sensor's (a model layer,
+    or a probe at another depth), so the sensor often freezes a few days before the flag
+    starts or thaws a few days after it ends; its reading drops, or rises, in one step
+    there. A downward step within ``within`` hours before a spell, or an upward step
+    within ``within`` hours after one, moves the spell's edge to that step. Without this,
+    the step would be taken for a break and the thawed values between two such steps
+    for the shifted ones.
+
+    Parameters
+    ----------
+    sm
+        Hourly values, NaN where missing or removed by other tests (frozen hours too).
+    frozen
+        The frozen-soil flag (D01, or D02 where only air temperature is known).
+    """
+    out = frozen.copy()
+    valid = np.flatnonzero(np.isfinite(sm))
+    if not frozen.any() or valid.size < 2 or within <= 0:
+        return out
+    interrupted = np.diff(valid) >= 24
+    cand, before, after = _candidate_steps(sm[valid], interrupted, ratio, min_abs, persist)
+    hours, up = valid[cand], after[cand] > before[cand]
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], frozen.astype(np.int8), [0]])))
+    for start, stop in zip(edges[::2], edges[1::2], strict=True):
+        # the first step after the spell, if it is a thaw
+        k = np.searchsorted(hours, stop)
+        if k < hours.size and up[k] and hours[k] - stop < within:
+            out[stop : hours[k]] = True
+        # the last step before the spell, if it is a freeze
+        k = np.searchsorted(hours, start) - 1
+        if k >= 0 and not up[k] and start - hours[k] <= within:
+            out[hours[k] : start] = True
+    return out
 
 
 def flag_plateau(sm: np.ndarray, hours: int) -> tuple[np.ndarray, np.ndarray]:
@@ -240,7 +313,14 @@ def flag(df: pd.DataFrame, config: QCConfig | None = None, where: str = "series"
     out["D06"] = flag_spike(in_range, cfg.spike_ratio)
     # Breaks are sought in what the earlier tests kept: frozen-soil drops and spikes
     # would otherwise pair with real level shifts.
-    removed = out["D06"] | out["D01"] | out["D02"] | out["D09"] | out["D10"]
+    # The frozen flag reaches to the sensor's own freeze/thaw steps (not breaks).
+    frozen = (out["D01"] | out["D02"]).to_numpy()
+    others = (out["D06"] | out["D09"] | out["D10"]).to_numpy()
+    extended = extend_frozen(
+        np.where(others | frozen, np.nan, in_range), frozen, cfg.break_ratio, cfg.frozen_edge_hours
+    )
+    out["D01" if "soil_temperature" in df else "D02"] |= extended & ~frozen
+    removed = others | extended
     despiked = np.where(removed, np.nan, in_range)
     out["D07"], out["D08"] = flag_breaks(despiked, cfg.break_ratio)
     out["any"] = out[list(FLAGS)].any(axis=1)
