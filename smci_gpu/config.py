@@ -107,6 +107,12 @@ class QCConfig(_Section):
     spike_ratio: float = Field(0.15, gt=0, description="relative jump that makes a spike")
     break_ratio: float = Field(0.10, gt=0, description="relative level shift that makes a break")
     plateau_hours: int = Field(24 * 5, ge=2, description="constant values this long")
+    rise_min: float = Field(
+        0.02, gt=0, description="an hourly rise above this needs rain (D04/D05), m3/m3"
+    )
+    rain_min_mm: float = Field(
+        0.5, ge=0, description="precipitation in 24 h that explains a rise (D04/D05), mm"
+    )
     frozen_edge_hours: int = Field(
         24 * 7,
         ge=0,

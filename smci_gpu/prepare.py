@@ -38,15 +38,28 @@ def soil_temperature_layer(depth_cm: int) -> str:
     return "stl1" if depth_cm <= 7 else "stl2" if depth_cm <= 28 else "stl3"
 
 
-def qc_series(hourly: pd.Series, soil_t_daily: pd.Series, cfg: Config, where: str):
-    """QC, null-window removal and refill of one station-depth series → daily means."""
+def qc_series(
+    hourly: pd.Series,
+    soil_t_daily: pd.Series,
+    cfg: Config,
+    where: str,
+    precipitation_daily: pd.Series | None = None,
+):
+    """QC, null-window removal and refill of one station-depth series → daily means.
+
+    ``soil_t_daily`` (K) and ``precipitation_daily`` (m per day) are ERA5-Land at the
+    station: the modelled soil temperature (D03) and precipitation (D05) of the QC; a
+    day's precipitation is spread evenly over its hours.
+    """
     full = hourly.reindex(pd.date_range(hourly.index[0], hourly.index[-1], freq="h"))
-    soil_t = soil_t_daily.reindex(full.index.normalize()).to_numpy() - 273.15
-    flags = flag(
-        pd.DataFrame({"sm": full, "soil_temperature": soil_t}, index=full.index),
-        cfg.qc,
-        where=where,
-    )
+    days = full.index.normalize()
+    columns = {
+        "sm": full,
+        "model_soil_temperature": soil_t_daily.reindex(days).to_numpy() - 273.15,
+    }
+    if precipitation_daily is not None:
+        columns["model_precipitation"] = precipitation_daily.reindex(days).to_numpy() * 1000 / 24
+    flags = flag(pd.DataFrame(columns, index=full.index), cfg.qc, where=where)
     clean = full.mask(flags["any"].to_numpy())
     nulls = D.null_windows(clean, cfg.qc.null_window_days, cfg.qc.min_valid_fraction_null_window)
     clean = clean.mask(nulls)
@@ -85,9 +98,9 @@ def build_table(cfg: Config, console: Console | None = None) -> tuple[pd.DataFra
     start, end = obs.time.min().normalize(), obs.time.max().normalize()
     pred = Predictors.load(cfg, start, end, device="cpu")
     rows, cols = sites.row.to_numpy(), sites.col.to_numpy()
-    stl = {
+    at_sites = {
         v: pd.DataFrame(pred.reference(v, rows, cols), index=pred.days, columns=sites.index)
-        for v in ("stl1", "stl2", "stl3")
+        for v in ("stl1", "stl2", "stl3", "tp")
         if v in pred.era_vars
     }
     daily_parts, qc_counts = [], {k: 0 for k in (*FLAGS, "null_window")}
@@ -96,10 +109,11 @@ def build_table(cfg: Config, console: Console | None = None) -> tuple[pd.DataFra
     for (sid, depth), g in obs.groupby(["station_id", "depth_cm"], sort=True):
         where = f"station {sid}, {depth} cm"
         layer = soil_temperature_layer(int(depth))
-        if layer not in stl:
+        if layer not in at_sites:
             raise InputDataError(f"{where}: ERA5-Land {layer} is needed for the frozen-soil test")
         series = g.set_index("time")["sm"]
-        day_sm, counts, flags = qc_series(series, stl[layer][sid], cfg, where)
+        rain = at_sites["tp"][sid] if "tp" in at_sites else None
+        day_sm, counts, flags = qc_series(series, at_sites[layer][sid], cfg, where, rain)
         if manifest is not None:
             mine = manifest[(manifest.station_id == sid) & (manifest.depth_cm == depth)]
             delivered = series.reindex(flags.index).notna().to_numpy()

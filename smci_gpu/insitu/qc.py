@@ -6,17 +6,21 @@ by its ISMN code. :func:`flag` runs them all on one station-depth series.
 Thresholds live in :class:`smci_gpu.config.QCConfig`:
 
 * C01/C02 – below ``sm_min`` / above ``sm_max`` (m³/m³).
-* D01 – soil temperature below ``frozen_soil_temperature_c`` (frozen soil: permittivity
-  sensors read far too low), extended to the sensor's own freeze or thaw step when one
-  lies within ``frozen_edge_hours`` of the spell (:func:`extend_frozen`). D02 – air
-  temperature below ``frozen_air_temperature_c`` (only when ``air_temperature`` is
-  given; off in the engine's default run).
+* D01/D02/D03 – frozen soil (permittivity sensors read far too low): in-situ soil
+  temperature below ``frozen_soil_temperature_c`` (D01), in-situ air temperature below
+  ``frozen_air_temperature_c`` (D02), modelled soil temperature at the station (ISMN:
+  GLDAS; here ERA5-Land) below ``frozen_soil_temperature_c`` (D03). The spell is
+  extended to the sensor's own freeze or thaw step when one lies within
+  ``frozen_edge_hours`` of it (:func:`extend_frozen`), under the flag that found it.
+* D04/D05 – a rise of more than ``rise_min`` in one hour with less than ``rain_min_mm``
+  of in-situ (D04) or modelled (D05) precipitation in the 24 hours up to it.
 * D06 – spike: a value that departs from the centred 13-hour median by more than
   ``spike_ratio`` of it (and 0.02 m³/m³).
 * D07/D08 – negative/positive break: a one-hour step larger than ``break_ratio`` of the
   level (and 0.04 m³/m³) that persists for 12 hours; the segment between a break and the
   opposite break that undoes it is flagged whole, and so is the segment between an
   unpaired break and the nearer long gap or record end (its partner hidden there).
+  An unpaired upward step after rain is taken for the rain's doing, not a break.
 * D09/D10 – plateau: the same value for ``plateau_hours`` or more, below / above the
   series median.
 """
@@ -29,7 +33,11 @@ import pandas as pd
 from smci_gpu.config import QCConfig
 from smci_gpu.errors import InputDataError
 
-FLAGS = ("C01", "C02", "D01", "D02", "D06", "D07", "D08", "D09", "D10")
+#: An upward step of Δθ (m³/m³) is put down to rain when at least Δθ · this many mm fell
+#: in the 24 h before it: the water that raises a 10 cm layer by the step.
+WETTING_DEPTH_MM = 100.0
+
+FLAGS = ("C01", "C02", "D01", "D02", "D03", "D04", "D05", "D06", "D07", "D08", "D09", "D10")
 
 
 def flag_range(sm: np.ndarray, lo: float, hi: float) -> tuple[np.ndarray, np.ndarray]:
@@ -47,6 +55,29 @@ def _centred_median(x: np.ndarray, half: int) -> np.ndarray:
     return pd.Series(x).rolling(2 * half + 1, center=True, min_periods=half).median().to_numpy()
 
 
+def rain_before(precipitation_mmh: np.ndarray, hours: int = 24) -> np.ndarray:
+    """Precipitation (mm) in the ``hours`` hours up to and including each hour; NaN where
+    any of them is missing."""
+    p = np.asarray(precipitation_mmh, dtype=np.float64)
+    missing = np.concatenate([[0], np.cumsum(~np.isfinite(p))])
+    total = np.concatenate([[0.0], np.cumsum(np.nan_to_num(p, nan=0.0))])
+    end = np.arange(1, p.size + 1)
+    start = np.maximum(end - hours, 0)
+    out = total[end] - total[start]
+    out[missing[end] > missing[start]] = np.nan
+    return out
+
+
+def flag_rise_without_rain(
+    sm: np.ndarray, rain_24h: np.ndarray, rise_min: float, rain_min_mm: float
+) -> np.ndarray:
+    """D04/D05: a rise of more than ``rise_min`` from the previous hour while less than
+    ``rain_min_mm`` fell in the 24 hours up to it (unknown precipitation: not flagged)."""
+    rise = np.diff(sm, prepend=np.nan)
+    with np.errstate(invalid="ignore"):
+        return (rise > rise_min) & (rain_24h < rain_min_mm)
+
+
 def flag_spike(sm: np.ndarray, ratio: float, min_abs: float = 0.02) -> np.ndarray:
     """D06: departures from the centred 13-hour median larger than ``ratio`` of it."""
     med = _centred_median(sm, 6)
@@ -62,6 +93,7 @@ def flag_breaks(
     persist: int = 12,
     max_segment: int = 24 * 90,
     long_gap: int = 72,
+    rain_24h: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """D07 (negative) and D08 (positive) breaks, with the shifted segment flagged whole.
 
@@ -70,7 +102,9 @@ def flag_breaks(
     paired, and a flagged segment covers the NaN hours inside it. A step whose partner
     is hidden (in a gap of ``long_gap`` hours or more, or beyond the record's ends)
     shifts the values from it to the nearer such gap or end, within ``max_segment``
-    hours; see :func:`_breaks_compact`.
+    hours; see :func:`_breaks_compact`. ``rain_24h`` (optional, mm per hour): the
+    precipitation in the 24 hours up to each hour; an unpaired upward step after enough
+    rain to cause it is the rain's doing.
     """
     valid = np.flatnonzero(np.isfinite(sm))
     neg, pos = np.zeros(sm.size, bool), np.zeros(sm.size, bool)
@@ -79,7 +113,16 @@ def flag_breaks(
     # An interruption (a day or more without valid values) ends any open shift.
     interrupted = np.diff(valid) >= 24
     neg_c, pos_c = _breaks_compact(
-        sm[valid], valid, interrupted, ratio, min_abs, persist, max_segment, long_gap
+        sm[valid],
+        valid,
+        interrupted,
+        ratio,
+        min_abs,
+        persist,
+        max_segment,
+        long_gap,
+        # unknown precipitation: any upward step may be rain
+        np.full(valid.size, np.inf) if rain_24h is None else np.nan_to_num(rain_24h[valid]),
     )
     for compact, full in ((neg_c, neg), (pos_c, pos)):
         edges = np.flatnonzero(np.diff(np.concatenate([[0], compact.astype(np.int8), [0]])))
@@ -134,6 +177,7 @@ def _breaks_compact(
     persist: int,
     max_segment: int,
     long_gap: int,
+    rain_24h: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Break detection over the valid values of a series (see :func:`flag_breaks`).
 
@@ -152,6 +196,9 @@ def _breaks_compact(
        of its stretch, when that end is within ``max_segment`` with no other candidate
        between. Where both ends qualify, the side whose far neighbour (across the
        interruption) the step departs from or returns to decides; else the shorter.
+    An upward step after enough rain to cause it (``rain_24h[k]``, mm, at least the
+    water that wets a ``WETTING_DEPTH_MM`` layer by the step), or with precipitation
+    unknown (``inf``), only ever ends a negative shift.
     """
     n = sm.size
     neg, pos = np.zeros(n, bool), np.zeros(n, bool)
@@ -173,10 +220,13 @@ def _breaks_compact(
         """Values just across the interruption that starts stretch ``k``."""
         return sm[max(0, first[k] - persist) : first[k]]
 
+    # An upward step that rain can explain (or might: precipitation unknown) is a wetting
+    # front: it may end a negative shift but neither starts a positive one nor stands alone.
+    wetting = (shift > 0) & (rain_24h >= shift * WETTING_DEPTH_MM)
     paired = np.zeros(cand.size, bool)
     for a in range(cand.size - 1):
         i, j = cand[a], cand[a + 1]
-        if paired[a] or np.sign(shift[j]) == np.sign(shift[i]):
+        if paired[a] or wetting[i] or np.sign(shift[j]) == np.sign(shift[i]):
             continue
         if abs(shift[j] + shift[i]) >= 0.5 * abs(shift[i]) or hour[j] - hour[i] > max_segment:
             continue
@@ -187,6 +237,8 @@ def _breaks_compact(
 
     for a in np.flatnonzero(~paired):
         i, k = cand[a], stretch[cand[a]]
+        if wetting[i]:
+            continue
         lo, hi = first[k], last[k]
         lo_ok = lo < i and hour[i] - hour[lo] <= max_segment and (a == 0 or cand[a - 1] < lo)
         hi_ok = hour[hi] - hour[i] <= max_segment and (a == cand.size - 1 or cand[a + 1] > hi)
@@ -281,7 +333,9 @@ def flag(df: pd.DataFrame, config: QCConfig | None = None, where: str = "series"
     ----------
     df
         Indexed by hourly time (sorted, unique); column ``sm`` (m³/m³) and optionally
-        ``soil_temperature`` / ``air_temperature`` (°C) and ``precipitation`` (mm/h).
+        the in-situ ``soil_temperature`` / ``air_temperature`` (°C) and
+        ``precipitation`` (mm/h), and the modelled ``model_soil_temperature`` (°C) and
+        ``model_precipitation`` (mm/h) at the station (ERA5-Land in the engine).
     config
         Thresholds (defaults when None).
     where
@@ -302,26 +356,34 @@ def flag(df: pd.DataFrame, config: QCConfig | None = None, where: str = "series"
     check_units(sm, where)
     out = pd.DataFrame(False, index=idx, columns=list(FLAGS))
     out["C01"], out["C02"] = flag_range(sm, cfg.sm_min, cfg.sm_max)
-    if "soil_temperature" in df:
-        out["D01"] = flag_below(
-            df["soil_temperature"].to_numpy(float), cfg.frozen_soil_temperature_c
-        )
-    if "air_temperature" in df:
-        out["D02"] = flag_below(df["air_temperature"].to_numpy(float), cfg.frozen_air_temperature_c)
+    frozen_tests = (
+        ("D01", "soil_temperature", cfg.frozen_soil_temperature_c),
+        ("D02", "air_temperature", cfg.frozen_air_temperature_c),
+        ("D03", "model_soil_temperature", cfg.frozen_soil_temperature_c),
+    )
+    for code, column, threshold in frozen_tests:
+        if column in df:
+            out[code] = flag_below(df[column].to_numpy(float), threshold)
     out["D09"], out["D10"] = flag_plateau(sm, cfg.plateau_hours)
     in_range = np.where(out["C01"] | out["C02"], np.nan, sm)
     out["D06"] = flag_spike(in_range, cfg.spike_ratio)
     # Breaks are sought in what the earlier tests kept: frozen-soil drops and spikes
     # would otherwise pair with real level shifts.
     # The frozen flag reaches to the sensor's own freeze/thaw steps (not breaks).
-    frozen = (out["D01"] | out["D02"]).to_numpy()
+    frozen = (out["D01"] | out["D02"] | out["D03"]).to_numpy()
     others = (out["D06"] | out["D09"] | out["D10"]).to_numpy()
     extended = extend_frozen(
         np.where(others | frozen, np.nan, in_range), frozen, cfg.break_ratio, cfg.frozen_edge_hours
     )
-    out["D01" if "soil_temperature" in df else "D02"] |= extended & ~frozen
-    removed = others | extended
-    despiked = np.where(removed, np.nan, in_range)
-    out["D07"], out["D08"] = flag_breaks(despiked, cfg.break_ratio)
+    found_by = next((code for code, column, _ in frozen_tests if column in df), "D01")
+    out[found_by] |= extended & ~frozen
+    despiked = np.where(others | extended, np.nan, in_range)
+    # Rises without rain, from in-situ (D04) or modelled (D05) precipitation.
+    rain_24h = None
+    for code, column in (("D05", "model_precipitation"), ("D04", "precipitation")):
+        if column in df:
+            rain_24h = rain_before(df[column].to_numpy(float))  # in-situ, when given, last
+            out[code] = flag_rise_without_rain(despiked, rain_24h, cfg.rise_min, cfg.rain_min_mm)
+    out["D07"], out["D08"] = flag_breaks(despiked, cfg.break_ratio, rain_24h=rain_24h)
     out["any"] = out[list(FLAGS)].any(axis=1)
     return out

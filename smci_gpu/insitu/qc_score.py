@@ -28,7 +28,7 @@ FLAGS_FOR_FAULT: dict[str, tuple[str, ...]] = {
     "spike": ("D06",),
     "break": ("D07", "D08"),
     "plateau": ("D09", "D10"),
-    "frozen": ("D01",),
+    "frozen": ("D01", "D02", "D03"),
 }
 COUNTS = ("fault_hours", "removed", "flagged", "flagged_in_fault")
 
