@@ -44,6 +44,7 @@ def qc_series(
     cfg: Config,
     where: str,
     precipitation_daily: pd.Series | None = None,
+    depth_cm: float | None = None,
 ):
     """QC, null-window removal and refill of one station-depth series → daily means.
 
@@ -59,7 +60,7 @@ def qc_series(
     }
     if precipitation_daily is not None:
         columns["model_precipitation"] = precipitation_daily.reindex(days).to_numpy() * 1000 / 24
-    flags = flag(pd.DataFrame(columns, index=full.index), cfg.qc, where=where)
+    flags = flag(pd.DataFrame(columns, index=full.index), cfg.qc, where=where, depth_cm=depth_cm)
     clean = full.mask(flags["any"].to_numpy())
     nulls = D.null_windows(clean, cfg.qc.null_window_days, cfg.qc.min_valid_fraction_null_window)
     clean = clean.mask(nulls)
@@ -113,7 +114,9 @@ def build_table(cfg: Config, console: Console | None = None) -> tuple[pd.DataFra
             raise InputDataError(f"{where}: ERA5-Land {layer} is needed for the frozen-soil test")
         series = g.set_index("time")["sm"]
         rain = at_sites["tp"][sid] if "tp" in at_sites else None
-        day_sm, counts, flags = qc_series(series, at_sites[layer][sid], cfg, where, rain)
+        day_sm, counts, flags = qc_series(
+            series, at_sites[layer][sid], cfg, where, rain, depth_cm=float(depth)
+        )
         if manifest is not None:
             mine = manifest[(manifest.station_id == sid) & (manifest.depth_cm == depth)]
             delivered = series.reindex(flags.index).notna().to_numpy()

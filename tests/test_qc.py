@@ -106,11 +106,14 @@ def test_unpaired_upward_step_after_enough_rain_is_not_a_break():
     rain[990:1000] = 1.0  # 10 mm
     f = run_flags(sm, precipitation=rain)
     assert not (f.D07.any() or f.D08.any() or f.D04.any())
-    # nor does it start a shift that a later drop would end: the drop stands alone, its
-    # low side running to the record's end
+    # at 80 cm the same rain cannot wet the 80 cm above the sensor by 0.08 (64 mm needed)
+    deep = qc.flag(pd.DataFrame({"sm": sm, "precipitation": rain}, HOURS), depth_cm=80)
+    assert deep.D08[1000:].all()
+    # nor does it start a shift that a later drop would end; the drop undoes a shift that
+    # rain may have begun, so neither side of it is known to be shifted
     sm[1200:] -= 0.08
     f = run_flags(sm, precipitation=rain)
-    assert not f.D08.any() and np.flatnonzero(f.D07).tolist() == list(range(1200, sm.size))
+    assert not f.D08.any() and np.flatnonzero(f.D07).tolist() == [1200]
 
 
 def test_break_segment_is_flagged_whole_even_across_a_gap():
@@ -298,7 +301,7 @@ def test_prepare_scores_qc_against_the_twin_worlds_faults(tmp_path):
         assert scores[fault]["fault_hours"] > 0
         assert scores[fault]["recall"] >= 0.9, (fault, scores[fault])
         assert scores[fault]["precision"] >= 0.9, (fault, scores[fault])
-    # Breaks: recall 0.945, precision 0.972 here. What is missed is mostly a break nested
+    # Breaks: recall 0.931, precision 0.972 here. What is missed is mostly a break nested
     # inside an opposite one (the values between are right, though the manifest lists
     # them) and an end step masked by a rain-driven rise.
     assert scores["break"]["recall"] >= 0.9 and scores["break"]["precision"] >= 0.9
@@ -318,20 +321,28 @@ def test_upward_step_alone_is_no_break_without_precipitation():
 )
 def test_real_ismn_series_raise_few_breaks(shared_data, archive):
     """Real hourly records (SCAN, SOILSCAPE, COSMOS; no precipitation given) are full of
-    rain-driven steps. ISMN's own QC marks D07/D08 on < 0.1 % of their hours; the break
-    test here must stay in that neighbourhood, not mistake wetting for shifts."""
+    rain-driven steps, and COSMOS Barrow lies on permafrost. ISMN's own QC marks D07/D08
+    on < 0.1 % of their hours; the break test here must stay near that, not mistake
+    wetting or thaw for shifts. (Earlier versions of it flagged 10-30 % of some.)"""
     from smci_gpu.io import ismn
 
     records = ismn.read_ismn(shared_data / "ismn" / archive)
+    # No soil temperature comes with them: ISMN's own frozen-soil flags stand in for the
+    # modelled soil temperature of the engine's D03 (-1 °C where flagged, else 5 °C).
+    frozen = records.ismn_flag.str.contains("D01|D02|D03")
+    records = records.assign(t=np.where(frozen, -1.0, 5.0))
     for station, g in records.groupby("station_id"):
-        sm = g.set_index("time")["sm"].sort_index()
-        sm = sm[~sm.index.duplicated()]
+        g = g.set_index("time").sort_index()
+        g = g[~g.index.duplicated()]
+        sm = g["sm"]
         hours = pd.date_range(sm.index[0], sm.index[-1], freq="h")
-        f = qc.flag(pd.DataFrame({"sm": sm.reindex(hours)}), where=station)
+        t = g["t"].reindex(hours).ffill().to_numpy()
+        frame = pd.DataFrame({"sm": sm.reindex(hours), "model_soil_temperature": t})
+        f = qc.flag(frame, where=station)
         valid = sm.reindex(hours).notna().to_numpy()
         share = ((f.D07 | f.D08).to_numpy() & valid).sum() / valid.sum()
         ismn_share = g.ismn_flag.str.contains("D07|D08").mean()
         assert ismn_share < 0.001, station
-        assert share < 0.05, (station, share)
+        assert share < 0.02, (station, share)
         if station.startswith("SCAN"):  # 2007-2013, hourly: no break flagged at all
             assert share == 0, station

@@ -33,8 +33,9 @@ import pandas as pd
 from smci_gpu.config import QCConfig
 from smci_gpu.errors import InputDataError
 
-#: An upward step of Δθ (m³/m³) is put down to rain when at least Δθ · this many mm fell
-#: in the 24 h before it: the water that raises a 10 cm layer by the step.
+#: An upward step of Δθ (m³/m³) is put down to rain when at least Δθ · d mm fell in the
+#: 24 h before it: the water that raises the soil above the sensor (d: its depth, at
+#: least this many mm) by the step.
 WETTING_DEPTH_MM = 100.0
 
 FLAGS = ("C01", "C02", "D01", "D02", "D03", "D04", "D05", "D06", "D07", "D08", "D09", "D10")
@@ -94,6 +95,7 @@ def flag_breaks(
     max_segment: int = 24 * 90,
     long_gap: int = 72,
     rain_24h: np.ndarray | None = None,
+    wetting_depth_mm: float = WETTING_DEPTH_MM,
 ) -> tuple[np.ndarray, np.ndarray]:
     """D07 (negative) and D08 (positive) breaks, with the shifted segment flagged whole.
 
@@ -123,6 +125,7 @@ def flag_breaks(
         long_gap,
         # unknown precipitation: any upward step may be rain
         np.full(valid.size, np.inf) if rain_24h is None else np.nan_to_num(rain_24h[valid]),
+        wetting_depth_mm,
     )
     for compact, full in ((neg_c, neg), (pos_c, pos)):
         edges = np.flatnonzero(np.diff(np.concatenate([[0], compact.astype(np.int8), [0]])))
@@ -178,6 +181,7 @@ def _breaks_compact(
     max_segment: int,
     long_gap: int,
     rain_24h: np.ndarray,
+    wetting_depth_mm: float,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Break detection over the valid values of a series (see :func:`flag_breaks`).
 
@@ -187,17 +191,21 @@ def _breaks_compact(
     logger outage) are interruptions: the values between them and the record's ends
     form stretches, across which a sensor's offset may have changed unseen.
 
-    1. Two consecutive candidate steps of opposite sign that undo each other (misfit
-       under half the first shift) enclose a shifted segment, if it is no longer than
-       ``max_segment``; across an interruption only when the series resumes shifted
-       (it is not back at the level before the first step).
+    1. Steps pair like brackets: each closes the latest still-open step of opposite
+       sign that it undoes (misfit under half that step's shift) within
+       ``max_segment``, and the segment between them is shifted; across an
+       interruption only when the series resumes shifted (it is not back at the level
+       before the first step). Unpaired steps inside a segment stay inside it.
     2. A step left unpaired had its partner hidden (in an interruption, before the
        record starts or after it ends): the shift runs from the step to the nearer end
-       of its stretch, when that end is within ``max_segment`` with no other candidate
-       between. Where both ends qualify, the side whose far neighbour (across the
-       interruption) the step departs from or returns to decides; else the shorter.
+       of its stretch, when that end is within ``max_segment``, no other unpaired step
+       lies in the stretch (several make the story ambiguous) and the step is seen from
+       one hour to the next. Where both ends
+       qualify, the side whose far neighbour (across the interruption) the step departs
+       from or returns to decides; else the shorter.
+
     An upward step after enough rain to cause it (``rain_24h[k]``, mm, at least the
-    water that wets a ``WETTING_DEPTH_MM`` layer by the step), or with precipitation
+    water that wets a ``wetting_depth_mm`` layer by the step), or with precipitation
     unknown (``inf``), only ever ends a negative shift.
     """
     n = sm.size
@@ -222,26 +230,50 @@ def _breaks_compact(
 
     # An upward step that rain can explain (or might: precipitation unknown) is a wetting
     # front: it may end a negative shift but neither starts a positive one nor stands alone.
-    wetting = (shift > 0) & (rain_24h >= shift * WETTING_DEPTH_MM)
-    paired = np.zeros(cand.size, bool)
-    for a in range(cand.size - 1):
-        i, j = cand[a], cand[a + 1]
-        if paired[a] or wetting[i] or np.sign(shift[j]) == np.sign(shift[i]):
-            continue
-        if abs(shift[j] + shift[i]) >= 0.5 * abs(shift[i]) or hour[j] - hour[i] > max_segment:
-            continue
-        if stretch[j] != stretch[i] and _returns_to(far_after(stretch[i]), after[i], before[i]):
-            continue  # back at the level before the step after the interruption
-        mark(i, j - 1, shift[i] > 0)
-        paired[a] = paired[a + 1] = True
+    wetting = (shift > 0) & (rain_24h >= shift * wetting_depth_mm)
 
-    for a in np.flatnonzero(~paired):
+    def undoes(b: int, a: int) -> bool:
+        """Whether step ``a`` undoes the shift step ``b`` began, within ``max_segment``."""
+        i, j = cand[b], cand[a]
+        return bool(
+            np.sign(shift[j]) != np.sign(shift[i])
+            and abs(shift[j] + shift[i]) < 0.5 * abs(shift[i])
+            and hour[j] - hour[i] <= max_segment
+        )
+
+    # 1. Pairs, nested like brackets: each step closes the latest open shift it undoes.
+    paired = np.zeros(cand.size, bool)
+    opened: list[int] = []  # candidates that began a shift not yet undone, oldest first
+    for a, j in enumerate(cand):
+        for depth in range(len(opened) - 1, -1, -1):
+            b = opened[depth]
+            i = cand[b]
+            if not undoes(b, a):
+                continue
+            if stretch[j] != stretch[i] and _returns_to(far_after(stretch[i]), after[i], before[i]):
+                continue  # back at the level before the step after the interruption
+            mark(i, j - 1, shift[i] > 0)
+            paired[a] = paired[b] = True
+            del opened[depth:]  # steps inside the segment stay inside it
+            break
+        if not paired[a] and not wetting[j]:
+            opened.append(a)
+
+    # 2. Unpaired steps: the partner is hidden at the nearer end of the stretch.
+    free = np.flatnonzero(~paired)
+    for n_free, a in enumerate(free):
         i, k = cand[a], stretch[cand[a]]
         if wetting[i]:
             continue
         lo, hi = first[k], last[k]
-        lo_ok = lo < i and hour[i] - hour[lo] <= max_segment and (a == 0 or cand[a - 1] < lo)
-        hi_ok = hour[hi] - hour[i] <= max_segment and (a == cand.size - 1 or cand[a + 1] > hi)
+        prev_free = cand[free[n_free - 1]] if n_free else -1
+        next_free = cand[free[n_free + 1]] if n_free + 1 < free.size else n
+        # Alone in its stretch (another free step there makes the story ambiguous) and
+        # seen from one hour to the next (not across missing hours, which may hide a
+        # natural change).
+        alone = prev_free < lo and next_free > hi and i > 0 and hour[i] - hour[i - 1] == 1
+        lo_ok = alone and lo < i and hour[i] - hour[lo] <= max_segment
+        hi_ok = alone and hour[hi] - hour[i] <= max_segment
         if lo_ok and hi_ok:
             # Evidence across the interruptions first: which side is out of line.
             hi_says = _returns_to(far_after(k), after[i], before[i])
@@ -326,7 +358,12 @@ def check_units(sm: np.ndarray, where: str) -> None:
         )
 
 
-def flag(df: pd.DataFrame, config: QCConfig | None = None, where: str = "series") -> pd.DataFrame:
+def flag(
+    df: pd.DataFrame,
+    config: QCConfig | None = None,
+    where: str = "series",
+    depth_cm: float | None = None,
+) -> pd.DataFrame:
     """Run every test on one hourly series.
 
     Parameters
@@ -340,6 +377,9 @@ def flag(df: pd.DataFrame, config: QCConfig | None = None, where: str = "series"
         Thresholds (defaults when None).
     where
         Names the series in errors (e.g. ``"station X, 20 cm"``).
+    depth_cm
+        The sensor's depth: a rise at depth needs more rain to be put down to it
+        (see :data:`WETTING_DEPTH_MM`).
 
     Returns
     -------
@@ -384,6 +424,9 @@ def flag(df: pd.DataFrame, config: QCConfig | None = None, where: str = "series"
         if column in df:
             rain_24h = rain_before(df[column].to_numpy(float))  # in-situ, when given, last
             out[code] = flag_rise_without_rain(despiked, rain_24h, cfg.rise_min, cfg.rain_min_mm)
-    out["D07"], out["D08"] = flag_breaks(despiked, cfg.break_ratio, rain_24h=rain_24h)
+    wetting_mm = max(WETTING_DEPTH_MM, 10.0 * depth_cm) if depth_cm else WETTING_DEPTH_MM
+    out["D07"], out["D08"] = flag_breaks(
+        despiked, cfg.break_ratio, rain_24h=rain_24h, wetting_depth_mm=wetting_mm
+    )
     out["any"] = out[list(FLAGS)].any(axis=1)
     return out
