@@ -18,12 +18,13 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
+from smci_gpu.backend import frame_module, resolve_device
 from smci_gpu.config import Config
-from smci_gpu.errors import GridError, InputDataError
+from smci_gpu.errors import DeviceError, GridError, InputDataError
 from smci_gpu.features import Predictors
 from smci_gpu.insitu import daily as D
 from smci_gpu.insitu import qc_score
-from smci_gpu.insitu.matching import mean_std_match
+from smci_gpu.insitu.matching import mean_std_match_frame
 from smci_gpu.insitu.qc import FLAGS, flag
 from smci_gpu.io.atomic import atomic_path
 from smci_gpu.io.stations import read_stations
@@ -68,6 +69,21 @@ def qc_series(
     counts = {k: int(flags[k].sum()) for k in FLAGS}
     counts["null_window"] = int((nulls & full.notna().to_numpy()).sum())
     return daily, counts, flags
+
+
+def match_cells(cells: pd.DataFrame, device: str) -> np.ndarray:
+    """In-situ ``sm`` of each (cell, layer) matched to its ``reference`` (mean and std),
+    with pandas on the CPU and cuDF on the GPU."""
+    frame = cells[["row", "col", "depth_cm", "sm", "reference"]]
+    if device == "gpu":
+        try:
+            frame = frame_module("gpu").from_pandas(frame)
+        except DeviceError as exc:  # a GPU without RAPIDS: the table is small, use pandas
+            log.info("matching on the CPU: %s", exc)
+    matched = mean_std_match_frame(frame, ["row", "col", "depth_cm"])
+    if hasattr(matched, "to_pandas"):  # cuDF
+        matched = matched.to_pandas()
+    return np.asarray(matched, dtype=np.float64)
 
 
 def _fault_manifest(cfg: Config) -> pd.DataFrame | None:
@@ -154,19 +170,19 @@ def build_table(cfg: Config, console: Console | None = None) -> tuple[pd.DataFra
     cell_pos = {
         (r, c): i for i, (r, c) in enumerate(zip(cell_keys.row, cell_keys.col, strict=True))
     }
-    parts, unmatched = [], 0
-    for (r, c, depth), g in cells.groupby(["row", "col", "depth_cm"], sort=True):
-        ref_name = cfg.matching.reference[int(depth)]
-        ref_all = ref_cache[ref_name][:, cell_pos[(r, c)]]
-        di = pred.days.get_indexer(pd.DatetimeIndex(g.time))
-        ref = ref_all[di].astype(np.float64)
-        matched = mean_std_match(g.sm.to_numpy(), ref)
-        if not np.isfinite(matched).any():
-            unmatched += len(g)
-            continue
-        parts.append(g.assign(sm_matched=matched, reference=ref, reference_name=ref_name))
-    drops["unmatched_cell_days"] = unmatched
-    table = pd.concat(parts, ignore_index=True)
+    day_of = pred.days.get_indexer(pd.DatetimeIndex(cells.time))
+    cell_of = np.array([cell_pos[(r, c)] for r, c in zip(cells.row, cells.col, strict=True)])
+    names = cells.depth_cm.map(lambda d: cfg.matching.reference[int(d)]).to_numpy()
+    reference = np.full(len(cells), np.nan)
+    for name in np.unique(names):
+        sel = names == name
+        reference[sel] = ref_cache[name][day_of[sel], cell_of[sel]]
+    cells = cells.assign(reference=reference)
+    matched = match_cells(cells, resolve_device(cfg.device))
+    table = cells.assign(sm_matched=matched, reference=reference, reference_name=names)
+    unmatched = table.sm_matched.isna()
+    drops["unmatched_cell_days"] = int(unmatched.sum())
+    table = table[~unmatched].reset_index(drop=True)
     # Predictors: the production builder sampled at the station cells, day by day.
     feats = np.empty((len(pred.days), len(cell_keys), len(cfg.features)), np.float32)
     for i, day in enumerate(pred.days):

@@ -7,7 +7,13 @@ the reference's; day-to-day variation of the in-situ series is kept.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
+
+#: Below this standard deviation (m³/m³) a series counts as constant: rounding alone
+#: can leave a constant series a std of 1e-17, which must not be blown up to the reference's.
+MIN_STD = 1e-12
 
 
 def mean_std_match(insitu: np.ndarray, reference: np.ndarray, min_days: int = 10) -> np.ndarray:
@@ -29,6 +35,36 @@ def mean_std_match(insitu: np.ndarray, reference: np.ndarray, min_days: int = 10
     if both.sum() < min_days:
         return np.full_like(x, np.nan)
     sx, sr = x[both].std(), r[both].std()
-    if sx <= 0:
+    if sx <= MIN_STD:
         return np.full_like(x, np.nan)
     return (x - x[both].mean()) * (sr / sx) + r[both].mean()
+
+
+def mean_std_match_frame(
+    frame: Any,
+    keys: list[str],
+    value: str = "sm",
+    reference: str = "reference",
+    min_days: int = 10,
+) -> Any:
+    """:func:`mean_std_match` for every group of ``keys`` at once (e.g. cell and layer).
+
+    Works on a pandas or a cuDF frame alike (group-wise mean, std and count, then
+    elementwise arithmetic), so the station-day table is matched on the device that
+    holds it. Returns the matched column (NaN for groups with fewer than ``min_days``
+    common days or no in-situ variation, and where ``value`` is missing).
+    """
+    both = frame[value].notna() & frame[reference].notna()
+    work = frame[keys].copy()
+    work["x"] = frame[value].where(both)
+    work["r"] = frame[reference].where(both)
+    groups = work.groupby(keys, sort=False)
+    stats = {}
+    for col in ("x", "r"):
+        count = groups[col].transform("count")
+        # population std (ddof = 0) from the sample std, which both libraries provide
+        std = groups[col].transform("std") * ((count - 1) / count) ** 0.5
+        stats[col] = (groups[col].transform("mean"), std, count)
+    (mx, sx, n), (mr, sr, _) = stats["x"], stats["r"]
+    matched = (frame[value] - mx) * (sr / sx) + mr
+    return matched.where((n >= min_days) & (sx > MIN_STD))
