@@ -206,6 +206,13 @@ def build_table(cfg: Config, console: Console | None = None) -> tuple[pd.DataFra
         "cells": int(len(cell_keys)),
         "rows_per_layer": {int(k): int(v) for k, v in table.groupby("depth_cm").size().items()},
         "period": [str(start.date()), str(end.date())],
+        "qc_inputs": {
+            "frozen_soil": "ERA5-Land soil temperature of the sensor's layer (D03)",
+            "precipitation": "ERA5-Land tp (D05)"
+            if "tp" in at_sites
+            else "none: tp is not among the features, so no D05, and upward breaks "
+            "cannot be told from rain (only downward ones are flagged)",
+        },
     }
     return table, report
 
@@ -227,6 +234,8 @@ def prepare(cfg: Config, console: Console) -> dict[str, Any]:
     t.add_column("value", justify="right")
     t.add_row("stations / cells", f"{report['stations']} / {report['cells']}")
     t.add_row("hourly records read", f"{report['hours_read']:,}")
+    for k, v in report["qc_inputs"].items():
+        t.add_row(f"QC input: {k}", v)
     for k, v in report["qc_flag_hours"].items():
         if v:
             t.add_row(f"QC flagged hours {k}", f"{v:,}")

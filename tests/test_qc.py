@@ -295,6 +295,8 @@ def test_prepare_scores_qc_against_the_twin_worlds_faults(tmp_path):
     (tmp_path / "smci.toml").write_text(demo.demo_config_toml(spec))
     cfg = load_config(tmp_path / "smci.toml", workdir=tmp_path)
     _, report = build_table(cfg)
+    assert report["qc_inputs"]["precipitation"] == "ERA5-Land tp (D05)"
+    assert report["qc_flag_hours"]["D03"] > 0 and report["qc_flag_hours"]["D01"] == 0
     scores = report["qc_vs_injected_faults"]
     assert set(scores) == {*qc_score.FLAGS_FOR_FAULT, "all"}
     for fault in ("range", "spike", "plateau", "frozen", "break", "all"):
