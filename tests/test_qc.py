@@ -348,3 +348,26 @@ def test_real_ismn_series_raise_few_breaks(shared_data, archive):
         assert share < 0.02, (station, share)
         if station.startswith("SCAN"):  # 2007-2013, hourly: no break flagged at all
             assert share == 0, station
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    st.integers(0, 10_000),
+    st.integers(100, 400),
+    st.integers(100, 300),
+    st.integers(48, 600),
+    st.floats(0.05, 0.12),
+    st.sampled_from([-1, 1]),
+)
+def test_break_whose_start_a_frozen_spell_hides_is_removed(seed, s0, length, tail, size, sign):
+    # The model says frozen over [s0, s1); a break began unseen inside the spell and
+    # ends at b1, after it: every hour from the spell's start to the break's end goes.
+    sm = smooth_series(seed)
+    s1 = s0 + length
+    b1 = s1 + tail
+    sm[s0 + length // 2 : b1] += sign * size
+    temp = np.full(HOURS.size, 5.0)
+    temp[s0:s1] = -1.0
+    f = run_dry(sm, model_soil_temperature=temp)
+    assert f["any"][s0:b1].all()
+    assert not f["any"][:s0].any() and not f["any"][b1 + 1 :].any()
