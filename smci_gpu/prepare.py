@@ -27,7 +27,7 @@ from smci_gpu.insitu import qc_score
 from smci_gpu.insitu.matching import mean_std_match_frame
 from smci_gpu.insitu.qc import FLAGS, flag
 from smci_gpu.io.atomic import atomic_path
-from smci_gpu.io.stations import read_stations
+from smci_gpu.io.stations import IN_SITU_COVARIATES, read_stations
 from smci_gpu.pipeline import stage
 
 log = logging.getLogger(__name__)
@@ -46,12 +46,15 @@ def qc_series(
     where: str,
     precipitation_daily: pd.Series | None = None,
     depth_cm: float | None = None,
+    in_situ: pd.DataFrame | None = None,
 ):
     """QC, null-window removal and refill of one station-depth series → daily means.
 
     ``soil_t_daily`` (K) and ``precipitation_daily`` (m per day) are ERA5-Land at the
     station: the modelled soil temperature (D03) and precipitation (D05) of the QC; a
-    day's precipitation is spread evenly over its hours.
+    day's precipitation is spread evenly over its hours. ``in_situ``: the station's own
+    hourly ``soil_temperature`` / ``air_temperature`` (°C) / ``precipitation`` (mm/h),
+    any of them, on ``hourly``'s times (D01/D02/D04).
     """
     full = hourly.reindex(pd.date_range(hourly.index[0], hourly.index[-1], freq="h"))
     days = full.index.normalize()
@@ -61,6 +64,9 @@ def qc_series(
     }
     if precipitation_daily is not None:
         columns["model_precipitation"] = precipitation_daily.reindex(days).to_numpy() * 1000 / 24
+    for name in IN_SITU_COVARIATES:
+        if in_situ is not None and name in in_situ and in_situ[name].notna().any():
+            columns[name] = in_situ[name].reindex(full.index).to_numpy(dtype=np.float64)
     flags = flag(pd.DataFrame(columns, index=full.index), cfg.qc, where=where, depth_cm=depth_cm)
     clean = full.mask(flags["any"].to_numpy())
     nulls = D.null_windows(clean, cfg.qc.null_window_days, cfg.qc.min_valid_fraction_null_window)
@@ -128,14 +134,14 @@ def build_table(cfg: Config, console: Console | None = None) -> tuple[pd.DataFra
         layer = soil_temperature_layer(int(depth))
         if layer not in at_sites:
             raise InputDataError(f"{where}: ERA5-Land {layer} is needed for the frozen-soil test")
-        series = g.set_index("time")["sm"]
+        g = g.set_index("time")
         rain = at_sites["tp"][sid] if "tp" in at_sites else None
         day_sm, counts, flags = qc_series(
-            series, at_sites[layer][sid], cfg, where, rain, depth_cm=float(depth)
+            g["sm"], at_sites[layer][sid], cfg, where, rain, float(depth), in_situ=g
         )
         if manifest is not None:
             mine = manifest[(manifest.station_id == sid) & (manifest.depth_cm == depth)]
-            delivered = series.reindex(flags.index).notna().to_numpy()
+            delivered = g["sm"].reindex(flags.index).notna().to_numpy()
             scores.append(qc_score.score_series(flags, delivered, mine))
         for k, v in counts.items():
             qc_counts[k] += v
@@ -143,7 +149,7 @@ def build_table(cfg: Config, console: Console | None = None) -> tuple[pd.DataFra
             {
                 "station_id": sid,
                 "depth_cm": int(depth),
-                "hours": int(len(series)),
+                "hours": int(len(g)),
                 **counts,
                 "days_kept": int(day_sm.notna().sum()),
             }

@@ -176,3 +176,47 @@ def test_station_outside_the_grid_is_dropped_and_counted(tiny_world, tmp_path):
     assert "FAR" not in set(per.station_id) and {"D06", "days_kept"} <= set(per.columns)
     table = pd.read_parquet(out["path"])
     assert "FAR" not in ";".join(table.stations.unique()) and len(table) > 0
+
+
+def test_in_situ_covariates_are_kept_and_checked(tmp_path):
+    hours = pd.date_range("2018-01-01", periods=4, freq="h")
+    rows = pd.DataFrame(
+        {
+            "station_id": "S1",
+            "lat": 40.5,
+            "lon": 115.0,
+            "time": hours.strftime("%Y-%m-%dT%H:%M"),
+            "depth_cm": 10,
+            "sm": 0.2,
+            "soil_temperature": [-1.0, -0.5, 0.5, np.nan],
+            "precipitation": [0.0, 1.2, 0.0, 0.0],
+        }
+    )
+    rows.to_csv(tmp_path / "a.csv", index=False)
+    df, _ = read_station_file(tmp_path / "a.csv", LAYERS)
+    assert "air_temperature" not in df.columns  # absent columns stay absent
+    np.testing.assert_array_equal(df.soil_temperature, [-1.0, -0.5, 0.5, np.nan])
+    assert df.precipitation.tolist() == [0.0, 1.2, 0.0, 0.0]
+    rows.assign(soil_temperature=rows.soil_temperature + 273.15).to_csv(
+        tmp_path / "k.csv", index=False
+    )
+    with pytest.raises(InputDataError, match=r"station S1 in .*k.csv: soil_temperature 272.15"):
+        read_station_file(tmp_path / "k.csv", LAYERS)
+
+
+def test_in_situ_soil_temperature_and_rain_reach_the_qc():
+    """The station's own soil temperature raises D01 and its gauge decides D04."""
+    from smci_gpu.config import Config
+    from smci_gpu.prepare import qc_series
+
+    hours = pd.date_range("2018-04-01", periods=24 * 20, freq="h")
+    sm = pd.Series(0.3 - 0.03 * np.arange(hours.size) / hours.size, index=hours)
+    sm.iloc[300:] += 0.03  # a rise without rain
+    warm = pd.Series(290.0, index=hours.normalize().unique())  # ERA5-Land: never frozen
+    in_situ = pd.DataFrame(
+        {"soil_temperature": np.where(np.arange(hours.size) < 48, -2.0, 4.0), "precipitation": 0.0},
+        index=hours,
+    )
+    _, counts, flags = qc_series(sm, warm, Config(), "station S1, 10 cm", in_situ=in_situ)
+    assert np.flatnonzero(flags.D01).tolist() == list(range(48))
+    assert np.flatnonzero(flags.D04).tolist() == [300] and counts["D03"] == 0

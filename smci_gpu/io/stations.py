@@ -3,7 +3,9 @@
 Two sources, chosen by suffix (:data:`READERS`):
 
 * CSV/Parquet in the long layout ``station_id, lat, lon, time, depth_cm, sm`` with ``sm``
-  in m³/m³ (hourly), as the demo writes;
+  in m³/m³ (hourly), as the demo writes, and optionally the station's own
+  ``soil_temperature`` (at the sensor) and ``air_temperature`` in °C and ``precipitation``
+  in mm/h (:data:`IN_SITU_COVARIATES`), which the QC uses for D01, D02 and D04;
 * ISMN downloads, ``.stm`` files or the ``.zip`` archive (header+values or CEOP format;
   see :mod:`smci_gpu.io.ismn`): sensors map to layers by depth, and records that ISMN
   itself flagged (anything but ``G``/``U``) are dropped and counted as ``ismn_flagged``.
@@ -23,6 +25,12 @@ import pandas as pd
 from smci_gpu.errors import InputDataError
 
 COLUMNS = ("station_id", "lat", "lon", "time", "depth_cm", "sm")
+#: Optional hourly columns of the CSV/Parquet layout, with their plausible range.
+IN_SITU_COVARIATES = {
+    "soil_temperature": (-60.0, 70.0),  # °C
+    "air_temperature": (-80.0, 60.0),  # °C
+    "precipitation": (0.0, 500.0),  # mm/h
+}
 
 
 def read_station_file(
@@ -56,9 +64,27 @@ def read_station_file(
         raise InputDataError(f"station file {path}, line {row}: bad time {bad!r} (ISO 8601)")
     df = df.assign(time=time, sm=pd.to_numeric(df["sm"], errors="coerce"))
     _check_stations(df, path)
+    extra = [c for c in IN_SITU_COVARIATES if c in df.columns]
+    for name in extra:
+        df[name] = pd.to_numeric(df[name], errors="coerce")
+        _check_covariate(df, name, path)
     known = df["depth_cm"].isin(layers)
     drops = {"unknown_depth": int((~known).sum()), "ismn_flagged": 0}
-    return df[known].reset_index(drop=True), drops
+    return df.loc[known, [*COLUMNS, *extra]].reset_index(drop=True), drops
+
+
+def _check_covariate(df: pd.DataFrame, name: str, path: Path) -> None:
+    """Refuse an in-situ covariate outside its plausible range (e.g. kelvin for °C)."""
+    lo, hi = IN_SITU_COVARIATES[name]
+    values = df[name]
+    bad = values.notna() & ((values < lo) | (values > hi))
+    if bad.any():
+        row = df[bad].iloc[0]
+        unit = "mm/h" if name == "precipitation" else "°C"
+        raise InputDataError(
+            f"station {row['station_id']} in {path}: {name} {row[name]} at {row['time']} "
+            f"outside {lo:g}..{hi:g} {unit}"
+        )
 
 
 def _check_stations(df: pd.DataFrame, path: Path) -> None:
