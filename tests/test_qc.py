@@ -371,3 +371,12 @@ def test_break_whose_start_a_frozen_spell_hides_is_removed(seed, s0, length, tai
     f = run_dry(sm, model_soil_temperature=temp)
     assert f["any"][s0:b1].all()
     assert not f["any"][:s0].any() and not f["any"][b1 + 1 :].any()
+
+
+def test_missing_rain_hours_count_as_possible_rain():
+    sm = smooth_series()
+    sm[1000:] += 0.08
+    gauge = np.zeros(HOURS.size)
+    gauge[995] = np.nan  # the gauge missed an hour in the day before the rise
+    f = run_flags(sm, precipitation=gauge)
+    assert not (f.D08.any() or f.D04.any())

@@ -104,16 +104,18 @@ def flag_breaks(
     paired, and a flagged segment covers the NaN hours inside it. A step whose partner
     is hidden (in a gap of ``long_gap`` hours or more, or beyond the record's ends)
     shifts the values from it to the nearer such gap or end, within ``max_segment``
-    hours; see :func:`_breaks_compact`. ``rain_24h`` (optional, mm per hour): the
-    precipitation in the 24 hours up to each hour; an unpaired upward step after enough
-    rain to cause it is the rain's doing.
+    hours; see :func:`_breaks_compact`. ``rain_24h`` (optional, per hour): the
+    precipitation (mm) in the 24 hours up to each hour; an upward step after enough rain
+    to cause it, or where precipitation is unknown, only ever ends a negative shift.
     """
     valid = np.flatnonzero(np.isfinite(sm))
     neg, pos = np.zeros(sm.size, bool), np.zeros(sm.size, bool)
     if valid.size < 2:
         return neg, pos
-    # An interruption (a day or more without valid values) ends any open shift.
+    # A day or more without valid values: the step across it is no candidate.
     interrupted = np.diff(valid) >= 24
+    # unknown precipitation (none given, or a missing hour in the window): may be rain
+    rain = np.full(valid.size, np.inf) if rain_24h is None else rain_24h[valid]
     neg_c, pos_c = _breaks_compact(
         sm[valid],
         valid,
@@ -123,8 +125,7 @@ def flag_breaks(
         persist,
         max_segment,
         long_gap,
-        # unknown precipitation: any upward step may be rain
-        np.full(valid.size, np.inf) if rain_24h is None else np.nan_to_num(rain_24h[valid]),
+        np.where(np.isnan(rain), np.inf, rain),
         wetting_depth_mm,
     )
     for compact, full in ((neg_c, neg), (pos_c, pos)):
