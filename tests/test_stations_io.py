@@ -220,3 +220,52 @@ def test_in_situ_soil_temperature_and_rain_reach_the_qc():
     _, counts, flags = qc_series(sm, warm, Config(), "station S1, 10 cm", in_situ=in_situ)
     assert np.flatnonzero(flags.D01).tolist() == list(range(48))
     assert np.flatnonzero(flags.D04).tolist() == [300] and counts["D03"] == 0
+
+
+def _stm(network: str, station: str, depth_m: float, values: list[str]) -> str:
+    header = f"XMS {network} {station} 40.50000 115.20000 1200.00 {depth_m:.2f} {depth_m:.2f} P"
+    return "\r".join([header, *values]) + "\r"
+
+
+def _ismn_records(values: list[float], flags: list[str]) -> list[str]:
+    hours = pd.date_range("2018-07-01", periods=len(values), freq="h")
+    return [
+        f"{t:%Y/%m/%d %H:%M} {v:.4f} {f} M" for t, v, f in zip(hours, values, flags, strict=True)
+    ]
+
+
+@pytest.mark.parametrize("packed", [True, False])
+def test_ismn_soil_temperature_and_precipitation_reach_the_records(tmp_path, packed):
+    import zipfile
+
+    files = {
+        "NETX_NETX_S_sm_0.100000_0.100000_P_2018_2018.stm": _stm(
+            "NETX", "S", 0.10, _ismn_records([0.25, 0.26, 0.27], ["G", "G", "G"])
+        ),
+        # two temperature probes: 5 cm stands for the 10 cm layer, 50 cm is too far
+        "NETX_NETX_S_ts_0.050000_0.050000_P_2018_2018.stm": _stm(
+            "NETX", "S", 0.05, _ismn_records([-1.5, 0.5, 2.0], ["G", "D03", "U"])
+        ),
+        "NETX_NETX_S_ts_0.500000_0.500000_P_2018_2018.stm": _stm(
+            "NETX", "S", 0.50, _ismn_records([9.0, 9.0, 9.0], ["G", "G", "G"])
+        ),
+        "NETX_NETX_S_p_-1.400000_-1.400000_P_2018_2018.stm": _stm(
+            "NETX", "S", -1.40, _ismn_records([0.0, 3.2, 0.0], ["G", "G", "G"])
+        ),
+    }
+    folder = tmp_path / "stations"
+    folder.mkdir()
+    if packed:
+        with zipfile.ZipFile(folder / "download.zip", "w") as z:
+            for name, text in files.items():
+                z.writestr(f"NETX/S/{name}", text)
+    else:
+        for name, text in files.items():
+            (folder / name).write_text(text)
+    df, drops = read_stations(folder, LAYERS)
+    assert df.depth_cm.tolist() == [10, 10, 10] and drops["ismn_flagged"] == 0
+    np.testing.assert_allclose(df.sm, [0.25, 0.26, 0.27])
+    # the record ISMN flagged (D03) is not used
+    np.testing.assert_array_equal(df.soil_temperature, [-1.5, np.nan, 2.0])
+    np.testing.assert_allclose(df.precipitation, [0.0, 3.2, 0.0])
+    assert "air_temperature" not in df.columns

@@ -9,6 +9,8 @@ Two sources, chosen by suffix (:data:`READERS`):
 * ISMN downloads, ``.stm`` files or the ``.zip`` archive (header+values or CEOP format;
   see :mod:`smci_gpu.io.ismn`): sensors map to layers by depth, and records that ISMN
   itself flagged (anything but ``G``/``U``) are dropped and counted as ``ismn_flagged``.
+  The download's soil temperature (``ts``), air temperature (``ta``) and precipitation
+  (``p``) files, where present, become the covariate columns above.
 
 Records at depths outside the layer table are dropped and counted; anything that would
 make a silently wrong table (bad dates, % units, moving stations) is an error naming
@@ -112,6 +114,23 @@ def _read_ismn(path: Path, layers: list[int], tolerance_cm: float):
     return records[list(COLUMNS)], drops
 
 
+def _with_ismn_covariates(df: pd.DataFrame, paths: list[Path]) -> pd.DataFrame:
+    """Attach the in-situ soil/air temperature and precipitation of ISMN downloads."""
+    from smci_gpu.io import ismn
+
+    found: dict[str, list[pd.DataFrame]] = {}
+    for path in paths:
+        for name, records in ismn.read_ismn_covariates(path).items():
+            found.setdefault(name, []).append(records)
+    if not found:
+        return df
+    covariates = {k: pd.concat(v, ignore_index=True) for k, v in found.items()}
+    df = ismn.attach_covariates(df, covariates)
+    for name in covariates:
+        _check_covariate(df, name, paths[0].parent)
+    return df
+
+
 #: Station readers by file suffix.
 READERS = (".csv", ".parquet", ".stm", ".zip")
 
@@ -130,7 +149,9 @@ def read_stations(
         frames.append(df)
         for k, v in d.items():
             drops[k] += v
-    df = pd.concat(frames, ignore_index=True)
+    # files that hold no soil moisture (loose ISMN covariate files) add no records
+    df = pd.concat([f for f in frames if len(f)] or frames, ignore_index=True)
+    df = _with_ismn_covariates(df, [p for p in paths if p.suffix.lower() in (".stm", ".zip")])
     dup = df.duplicated(["station_id", "depth_cm", "time"])
     drops["duplicate_time"] = int(dup.sum())
     return df[~dup].sort_values(["station_id", "depth_cm", "time"], ignore_index=True), drops
