@@ -3,7 +3,9 @@
 Writes ``work/station_days.parquet`` (one row per 1 km cell, layer and day, with the raw
 and matched soil moisture, the ERA5-Land reference and every predictor in the config's
 order), ``work/qc_report.json`` (flag counts in all, per station and depth, drops, stations
-dropped and why) and ``work/qc_per_series.csv`` (the per station-depth counts).
+dropped and why), ``work/qc_per_series.csv`` (the per station-depth counts) and
+``work/qc_flags.parquet`` (every flagged hour that held a value, with its ISMN flags as
+bits: :func:`smci_gpu.insitu.qc.from_bitmask` decodes them).
 """
 
 from __future__ import annotations
@@ -25,13 +27,14 @@ from smci_gpu.features import Predictors
 from smci_gpu.insitu import daily as D
 from smci_gpu.insitu import qc_score
 from smci_gpu.insitu.matching import mean_std_match_frame
-from smci_gpu.insitu.qc import FLAGS, flag
+from smci_gpu.insitu.qc import FLAGS, flag, to_bitmask
 from smci_gpu.io.atomic import atomic_path
 from smci_gpu.io.stations import IN_SITU_COVARIATES, read_stations
 from smci_gpu.pipeline import stage
 
 log = logging.getLogger(__name__)
 TABLE_NAME = "station_days.parquet"
+QC_FLAGS_NAME = "qc_flags.parquet"  # flagged hours: station, depth, time, ISMN flag bits
 
 
 def soil_temperature_layer(depth_cm: int) -> str:
@@ -98,8 +101,15 @@ def _fault_manifest(cfg: Config) -> pd.DataFrame | None:
     return qc_score.read_manifest(path) if path.exists() else None
 
 
-def build_table(cfg: Config, console: Console | None = None) -> tuple[pd.DataFrame, dict]:
-    """The station-day table and the QC report (no files written)."""
+def build_table(
+    cfg: Config, console: Console | None = None, flag_sink: list | None = None
+) -> tuple[pd.DataFrame, dict]:
+    """The station-day table and the QC report (no files written).
+
+    ``flag_sink``: when given, receives per series a frame of the flagged hours that
+    held a value (``station_id, depth_cm, time, qc_flags`` with the bits of
+    :data:`smci_gpu.insitu.qc.BITS`).
+    """
     grid = cfg.product_grid()
     obs, drops = read_stations(
         cfg.path("inputs", "stations"), cfg.layers, cfg.qc.depth_tolerance_cm
@@ -139,10 +149,23 @@ def build_table(cfg: Config, console: Console | None = None) -> tuple[pd.DataFra
         day_sm, counts, flags = qc_series(
             g["sm"], at_sites[layer][sid], cfg, where, rain, float(depth), in_situ=g
         )
+        delivered = g["sm"].reindex(flags.index).notna().to_numpy()
         if manifest is not None:
             mine = manifest[(manifest.station_id == sid) & (manifest.depth_cm == depth)]
-            delivered = g["sm"].reindex(flags.index).notna().to_numpy()
             scores.append(qc_score.score_series(flags, delivered, mine))
+        if flag_sink is not None:
+            bits = to_bitmask(flags)
+            hit = (bits != 0) & delivered
+            flag_sink.append(
+                pd.DataFrame(
+                    {
+                        "station_id": sid,
+                        "depth_cm": np.int16(depth),
+                        "time": flags.index[hit],
+                        "qc_flags": bits[hit],
+                    }
+                )
+            )
         for k, v in counts.items():
             qc_counts[k] += v
         per_series.append(
@@ -228,9 +251,12 @@ def prepare(cfg: Config, console: Console) -> dict[str, Any]:
     """Build and write the station-day table and QC report; print a summary."""
     out = Path(cfg.path("work"))
     path = out / TABLE_NAME
-    table, report = build_table(cfg, console)
+    flagged: list[pd.DataFrame] = []
+    table, report = build_table(cfg, console, flag_sink=flagged)
     with atomic_path(path) as tmp:
         table.to_parquet(tmp, index=False)
+    with atomic_path(out / QC_FLAGS_NAME) as tmp:
+        pd.concat(flagged, ignore_index=True).to_parquet(tmp, index=False)
     with atomic_path(out / "qc_report.json") as tmp:
         tmp.write_text(json.dumps(report, indent=2))
     with atomic_path(out / "qc_per_series.csv") as tmp:
@@ -249,6 +275,7 @@ def prepare(cfg: Config, console: Console) -> dict[str, Any]:
         t.add_row(f"dropped: {k}", f"{v:,}")
     t.add_row("rows (cell × layer × day)", f"{len(table):,}")
     t.add_row("series (station × depth)", f"{len(report['per_series']):,} (work/qc_per_series.csv)")
+    t.add_row("flagged hours, with flags", f"work/{QC_FLAGS_NAME}")
     for d in report["stations_dropped"]:
         t.add_row(f"station dropped: {d['station_id']}", d["reason"])
     console.print(t)

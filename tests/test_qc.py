@@ -380,3 +380,17 @@ def test_missing_rain_hours_count_as_possible_rain():
     gauge[995] = np.nan  # the gauge missed an hour in the day before the rise
     f = run_flags(sm, precipitation=gauge)
     assert not (f.D08.any() or f.D04.any())
+
+
+def test_bitmask_round_trip_and_bit_values():
+    f = run_dry(smooth_series())
+    f.loc[f.index[[3, 7]], "D07"] = True
+    f.loc[f.index[7], "C01"] = True
+    bits = qc.to_bitmask(f)
+    assert bits.dtype == np.uint16
+    assert bits[3] == qc.BITS["D07"] == 1 << qc.FLAGS.index("D07")
+    assert bits[7] == qc.BITS["D07"] | 1  # C01 is bit 0
+    back = qc.from_bitmask(bits)
+    for code in qc.FLAGS:
+        np.testing.assert_array_equal(back[code], f[code].to_numpy())
+    assert back["any"].sum() == 2

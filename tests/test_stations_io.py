@@ -174,6 +174,13 @@ def test_station_outside_the_grid_is_dropped_and_counted(tiny_world, tmp_path):
     assert {"station_id": "FAR", "reason": "outside the region's grid"} in out["stations_dropped"]
     per = pd.read_csv(wd / "work" / "qc_per_series.csv")
     assert "FAR" not in set(per.station_id) and {"D06", "days_kept"} <= set(per.columns)
+    # the flagged hours, decoded, add up to the per-series counts of hours that held a value
+    from smci_gpu.insitu.qc import from_bitmask
+
+    flagged = pd.read_parquet(wd / "work" / "qc_flags.parquet")
+    decoded = from_bitmask(flagged.qc_flags.to_numpy())
+    assert len(flagged) > 0 and decoded["any"].all()
+    assert decoded.D06.sum() == per.D06.sum() and decoded.D03.sum() <= per.D03.sum()
     table = pd.read_parquet(out["path"])
     assert "FAR" not in ";".join(table.stations.unique()) and len(table) > 0
 

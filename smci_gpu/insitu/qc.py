@@ -350,6 +350,26 @@ def flag_plateau(sm: np.ndarray, hours: int) -> tuple[np.ndarray, np.ndarray]:
     return low, plateau & ~low if n else plateau
 
 
+#: One bit per flag, in :data:`FLAGS` order (C01 = 1, C02 = 2, D01 = 4, …).
+BITS = {code: 1 << i for i, code in enumerate(FLAGS)}
+
+
+def to_bitmask(flags: pd.DataFrame) -> np.ndarray:
+    """The flags of :func:`flag` as one ``uint16`` per hour (bits as :data:`BITS`)."""
+    bits = np.zeros(len(flags), np.uint16)
+    for code, bit in BITS.items():
+        bits |= np.where(flags[code].to_numpy(), np.uint16(bit), np.uint16(0))
+    return bits
+
+
+def from_bitmask(bits: np.ndarray) -> pd.DataFrame:
+    """Boolean flag columns (and ``any``) back from :func:`to_bitmask`'s integers."""
+    bits = np.asarray(bits, np.uint16)
+    out = pd.DataFrame({code: (bits & bit) != 0 for code, bit in BITS.items()})
+    out["any"] = bits != 0
+    return out
+
+
 def check_units(sm: np.ndarray, where: str) -> None:
     """Refuse series that look like percent rather than m³/m³."""
     finite = sm[np.isfinite(sm)]
