@@ -208,7 +208,7 @@ def build_table(
         reference[sel] = ref_cache[name][day_of[sel], cell_of[sel]]
     cells = cells.assign(reference=reference)
     matched = match_cells(cells, resolve_device(cfg.device))
-    table = cells.assign(sm_matched=matched, reference=reference, reference_name=names)
+    table = cells.assign(sm_matched=matched, reference_name=names)
     unmatched = table.sm_matched.isna()
     drops["unmatched_cell_days"] = int(unmatched.sum())
     table = table[~unmatched].reset_index(drop=True)

@@ -129,10 +129,15 @@ def flag_breaks(
         wetting_depth_mm,
     )
     for compact, full in ((neg_c, neg), (pos_c, pos)):
-        edges = np.flatnonzero(np.diff(np.concatenate([[0], compact.astype(np.int8), [0]])))
-        for a, b in zip(edges[::2], edges[1::2], strict=True):
+        for a, b in true_runs(compact):
             full[valid[a] : valid[b - 1] + 1] = True
     return neg, pos
+
+
+def true_runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """``(start, stop)`` of each run of True in a boolean array (``stop`` exclusive)."""
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], mask.astype(np.int8), [0]])))
+    return list(zip(edges[::2].tolist(), edges[1::2].tolist(), strict=True))
 
 
 def _trailing_median(x: np.ndarray, window: int, lag: int = 1) -> np.ndarray:
@@ -201,9 +206,9 @@ def _breaks_compact(
        record starts or after it ends): the shift runs from the step to the nearer end
        of its stretch, when that end is within ``max_segment``, no other unpaired step
        lies in the stretch (several make the story ambiguous) and the step is seen from
-       one hour to the next. Where both ends
-       qualify, the side whose far neighbour (across the interruption) the step departs
-       from or returns to decides; else the shorter.
+       one hour to the next. Where both ends qualify, the side whose far neighbour
+       (across the interruption) the step departs from or returns to decides; else the
+       shorter.
 
     An upward step after enough rain to cause it (``rain_24h[k]``, mm, at least the
     water that wets a ``wetting_depth_mm`` layer by the step), or with precipitation
@@ -325,8 +330,7 @@ def extend_frozen(
     interrupted = np.diff(valid) >= 24
     cand, before, after = _candidate_steps(sm[valid], interrupted, ratio, min_abs, persist)
     hours, up = valid[cand], after[cand] > before[cand]
-    edges = np.flatnonzero(np.diff(np.concatenate([[0], frozen.astype(np.int8), [0]])))
-    for start, stop in zip(edges[::2], edges[1::2], strict=True):
+    for start, stop in true_runs(frozen):
         # the first step after the spell, if it is a thaw
         k = np.searchsorted(hours, stop)
         if k < hours.size and up[k] and hours[k] - stop < within:
