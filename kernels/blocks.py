@@ -170,14 +170,11 @@ def _majority_cpu(a, fy, fx, nodata, has_nodata, out):
             out[b, i, j] = _majority_of(buf, n, nodata)
 
 
-# uint8 maps rank candidates by one integer key, count * 256 + (255 - value): the largest
-# key has the largest count and, among equal counts, the smallest value. Taking a max of
-# keys needs no branch, which matters because neighbouring classes are unpredictable.
-
-
-@numba.njit(inline="always")
-def _key(x, count):
-    return count * 256 + 255 - x
+# The uint8 histogram kernel ranks candidates by one integer key, count * 256 + (255 -
+# value): the largest key has the largest count and, among equal counts, the smallest
+# value. Taking a max of keys needs no branch, which matters because neighbouring classes
+# are unpredictable.
+_NEVER = -(1 << 20)  # nodata's starting count: its keys stay negative, never the best
 
 
 @numba.njit(inline="always")
@@ -187,53 +184,73 @@ def _value_of(best_key, nodata):
 
 @numba.njit(parallel=True, cache=True)
 def _majority_counts_cpu(a, fy, fx, nodata, has_nodata, out):
-    # A 256-bin histogram per block (cleared after it) instead of a sort.
+    # A 256-bin histogram per block-row, cleared after each block. Blocks are read through
+    # row slices so the indices are known non-negative (no wrap-around checks).
     lead, oy, ox = out.shape
     for k in numba.prange(lead * oy):
         b = k // oy
         i = k - b * oy
         counts = np.zeros(256, np.int32)
+        rows = a[b, i * fy : (i + 1) * fy]
+        o = out[b, i]
         for j in range(ox):
+            if has_nodata:
+                counts[nodata] = _NEVER
             best_key = 0
             for u in range(fy):
-                row = a[b, i * fy + u]
+                block_row = rows[u, j * fx : (j + 1) * fx]
                 for v in range(fx):
-                    x = np.int32(row[j * fx + v])
-                    ok = np.int32(not (has_nodata and x == nodata))
-                    c = counts[x] + ok
+                    x = block_row[v]
+                    c = counts[x] + 1
                     counts[x] = c
-                    best_key = max(best_key, ok * _key(x, c))
+                    best_key = max(best_key, c * 256 + 255 - np.int32(x))
             for u in range(fy):
-                row = a[b, i * fy + u]
+                block_row = rows[u, j * fx : (j + 1) * fx]
                 for v in range(fx):
-                    counts[row[j * fx + v]] = 0
-            out[b, i, j] = _value_of(best_key, nodata)
+                    counts[block_row[v]] = 0
+            o[j] = _value_of(best_key, nodata)
+
+
+@numba.njit(inline="always")
+def _sorted_pair(a, b):
+    return min(a, b), max(a, b)
 
 
 @numba.njit(parallel=True, cache=True)
 def _majority_2x2_cpu(a, nodata, has_nodata, out):
-    # 500 m → 1 km land cover: each cell's count is its matches among the four.
+    # 500 m → 1 km land cover. Each block's four classes are read as two uint16 (one per
+    # input row) and sorted by a 5-exchange network; the majority then follows from which
+    # neighbours are equal. No branch and no table, so the loop vectorises. In 16-bit
+    # lanes nodata becomes 256..259: it sorts last and equals nothing.
     lead, oy, ox = out.shape
+    nd = np.uint16(nodata)
     for k in numba.prange(lead * oy):
         b = k // oy
         i = k - b * oy
-        r0 = a[b, 2 * i]
-        r1 = a[b, 2 * i + 1]
+        top = a[b, 2 * i].view(np.uint16)
+        bottom = a[b, 2 * i + 1].view(np.uint16)
         o = out[b, i]
         for j in range(ox):
-            x0, x1 = np.int32(r0[2 * j]), np.int32(r0[2 * j + 1])
-            x2, x3 = np.int32(r1[2 * j]), np.int32(r1[2 * j + 1])
-            v0 = np.int32(not (has_nodata and x0 == nodata))
-            v1 = np.int32(not (has_nodata and x1 == nodata))
-            v2 = np.int32(not (has_nodata and x2 == nodata))
-            v3 = np.int32(not (has_nodata and x3 == nodata))
-            e01, e02, e03 = np.int32(x0 == x1), np.int32(x0 == x2), np.int32(x0 == x3)
-            e12, e13, e23 = np.int32(x1 == x2), np.int32(x1 == x3), np.int32(x2 == x3)
-            k0 = v0 * _key(x0, v0 + v1 * e01 + v2 * e02 + v3 * e03)
-            k1 = v1 * _key(x1, v1 + v0 * e01 + v2 * e12 + v3 * e13)
-            k2 = v2 * _key(x2, v2 + v0 * e02 + v1 * e12 + v3 * e23)
-            k3 = v3 * _key(x3, v3 + v0 * e03 + v1 * e13 + v2 * e23)
-            o[j] = _value_of(max(max(k0, k1), max(k2, k3)), nodata)
+            p, q = top[j], bottom[j]
+            x0, x1 = p & np.uint16(255), p >> np.uint16(8)
+            x2, x3 = q & np.uint16(255), q >> np.uint16(8)
+            if has_nodata:
+                x0 = x0 if x0 != nd else np.uint16(256)
+                x1 = x1 if x1 != nd else np.uint16(257)
+                x2 = x2 if x2 != nd else np.uint16(258)
+                x3 = x3 if x3 != nd else np.uint16(259)
+            x0, x1 = _sorted_pair(x0, x1)
+            x2, x3 = _sorted_pair(x2, x3)
+            x0, x2 = _sorted_pair(x0, x2)
+            x1, x3 = _sorted_pair(x1, x3)
+            x1, x2 = _sorted_pair(x1, x2)
+            # Sorted x0 ≤ x1 ≤ x2 ≤ x3. A middle pair (x1 = x2) holds at least two of the
+            # four and no other value can hold two: it wins. Else an upper pair wins
+            # unless there is also a lower pair (two pairs: the smaller, x0). Else x0:
+            # the lower pair, or the smallest of four distinct values.
+            best = x2 if (x2 == x3) & (x0 != x1) else x0
+            best = x1 if x1 == x2 else best
+            o[j] = np.uint8(best) if best < 256 else np.uint8(nodata)
 
 
 @cuda.jit

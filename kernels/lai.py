@@ -9,7 +9,7 @@ from smci_gpu.kernels._common import THREADS_1D, blocks_1d, check_float, check_s
 
 from smci_gpu.backend import array_module
 
-_CHUNK = 1024  # pixels per CPU work item with gaps: its carried values stay in L2
+_CHUNK = 1024  # pixels per CPU work item: its scratch rows stay in L2
 
 
 @cuda.jit(device=True)
@@ -30,61 +30,89 @@ def _interp_searching_gpu(comp, cdates, lo, hi, t, p):
     return comp[lo, p] + w * (comp[hi, p] - comp[lo, p])
 
 
-@numba.njit(parallel=True, cache=True)
-def _lai_gapfree_cpu(comp, lo_k, hi_k, w, out):
-    # No NaN anywhere: one target day per work item, whole rows, so the stores stream.
+@numba.njit(inline="always")
+def _has_nan(comp, p0, p1):
+    n = 0
+    for k in range(comp.shape[0]):
+        row = comp[k, p0:p1]
+        for q in range(p1 - p0):
+            n += row[q] != row[q]
+    return n > 0
+
+
+@numba.njit(inline="always")
+def _next_valid(comp, p0, p1, cdates, nv, nt):
+    """Value and date of each pixel's first valid composite at or after each one (NaN if
+    none), by a backward pass over the chunk."""
     n = comp.shape[0]
-    for d in numba.prange(out.shape[0]):
-        a = comp[max(lo_k[d], 0)]
-        b = comp[min(hi_k[d], n - 1)]
+    last = comp[n - 1, p0:p1]
+    for q in range(p1 - p0):
+        nv[n - 1, q] = last[q]
+        nt[n - 1, q] = cdates[n - 1] if last[q] == last[q] else np.nan
+    for k in range(n - 2, -1, -1):
+        row, tk = comp[k, p0:p1], cdates[k]
+        nvk, ntk, nv1, nt1 = nv[k], nt[k], nv[k + 1], nt[k + 1]
+        for q in range(p1 - p0):
+            ok = row[q] == row[q]
+            nvk[q] = row[q] if ok else nv1[q]
+            ntk[q] = tk if ok else nt1[q]
+
+
+@numba.njit(inline="always")
+def _emit_days(k, prev, cur, order, starts, lo_c, w, out, p0, p1):
+    # The target days whose bracket ends at composite k: rows k-1 (prev) and k (cur).
+    for i in range(starts[k], starts[k + 1]):
+        d = order[i]
+        a = prev if lo_c[d] < k else cur
         wd = w[d]
-        o = out[d]
-        for p in range(o.size):
-            o[p] = a[p] + wd * (b[p] - a[p])
+        o = out[d, p0:p1]
+        for q in range(p1 - p0):
+            o[q] = a[q] + wd * (cur[q] - a[q])
+
+
+@numba.njit(inline="always")
+def _lai_chunk_gaps(comp, p0, p1, cdates, order, starts, lo_c, w, out):
+    # Fill each NaN composite with the interpolation between its valid neighbours (held
+    # at the ends), row by row, and emit a row's days as soon as it is filled. Linear
+    # between neighbouring composites of the filled series is linear between the valid
+    # ones, so the answer is the NaN-skipping interpolation the docstring promises.
+    n, m = comp.shape[0], p1 - p0
+    nv = np.empty((n, m), comp.dtype)
+    nt = np.empty((n, m), np.float64)
+    _next_valid(comp, p0, p1, cdates, nv, nt)
+    ring = np.empty((2, m), comp.dtype)
+    pv = np.full(m, np.nan, comp.dtype)
+    pt = np.full(m, np.nan, np.float64)
+    for k in range(n):
+        row, tk, cur = comp[k, p0:p1], cdates[k], ring[k % 2]
+        nvk, ntk = nv[k], nt[k]
+        for q in range(m):
+            x, a, at, b, bt = row[q], pv[q], pt[q], nvk[q], ntk[q]
+            ok = x == x
+            v = a + (tk - at) / (bt - at) * (b - a)
+            v = b if at != at else v  # no valid composite before: hold the next
+            v = a if bt != bt else v  # none after: hold the last (NaN if neither)
+            cur[q] = x if ok else v
+            pv[q] = x if ok else a
+            pt[q] = tk if ok else at
+        _emit_days(k, ring[(k + 1) % 2], cur, order, starts, lo_c, w, out, p0, p1)
 
 
 @numba.njit(parallel=True, cache=True)
-def _lai_gaps_cpu(comp, cdates, tdates, lo_k, hi_k, out):
-    # Pixel chunks: first carry each pixel's last valid composite forwards and its next
-    # valid one backwards (value and date), then every target day is a branch-free pass
-    # over the chunk. Same formula as the bracket weights, so gap-free pixels agree bit
-    # for bit with the gap-free kernel.
+def _lai_cpu(comp, cdates, order, starts, lo_c, w, out):
+    # Pixel chunks (row slices stay contiguous, so the loops vectorise); a chunk without
+    # NaN interpolates straight from the composites, as streaming whole rows would.
     n, n_pix = comp.shape
     n_chunks = (n_pix + _CHUNK - 1) // _CHUNK
     for ch in numba.prange(n_chunks):
         p0 = ch * _CHUNK
-        m = min(n_pix, p0 + _CHUNK) - p0
-        prev_v = np.empty((n, m), comp.dtype)
-        prev_t = np.empty((n, m), np.float64)
-        next_v = np.empty((n, m), comp.dtype)
-        next_t = np.empty((n, m), np.float64)
-        for k in range(n):
-            for q in range(m):
-                x = comp[k, p0 + q]
-                ok = x == x
-                prev_v[k, q] = x if ok or k == 0 else prev_v[k - 1, q]
-                prev_t[k, q] = cdates[k] if ok else (prev_t[k - 1, q] if k > 0 else np.nan)
-        for k in range(n - 1, -1, -1):
-            for q in range(m):
-                x = comp[k, p0 + q]
-                ok = x == x
-                next_v[k, q] = x if ok or k == n - 1 else next_v[k + 1, q]
-                next_t[k, q] = cdates[k] if ok else (next_t[k + 1, q] if k < n - 1 else np.nan)
-        for d in range(tdates.size):
-            o = out[d]
-            lo, hi, t = lo_k[d], hi_k[d], tdates[d]
-            if lo < 0:  # before the first composite: hold the first valid one
-                o[p0 : p0 + m] = next_v[hi]
-            elif hi >= n:  # after the last: hold the last valid one
-                o[p0 : p0 + m] = prev_v[lo]
-            else:
-                av, at, bv, bt = prev_v[lo], prev_t[lo], next_v[hi], next_t[hi]
-                for q in range(m):
-                    span = bt[q] - at[q]
-                    w = (t - at[q]) / span if span > 0 else 0.0
-                    v = av[q] + w * (bv[q] - av[q])
-                    v = bv[q] if at[q] != at[q] else v  # no valid composite before
-                    o[p0 + q] = av[q] if bt[q] != bt[q] else v  # none after (or neither)
+        p1 = min(n_pix, p0 + _CHUNK)
+        if _has_nan(comp, p0, p1):
+            _lai_chunk_gaps(comp, p0, p1, cdates, order, starts, lo_c, w, out)
+        else:
+            for k in range(n):
+                prev = comp[max(k - 1, 0), p0:p1]
+                _emit_days(k, prev, comp[k, p0:p1], order, starts, lo_c, w, out, p0, p1)
 
 
 @cuda.jit
@@ -164,9 +192,9 @@ def lai_daily(composites, composite_dates, target_dates, out=None):
         args = [xp.asarray(v) for v in (cdates, tdates, lo_k, hi_k, w)]
         _lai_gpu[blocks_1d(comp2.shape[1]), THREADS_1D](comp2, *args, out2)
     else:
-        comp2 = np.ascontiguousarray(comp2)
-        if np.isnan(comp2).any():
-            _lai_gaps_cpu(comp2, cdates, tdates, lo_k, hi_k, out2)
-        else:
-            _lai_gapfree_cpu(comp2, lo_k, hi_k, w, out2)
+        n = cdates.size
+        lo_c, hi_c = np.clip(lo_k, 0, n - 1), np.clip(hi_k, 0, n - 1)
+        order = np.argsort(hi_c, kind="stable")  # days grouped by the composite ending them
+        starts = np.searchsorted(hi_c[order], np.arange(n + 1))
+        _lai_cpu(np.ascontiguousarray(comp2), cdates, order, starts, lo_c, w, out2)
     return out

@@ -240,6 +240,19 @@ def test_block_majority_2x2_uint8_path_equals_reference(nodata):
     )
 
 
+@pytest.mark.parametrize("nodata", [None, 1, 255])
+def test_block_majority_2x2_uint8_every_block_of_four_classes(nodata):
+    # Every arrangement of {0, 1, 2, 255} in a 2 × 2 block (256 blocks): the sorting
+    # network's pair logic against the counting reference, nodata among the values.
+    values = np.array([0, 1, 2, 255], np.uint8)
+    blocks = np.array(np.meshgrid(values, values, values, values, indexing="ij")).reshape(4, -1)
+    a = np.empty((2, 2 * blocks.shape[1]), np.uint8)
+    a[0, 0::2], a[0, 1::2], a[1, 0::2], a[1, 1::2] = blocks
+    np.testing.assert_array_equal(
+        K.block_majority(a, 2, 2, nodata=nodata), ref_block_majority(a, 2, 2, nodata)
+    )
+
+
 def test_majority_ties_go_to_the_smallest_class():
     a = np.array([[3, 1], [1, 3]], dtype=np.int16)
     assert K.block_majority(a, 2, 2)[0, 0] == 1
@@ -272,7 +285,8 @@ def test_lai_daily_equals_np_interp_over_valid_composites(t, pix, nan_frac, f32,
 
 @pytest.mark.parametrize("nan_frac", [0.0, 0.2])
 def test_lai_daily_many_pixel_chunks_equals_np_interp(nan_frac):
-    # More pixels than one CPU work item; gap-free input takes the row-wise kernel.
+    # More pixels than one CPU work item; with nan_frac 0 only the first chunk (pixel
+    # 100) has gaps, the others take the gap-free branch.
     rng = np.random.default_rng(5)
     comp = (rng.random((12, 2600)) * 6).astype(np.float32)
     comp[rng.random(comp.shape) < nan_frac] = np.nan
@@ -294,6 +308,22 @@ def test_lai_gap_kernel_equals_gap_free_kernel_bitwise_on_gap_free_pixels():
     holed[4, ::2] = np.nan  # every other pixel has a gap: the gap kernel runs
     mixed = K.lai_daily(holed, cdates, tdates)
     np.testing.assert_array_equal(mixed[:, 1::2], clean[:, 1::2])
+
+
+def test_lai_daily_unordered_days_and_gaps_in_some_chunks_only():
+    # Target days in any order (the CPU kernel emits them grouped by bracket); gaps in
+    # the last pixel chunk only, so clean and gappy chunks meet in one call; target days
+    # falling exactly on a missing composite.
+    rng = np.random.default_rng(8)
+    comp = (rng.random((9, 2500)) * 6).astype(np.float32)
+    comp[rng.random(comp.shape) < 0.3] = np.nan
+    comp[:, :2048] = rng.random((9, 2048)) * 6  # the first two chunks: no gap
+    cdates = np.arange(9) * 8.0
+    tdates = rng.permutation(np.concatenate([np.arange(-3.0, 75.0, 1.5), cdates]))
+    got = K.lai_daily(comp, cdates, tdates)
+    np.testing.assert_allclose(
+        got, ref_lai(comp.astype(np.float64), cdates, tdates), rtol=1e-6, atol=1e-6, equal_nan=True
+    )
 
 
 def test_lai_hand_worked_with_datetimes():
