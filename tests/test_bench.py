@@ -211,3 +211,25 @@ def test_compare_two_runs_by_hand():
     assert [round(r["difference"], 4) for r in got["cells"]] == [0.1, 0.5, round(1 / 0.95 - 1, 4)]
     assert got["within"] == 2 and got["total"] == 3
     assert "2 of 3 cells differ by less than 20%" in markdown(got)
+
+
+def test_gpu_node_entry_runs_without_the_full_stack(tmp_path):
+    # A lent GPU machine has NumPy, Numba and CuPy but not pydantic, dask, netCDF4 or
+    # rioxarray: the kernels, forests and `python -m smci_gpu.bench` must not need them.
+    import subprocess
+    import sys
+
+    blocked = ["pydantic", "dask", "distributed", "netCDF4", "rioxarray", "cfgrib", "rasterio"]
+    script = (
+        "import sys\n"
+        f"for m in {blocked!r}: sys.modules[m] = None\n"
+        "import smci_gpu.kernels, smci_gpu.model.forest\n"
+        "from smci_gpu.bench.__main__ import main\n"
+        f"sys.exit(main(['kernels', '--device', 'cpu', '--size', 'tiny', '--repeats', '1',"
+        f" '--out', {str(tmp_path)!r}]))\n"
+    )
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-2000:]
+    doc = json.loads((tmp_path / "bench.json").read_text())
+    twins = {r["stage"] for r in doc["records"] if r["impl"] == "twin"}
+    assert twins == {c.stage for c in kb.make_cases("tiny", np)}

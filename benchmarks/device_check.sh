@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# One prepared run for a lent GPU machine: the real-GPU parity tests, then the kernel and
+# inference benchmarks on GPU and CPU side by side. Sized to finish in about 6 minutes.
+#
+# Needs only NumPy, Numba, numba-cuda and CuPy (plus pytest and hypothesis for the tests):
+# pydantic, dask, netCDF4 and rioxarray are not imported. The checkout is not installed
+# there, so it is copied to a scratch folder with the top-level kernels/ folder placed where
+# the installed package has it (smci_gpu/kernels).
+#
+#   bash benchmarks/device_check.sh [result-folder]     # default: $OUT, else ./device-check
+#
+# KERNEL_SIZE (medium) and INFERENCE_SIZE (small) choose the benchmark sizes. At most eight
+# files come back from the device tool, so the figures' PNGs are not kept.
+set -u -o pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+out=${1:-${OUT:-$repo/device-check}}
+mkdir -p "$out"
+export PYTHONUNBUFFERED=1
+python=${PYTHON:-python3}
+
+work=$(mktemp -d)
+cp -r "$repo/smci_gpu" "$repo/tests" "$repo/pyproject.toml" "$work/"
+rm -rf "$work/smci_gpu/kernels"
+cp -r "$repo/kernels" "$work/smci_gpu/kernels"
+cd "$work" || exit 1
+export PYTHONPATH=$work${PYTHONPATH:+:$PYTHONPATH}
+
+{
+    nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv
+    $python - <<'EOF'
+import platform, numpy, numba
+print("python", platform.python_version(), "numpy", numpy.__version__, "numba", numba.__version__)
+try:
+    import cupy
+    print("cupy", cupy.__version__, "device", cupy.cuda.runtime.getDeviceProperties(0)["name"])
+except Exception as exc:  # the script still runs the CPU side
+    print("cupy unavailable:", exc)
+EOF
+} 2>&1 | tee "$out/machine.txt"
+
+status=0
+timeout 150 $python -m pytest -q -rs -p no:cacheprovider \
+    tests/test_kernels.py tests/test_forest.py 2>&1 | tee "$out/tests.log" || status=1
+
+timeout 150 $python -m smci_gpu.bench kernels --device both --size "${KERNEL_SIZE:-medium}" --repeats 5 \
+    --out "$out/kernels" > "$out/kernels.log" 2>&1 || status=1
+timeout 120 $python -m smci_gpu.bench inference --device both --size "${INFERENCE_SIZE:-small}" --repeats 3 \
+    --out "$out/inference" > "$out/inference.log" 2>&1 || status=1
+rm -f "$out"/*/*.png
+tail -n 30 "$out/kernels.log" "$out/inference.log"
+rm -rf "$work"
+exit $status
