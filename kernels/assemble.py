@@ -16,6 +16,11 @@ from smci_gpu.backend import array_module
 
 COARSE, FINE = 0, 1
 
+#: The CPU twin first lays the coarse fields out pixel-major (one cell's variables side by
+#: side, so a pixel's coarse features are one cache line) when that copy costs at most
+#: this fraction of the gather's coarse reads; a small tile of a large domain skips it.
+TRANSPOSE_SHARE = 0.125
+
 
 @numba.njit(parallel=True, cache=True)
 def _assemble_cpu(coarse, iy, ix, fine, rows, cols, kind, index, out):
@@ -28,6 +33,21 @@ def _assemble_cpu(coarse, iy, ix, fine, rows, cols, kind, index, out):
                 out[p, f] = coarse[index[f], cy, cx]
             else:
                 out[p, f] = fine[index[f], r, c]
+
+
+@numba.njit(parallel=True, cache=True)
+def _assemble_pixel_major_cpu(coarse_t, iy, ix, fine, rows, cols, c_out, f_out, f_index, out):
+    # coarse_t is (ny_c, nx_c, n_coarse_columns) in the order of c_out: no branch per
+    # column and one contiguous read for all of a pixel's coarse columns.
+    n = out.shape[0]
+    for p in numba.prange(n):
+        r, c = rows[p], cols[p]
+        cell = coarse_t[iy[r], ix[c]]
+        o = out[p]
+        for i in range(c_out.size):
+            o[c_out[i]] = cell[i]
+        for i in range(f_out.size):
+            o[f_out[i]] = fine[f_index[i], r, c]
 
 
 @cuda.jit
@@ -85,12 +105,20 @@ def assemble_features(coarse, iy, ix, fine, rows, cols, kind, index, out=None):
         grid = blocks_2d(len(rows), len(kind))
         _assemble_gpu[grid, THREADS_2D](coarse, args[0], args[1], fine, *args[2:], out)
     else:
-        _assemble_cpu(
-            np.ascontiguousarray(coarse),
-            args[0],
-            args[1],
-            np.ascontiguousarray(fine),
-            *args[2:],
-            out,
-        )
+        _assemble_on_cpu(coarse, fine, args, out)
     return out
+
+
+def _assemble_on_cpu(coarse, fine, args, out) -> None:
+    """Pick the CPU kernel: pixel-major coarse fields when many pixels share few cells."""
+    iy, ix, rows, cols, kind, index = args
+    if coarse[0].size <= TRANSPOSE_SHARE * len(rows):  # per column: cells copied vs read
+        c_out, f_out = np.flatnonzero(kind == COARSE), np.flatnonzero(kind == FINE)
+        coarse_t = np.ascontiguousarray(np.moveaxis(coarse[index[c_out]], 0, -1))
+        fine = np.ascontiguousarray(fine)
+        _assemble_pixel_major_cpu(
+            coarse_t, iy, ix, fine, rows, cols, c_out, f_out, index[f_out], out
+        )
+    else:
+        coarse, fine = np.ascontiguousarray(coarse), np.ascontiguousarray(fine)
+        _assemble_cpu(coarse, iy, ix, fine, rows, cols, kind, index, out)

@@ -340,7 +340,8 @@ def test_lai_hand_worked_with_datetimes():
 # ----------------------------------------------------------------- assemble
 
 
-def test_assemble_equals_upsample_then_pick():
+@pytest.mark.parametrize("n_pixels", [50, 400])  # 30 coarse cells: 400 pixels go pixel-major
+def test_assemble_equals_upsample_then_pick(n_pixels):
     rng = np.random.default_rng(3)
     coarse = rng.random((4, 5, 6)).astype(np.float32)
     fine = rng.random((3, 36, 48)).astype(np.float32)
@@ -351,7 +352,7 @@ def test_assemble_equals_upsample_then_pick():
     from smci_gpu.grid import nearest_index
 
     iy, ix = nearest_index(lat_c, lat_f), nearest_index(lon_c, lon_f)
-    rows, cols = rng.integers(0, 36, 50), rng.integers(0, 48, 50)
+    rows, cols = rng.integers(0, 36, n_pixels), rng.integers(0, 48, n_pixels)
     kind = np.array([COARSE, FINE, COARSE, FINE, COARSE])
     index = np.array([2, 0, 0, 2, 3])
     got = K.assemble_features(coarse, iy, ix, fine, rows, cols, kind, index)
@@ -367,6 +368,35 @@ def test_assemble_equals_upsample_then_pick():
     )
     assert got.dtype == np.float32
     np.testing.assert_array_equal(got, want)
+
+
+@settings(max_examples=25, deadline=None)
+@given(n_coarse=st.integers(0, 4), n_fine=st.integers(0, 4), seed=st.integers(0, 10_000))
+def test_assemble_cpu_kernels_agree(n_coarse, n_fine, seed):
+    # Both CPU kernels (column-kind branch, pixel-major coarse) on the same inputs, with
+    # columns in any order and either source possibly absent.
+    from smci_gpu.kernels import assemble
+
+    rng = np.random.default_rng(seed)
+    coarse = rng.random((max(n_coarse, 1), 3, 4)).astype(np.float32)
+    fine = rng.random((max(n_fine, 1), 9, 12)).astype(np.float32)
+    iy, ix = np.repeat(np.arange(3), 3), np.repeat(np.arange(4), 3)
+    rows, cols = rng.integers(0, 9, 70), rng.integers(0, 12, 70)
+    kind = rng.permutation([COARSE] * n_coarse + [FINE] * n_fine)
+    index = np.where(kind == COARSE, rng.integers(0, max(n_coarse, 1), kind.size), 0)
+    index = np.where(kind == FINE, rng.integers(0, max(n_fine, 1), kind.size), index)
+    args = [np.asarray(v, dtype=np.int64) for v in (iy, ix, rows, cols, kind, index)]
+    outs = []
+    for share in (0.0, np.inf):  # never / always pixel-major
+        out = np.full((70, kind.size), np.nan, np.float32)
+        assemble.TRANSPOSE_SHARE, saved = share, assemble.TRANSPOSE_SHARE
+        try:
+            assemble._assemble_on_cpu(coarse, fine, args, out)
+        finally:
+            assemble.TRANSPOSE_SHARE = saved
+        outs.append(out)
+    np.testing.assert_array_equal(outs[0], outs[1])
+    assert not np.isnan(outs[0]).any()
 
 
 # ----------------------------------------------------------------- real GPU
