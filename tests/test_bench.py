@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from smci_gpu.bench import kernels as kb
-from smci_gpu.bench.harness import Timing, time_call
+from smci_gpu.bench.harness import Timing, time_call, time_interleaved
 from smci_gpu.bench.suite import run_suite
 
 SCHEMA = Path(__file__).resolve().parents[1] / "benchmarks" / "schema.json"
@@ -52,6 +52,15 @@ def test_time_call_counts_repeats_and_warmup():
     t = time_call(lambda: calls.append(1), warmup=2, repeats=3)
     assert len(calls) == 5 and t.repeats == 3 and t.min <= t.median <= t.max
     assert Timing(2.0, 1.0, 3.0, 3).spread == pytest.approx(1.0)
+
+
+def test_time_interleaved_alternates_the_calls():
+    calls: list[str] = []
+    timed = time_interleaved(
+        {"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, warmup=1, repeats=3
+    )
+    assert calls == ["a", "b"] + ["a", "b"] * 3  # one warm-up each, then rounds of a, b
+    assert {k: t.repeats for k, t in timed.items()} == {"a": 3, "b": 3}
 
 
 def test_inference_bench_is_exact_and_schema_valid(tmp_path):

@@ -114,6 +114,30 @@ def time_call(
     return Timing(statistics.median(times), min(times), max(times), len(times))
 
 
+def time_interleaved(
+    fns: dict[str, Callable[[], Any]], *, device: str = "cpu", warmup: int = 1, repeats: int = 5
+) -> dict[str, Timing]:
+    """Time several calls in alternating rounds (``a, b, a, b, ...``), one of each per round.
+
+    A ratio between them is then measured under the same conditions: on a shared machine
+    the memory bandwidth drifts between runs by up to 2×, which would otherwise move the
+    ratio of two back-to-back series as much as the code under test does.
+    """
+    sync = _sync_for(device)
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+            sync()
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            sync()
+            times[name].append(time.perf_counter() - t0)
+    return {name: Timing.of(t) for name, t in times.items()}
+
+
 def _cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():

@@ -2,9 +2,10 @@
 
 Throughput is counted as compulsory traffic: the bytes of every input array read once
 plus every output written once, divided by the median time. The ceiling is a copy that
-moves the same number of bytes (half read, half written), timed in the same run; on the
-CPU the faster of ``np.copyto`` and a Numba parallel copy is taken, so the ceiling uses
-all cores as the twins do.
+moves the same number of bytes (half read, half written), timed in alternation with the
+twin (one call of each per round, so both see the same machine); on the CPU the faster of
+``np.copyto`` and a Numba parallel copy is taken, so the ceiling uses all cores as the
+twins do.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import numpy as np
 
 from smci_gpu import kernels as K
 from smci_gpu.backend import array_module
-from smci_gpu.bench.harness import Record, time_call
+from smci_gpu.bench.harness import Record, time_call, time_interleaved
 from smci_gpu.grid import nearest_index
 
 #: Scale of each size: (coarse cells per side, fine factor, lead fields, LAI pixels).
@@ -53,17 +54,15 @@ def _parallel_copy(src, dst):
         dst[i] = src[i]
 
 
-def copy_ceiling(nbytes: int, xp: Any, device: str, repeats: int) -> tuple[str, Any]:
-    """Fastest same-size copy (``nbytes`` read+written) on the device: (impl, Timing)."""
+def copy_candidates(nbytes: int, xp: Any, device: str) -> dict[str, Callable[[], Any]]:
+    """Same-size copies (``nbytes`` read+written) on the device, by implementation name."""
     n = max(1, nbytes // 2 // 4)
     src = xp.ones(n, dtype=np.float32)
     dst = xp.empty_like(src)
     candidates = {"copy": lambda: xp.copyto(dst, src)}
     if device == "cpu":
         candidates["copy_parallel"] = lambda: _parallel_copy(src, dst)
-    timings = {k: time_call(f, device=device, repeats=repeats) for k, f in candidates.items()}
-    best = min(timings, key=lambda k: timings[k].median)
-    return best, timings[best]
+    return candidates
 
 
 # ------------------------------------------------------------------ references
@@ -268,7 +267,12 @@ def run(size: str = "small", devices: tuple[str, ...] = ("cpu",), repeats: int =
         else:
             xp = np
         for case in make_cases(size, xp):
-            twin = time_call(case.twin, device=device, repeats=repeats)
+            # The twin and the copies alternate, so their ratio sees the same machine.
+            fns = {"twin": case.twin, **copy_candidates(case.bytes, xp, device)}
+            timed = time_interleaved(fns, device=device, repeats=repeats)
+            twin = timed.pop("twin")
+            copy_impl = min(timed, key=lambda k: timed[k].median)
+            copy = timed[copy_impl]
             rec = [Record("kernels", case.stage, "twin", device, case.size, twin, case.bytes)]
             if case.reference is not None:
                 ref = time_call(case.reference, device=device, repeats=max(2, repeats // 2))
@@ -283,7 +287,6 @@ def run(size: str = "small", devices: tuple[str, ...] = ("cpu",), repeats: int =
                         case.bytes,
                     )
                 )
-            copy_impl, copy = copy_ceiling(case.bytes, xp, device, repeats)
             rec.append(
                 Record("kernels", case.stage, copy_impl, device, case.size, copy, case.bytes)
             )
