@@ -182,33 +182,83 @@ def _value_of(best_key, nodata):
     return 255 - (best_key & 255) if best_key >= 256 else nodata
 
 
+MAX_CLASS_PASSES = 32  # distinct classes in a block-row up to which counting per class wins
+
+
+@numba.njit(inline="always")
+def _majority_by_histogram(rows, fx, nodata, has_nodata, counts, o):
+    # A 256-bin histogram per block, cleared after it. Blocks are read through row slices
+    # so the indices are known non-negative (no wrap-around checks).
+    fy = rows.shape[0]
+    for j in range(o.size):
+        if has_nodata:
+            counts[nodata] = _NEVER
+        best_key = 0
+        for u in range(fy):
+            block_row = rows[u, j * fx : (j + 1) * fx]
+            for v in range(fx):
+                x = block_row[v]
+                c = counts[x] + 1
+                counts[x] = c
+                best_key = max(best_key, c * 256 + 255 - np.int32(x))
+        for u in range(fy):
+            block_row = rows[u, j * fx : (j + 1) * fx]
+            for v in range(fx):
+                counts[block_row[v]] = 0
+        o[j] = _value_of(best_key, nodata)
+
+
+@numba.njit(inline="always")
+def _majority_by_class(rows, fx, seen, nodata, col, best, o):
+    # One pass per class present: count its cells per column over the block-row (a
+    # compare-and-add over whole rows, which vectorises), fold each block's columns, and
+    # keep the best key per block. Few classes per block-row, as land cover has, make this
+    # several times faster than the histogram, whose counter updates form a chain.
+    fy = rows.shape[0]
+    best[:] = 0
+    for cls in range(256):
+        if seen[cls] == 0:
+            continue
+        x = np.uint8(cls)
+        col[:] = 0
+        for u in range(fy):
+            row = rows[u]
+            for c in range(col.size):
+                col[c] += np.uint8(row[c] == x)
+        for j in range(o.size):
+            block = col[j * fx : (j + 1) * fx]
+            n = np.int32(0)
+            for v in range(fx):
+                n += block[v]
+            best[j] = max(best[j], n * 256 + 255 - cls if n > 0 else 0)
+    for j in range(o.size):
+        o[j] = _value_of(best[j], nodata)
+
+
 @numba.njit(parallel=True, cache=True)
 def _majority_counts_cpu(a, fy, fx, nodata, has_nodata, out):
-    # A 256-bin histogram per block-row, cleared after each block. Blocks are read through
-    # row slices so the indices are known non-negative (no wrap-around checks).
+    # uint8 maps, any block shape with fy <= 255: per block-row, count per class when few
+    # classes occur in it, else fall back to a histogram per block.
     lead, oy, ox = out.shape
+    nx = a.shape[2]
     for k in numba.prange(lead * oy):
         b = k // oy
         i = k - b * oy
-        counts = np.zeros(256, np.int32)
         rows = a[b, i * fy : (i + 1) * fy]
-        o = out[b, i]
-        for j in range(ox):
-            if has_nodata:
-                counts[nodata] = _NEVER
-            best_key = 0
-            for u in range(fy):
-                block_row = rows[u, j * fx : (j + 1) * fx]
-                for v in range(fx):
-                    x = block_row[v]
-                    c = counts[x] + 1
-                    counts[x] = c
-                    best_key = max(best_key, c * 256 + 255 - np.int32(x))
-            for u in range(fy):
-                block_row = rows[u, j * fx : (j + 1) * fx]
-                for v in range(fx):
-                    counts[block_row[v]] = 0
-            o[j] = _value_of(best_key, nodata)
+        seen = np.zeros(256, np.uint8)
+        for u in range(fy):
+            row = rows[u]
+            for c in range(nx):
+                seen[row[c]] = 1
+        if has_nodata:
+            seen[nodata] = 0
+        if seen.sum() <= MAX_CLASS_PASSES:
+            col = np.empty(nx, np.uint8)
+            best = np.empty(ox, np.int32)
+            _majority_by_class(rows, fx, seen, nodata, col, best, out[b, i])
+        else:
+            counts = np.zeros(256, np.int32)
+            _majority_by_histogram(rows, fx, nodata, has_nodata, counts, out[b, i])
 
 
 @numba.njit(inline="always")
@@ -275,6 +325,8 @@ def block_majority(a, fy: int, fx: int, nodata: int | None = None, out=None):
         raise ValueError(f"a must be an integer (categorical) array, got {a.dtype}")
     if fy * fx > MAX_BLOCK_CELLS:
         raise ValueError(f"blocks of {fy}x{fx} exceed {MAX_BLOCK_CELLS} cells")
+    if nodata is not None and not np.iinfo(a.dtype).min <= nodata <= np.iinfo(a.dtype).max:
+        raise ValueError(f"nodata={nodata} is outside the range of a's dtype {a.dtype}")
     on_gpu, out, a3, o3 = _block_views(a, fy, fx, out)
     oy, ox = o3.shape[1:]
     fill = 0 if nodata is None else int(nodata)
@@ -282,7 +334,7 @@ def block_majority(a, fy: int, fx: int, nodata: int | None = None, out=None):
         _majority_gpu[blocks_2d(oy, ox), THREADS_2D](a3, fy, fx, fill, nodata is not None, o3)
     elif a.dtype == np.uint8 and fy == 2 and fx == 2:
         _majority_2x2_cpu(np.ascontiguousarray(a3), fill, nodata is not None, o3)
-    elif a.dtype == np.uint8:
+    elif a.dtype == np.uint8 and fy <= 255:
         _majority_counts_cpu(np.ascontiguousarray(a3), fy, fx, fill, nodata is not None, o3)
     else:
         _majority_cpu(np.ascontiguousarray(a3), fy, fx, fill, nodata is not None, o3)

@@ -253,6 +253,27 @@ def test_block_majority_2x2_uint8_every_block_of_four_classes(nodata):
     )
 
 
+def test_block_majority_uint8_many_and_few_classes_per_block_row():
+    # Block-rows with more than MAX_CLASS_PASSES classes take the histogram, the others
+    # count per class: both in one call, with nodata among the values.
+    from smci_gpu.kernels.blocks import MAX_CLASS_PASSES
+
+    rng = np.random.default_rng(12)
+    a = rng.integers(0, 256, (48, 60)).astype(np.uint8)  # ~all 256 classes per block-row
+    a[12:24] = rng.choice(np.array([3, 9, 200], np.uint8), (12, 60))
+    a[24:36] = 9  # one class
+    assert len(np.unique(a[:12])) > MAX_CLASS_PASSES >= len(np.unique(a[12:24]))
+    for nodata in (None, 9, 200):
+        np.testing.assert_array_equal(
+            K.block_majority(a, 12, 12, nodata=nodata), ref_block_majority(a, 12, 12, nodata)
+        )
+
+
+def test_block_majority_refuses_nodata_outside_the_dtype():
+    with pytest.raises(ValueError, match="nodata=300"):
+        K.block_majority(np.zeros((4, 4), np.uint8), 2, 2, nodata=300)
+
+
 def test_majority_ties_go_to_the_smallest_class():
     a = np.array([[3, 1], [1, 3]], dtype=np.int16)
     assert K.block_majority(a, 2, 2)[0, 0] == 1
