@@ -266,41 +266,71 @@ def _sorted_pair(a, b):
     return min(a, b), max(a, b)
 
 
+@numba.njit(inline="always")
+def _sort4(x0, x1, x2, x3):
+    # A five-exchange sorting network: no branch, so the loop around it vectorises.
+    x0, x1 = _sorted_pair(x0, x1)
+    x2, x3 = _sorted_pair(x2, x3)
+    x0, x2 = _sorted_pair(x0, x2)
+    x1, x3 = _sorted_pair(x1, x3)
+    x1, x2 = _sorted_pair(x1, x2)
+    return x0, x1, x2, x3
+
+
+@numba.njit(inline="always")
+def _majority_sorted(x0, x1, x2, x3, absent):
+    """Majority of four sorted values (ties → smallest), ignoring those equal to ``absent``,
+    which must be the largest value the type holds in this block (it sorts last).
+
+    A middle pair (x1 = x2) holds at least two of the four and no other value can hold
+    two: it wins. Else an upper pair wins unless there is also a lower pair (two pairs:
+    the smaller, x0). Else x0: the lower pair, or the smallest of distinct values.
+    """
+    best = x2 if (x2 == x3) & (x0 != x1) & (x2 != absent) else x0
+    return x1 if (x1 == x2) & (x1 != absent) else best
+
+
+@numba.njit(inline="always")
+def _rank_below(x, nd):
+    # Classes other than nodata map order-preservingly onto 0..254 (those above nodata
+    # move down by one) and nodata onto 255, so every class fits in 8 bits with nodata
+    # sorting last.
+    return np.uint8(255) if x == nd else np.uint8(x - np.uint8(x > nd))
+
+
+@numba.njit(inline="always")
+def _row_majority_2x2(top, bottom, o):
+    for j in range(o.size):
+        x0, x1, x2, x3 = _sort4(top[2 * j], top[2 * j + 1], bottom[2 * j], bottom[2 * j + 1])
+        best = x2 if (x2 == x3) & (x0 != x1) else x0
+        o[j] = x1 if x1 == x2 else best
+
+
+@numba.njit(inline="always")
+def _row_majority_2x2_nodata(top, bottom, nd, o):
+    absent = np.uint8(255)
+    for j in range(o.size):
+        x0, x1 = _rank_below(top[2 * j], nd), _rank_below(top[2 * j + 1], nd)
+        x2, x3 = _rank_below(bottom[2 * j], nd), _rank_below(bottom[2 * j + 1], nd)
+        x0, x1, x2, x3 = _sort4(x0, x1, x2, x3)
+        best = _majority_sorted(x0, x1, x2, x3, absent)
+        o[j] = nd if best == absent else np.uint8(best + np.uint8(best >= nd))
+
+
 @numba.njit(parallel=True, cache=True)
 def _majority_2x2_cpu(a, nodata, has_nodata, out):
-    # 500 m → 1 km land cover. Each block's four classes are read as two uint16 (one per
-    # input row) and sorted by a 5-exchange network; the majority then follows from which
-    # neighbours are equal. No branch and no table, so the loop vectorises. In 16-bit
-    # lanes nodata becomes 256..259: it sorts last and equals nothing.
+    # 500 m → 1 km land cover in 8-bit lanes: stride-2 loads, a sorting network and no
+    # branch in the loops, so they vectorise.
     lead, oy, ox = out.shape
-    nd = np.uint16(nodata)
+    nd = np.uint8(nodata)
     for k in numba.prange(lead * oy):
         b = k // oy
         i = k - b * oy
-        top = a[b, 2 * i].view(np.uint16)
-        bottom = a[b, 2 * i + 1].view(np.uint16)
-        o = out[b, i]
-        for j in range(ox):
-            p, q = top[j], bottom[j]
-            x0, x1 = p & np.uint16(255), p >> np.uint16(8)
-            x2, x3 = q & np.uint16(255), q >> np.uint16(8)
-            if has_nodata:
-                x0 = x0 if x0 != nd else np.uint16(256)
-                x1 = x1 if x1 != nd else np.uint16(257)
-                x2 = x2 if x2 != nd else np.uint16(258)
-                x3 = x3 if x3 != nd else np.uint16(259)
-            x0, x1 = _sorted_pair(x0, x1)
-            x2, x3 = _sorted_pair(x2, x3)
-            x0, x2 = _sorted_pair(x0, x2)
-            x1, x3 = _sorted_pair(x1, x3)
-            x1, x2 = _sorted_pair(x1, x2)
-            # Sorted x0 ≤ x1 ≤ x2 ≤ x3. A middle pair (x1 = x2) holds at least two of the
-            # four and no other value can hold two: it wins. Else an upper pair wins
-            # unless there is also a lower pair (two pairs: the smaller, x0). Else x0:
-            # the lower pair, or the smallest of four distinct values.
-            best = x2 if (x2 == x3) & (x0 != x1) else x0
-            best = x1 if x1 == x2 else best
-            o[j] = np.uint8(best) if best < 256 else np.uint8(nodata)
+        top, bottom, o = a[b, 2 * i], a[b, 2 * i + 1], out[b, i]
+        if has_nodata:
+            _row_majority_2x2_nodata(top, bottom, nd, o)
+        else:
+            _row_majority_2x2(top, bottom, o)
 
 
 @cuda.jit
