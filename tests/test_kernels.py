@@ -456,3 +456,24 @@ def test_gpu_twins_equal_cpu_twins_full_size():
         rtol=1e-6,
         equal_nan=True,
     )
+    lc2 = rng.choice(np.array([0, 3, 7, 255], np.uint8), (960, 960))  # 2 × 2: 8-bit path
+    for nodata in (None, 0, 255):
+        np.testing.assert_array_equal(
+            cp.asnumpy(K.block_majority(cp.asarray(lc2), 2, 2, nodata=nodata)),
+            K.block_majority(lc2, 2, 2, nodata=nodata),
+        )
+    from smci_gpu.grid import nearest_index
+
+    coarse = rng.random((16, 40, 40)).astype(np.float32)
+    fine = rng.random((9, 480, 480)).astype(np.float32)
+    rows, cols = np.nonzero(rng.random((480, 480)) < 0.7)
+    kind = rng.permutation([COARSE] * 16 + [FINE] * 9)
+    index = np.where(kind == COARSE, rng.integers(0, 16, 25), rng.integers(0, 9, 25))
+    iy, ix = nearest_index(lat, dst), nearest_index(lat, dst)
+    on_gpu = K.assemble_features(
+        cp.asarray(coarse), cp.asarray(iy), cp.asarray(ix), cp.asarray(fine),
+        cp.asarray(rows), cp.asarray(cols), kind, index,
+    )  # fmt: skip
+    np.testing.assert_array_equal(
+        cp.asnumpy(on_gpu), K.assemble_features(coarse, iy, ix, fine, rows, cols, kind, index)
+    )
