@@ -35,6 +35,19 @@ def test_block_majority(rng):
     np.testing.assert_array_equal(out, K.block_majority(a, 3, 4))
 
 
+def test_block_majority_uint8_paths(rng):
+    # The CPU twin has its own uint8 kernels (2 × 2 sorting network, per-class counts):
+    # the GPU kernel must agree with each, nodata included.
+    for fy, fx, shape in ((2, 2, (1, 8, 10)), (12, 12, (1, 24, 24))):
+        a = rng.choice(np.array([0, 3, 7, 255], np.uint8), shape)
+        for nodata in (None, 0, 255):
+            out = np.empty((1, shape[1] // fy, shape[2] // fx), np.uint8)
+            fill = 0 if nodata is None else nodata
+            grid = blocks_2d(*out.shape[1:])
+            blocks._majority_gpu[grid, THREADS_2D](a, fy, fx, fill, nodata is not None, out)
+            np.testing.assert_array_equal(out, K.block_majority(a, fy, fx, nodata=nodata))
+
+
 def test_lai(rng):
     comp = rng.random((5, 7))
     comp[1, :3] = np.nan
