@@ -242,3 +242,26 @@ def test_gpu_node_entry_runs_without_the_full_stack(tmp_path):
     doc = json.loads((tmp_path / "bench.json").read_text())
     twins = {r["stage"] for r in doc["records"] if r["impl"] == "twin"}
     assert twins == {c.stage for c in kb.make_cases("tiny", np)}
+
+
+def test_kernel_bench_gpu_branch_with_a_numpy_stand_in(monkeypatch):
+    # The GPU side of the kernel benchmark (array module, device syncs, the CuPy gather
+    # reference) run with NumPy standing in for CuPy, so a lent GPU's run is not its test.
+    from types import SimpleNamespace
+
+    from smci_gpu import backend
+
+    class NumpyAsCupy:
+        cuda = SimpleNamespace(Device=lambda: SimpleNamespace(synchronize=lambda: None))
+
+        def __getattr__(self, name):
+            return getattr(np, name)
+
+    monkeypatch.setattr(backend, "cupy_module", lambda: NumpyAsCupy())
+    records = kb.run("tiny", devices=("gpu",), repeats=1)
+    assert {r.device for r in records} == {"gpu"}
+    impls = {(r.stage, r.impl) for r in records}
+    assert ("upsample_nearest", "cupy_fancy_index") in impls
+    twins = [r for r in records if r.impl == "twin"]
+    assert len(twins) == len(kb.make_cases("tiny", np))
+    assert all(r.extra["of_copy"] > 0 for r in twins)
