@@ -265,3 +265,22 @@ def test_kernel_bench_gpu_branch_with_a_numpy_stand_in(monkeypatch):
     twins = [r for r in records if r.impl == "twin"]
     assert len(twins) == len(kb.make_cases("tiny", np))
     assert all(r.extra["of_copy"] > 0 for r in twins)
+
+
+def test_a_failing_reference_is_warned_and_the_twin_still_recorded(monkeypatch):
+    def broken():
+        raise NotImplementedError("not in this CuPy")
+
+    real_cases = kb.make_cases
+
+    def cases(size, xp, seed=0):
+        case = real_cases(size, xp, seed)[0]
+        case.reference = broken
+        return [case]
+
+    monkeypatch.setattr(kb, "make_cases", cases)
+    with pytest.warns(UserWarning, match="not in this CuPy"):
+        records = kb.run("tiny", repeats=1)
+    assert [r.impl for r in records][0] == "twin"
+    assert records[0].extra["vs_reference"] is None
+    assert len(records) == 2  # twin and copy
