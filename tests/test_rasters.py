@@ -30,3 +30,21 @@ def test_coarser_static_map_covering_the_region_is_resampled(tmp_path):
     rows = ((region.lat - coarse.south) // coarse.res).astype(int)
     cols = ((region.lon - coarse.west) // coarse.res).astype(int)
     np.testing.assert_array_equal(got, values[rows[:, None], cols[None, :]])
+
+
+def test_finer_land_cover_is_aggregated_by_majority(tmp_path):
+    # A 15″ (500 m) land-cover map aligned with the 30″ grid: each product pixel takes the
+    # most frequent class of its 2 × 2 cells, fill (255) ignored, ties to the smaller.
+    region = target_grid(114.0, 40.0, 114.5, 40.5)
+    fine = target_grid(114.0, 40.0, 114.5, 40.5, resolution_arcsec=15.0)
+    rng = np.random.default_rng(4)
+    classes = rng.choice(np.array([1, 5, 10, 16, 255], np.uint8), fine.shape)
+    write_geotiff(tmp_path / "landcover.tif", classes, fine, nodata=255)
+    got = read_static(tmp_path, region, ["landcover"])[0]
+    blocks = classes.reshape(region.ny, 2, region.nx, 2).transpose(0, 2, 1, 3).reshape(-1, 4)
+    want = np.zeros(len(blocks), np.float32)  # no class in the block: 0 (nodata)
+    for i, cells in enumerate(blocks):
+        vals, counts = np.unique(cells[cells != 255], return_counts=True)
+        if vals.size:
+            want[i] = vals[np.argmax(counts)]  # first maximum: the smallest class
+    np.testing.assert_array_equal(got, want.reshape(region.shape))

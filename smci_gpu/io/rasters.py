@@ -65,6 +65,8 @@ def to_target(da, grid: RegularGrid, categorical: bool, path: Path) -> np.ndarra
         window = da.values[r0 : r0 + grid.ny * f, c0 : c0 + grid.nx * f][::-1]
         if categorical:
             ints = np.where(np.isfinite(window), window, 0).astype(np.int32)
+            if ints.size and 0 <= ints.min() and ints.max() <= 255:
+                ints = ints.astype(np.uint8)  # land-cover classes: the 8-bit kernels
             return kernels.block_majority(ints, f, f, nodata=0).astype(np.float32)
         return kernels.block_mean(np.ascontiguousarray(window, dtype=np.float32), f, f)
     from rasterio.enums import Resampling
