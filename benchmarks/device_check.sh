@@ -42,6 +42,19 @@ status=0
 timeout 120 $python -m pytest -q -rs -p no:cacheprovider \
     tests/test_kernels.py tests/test_forest.py 2>&1 | tee "$out/tests.log" || status=1
 
+# The self-test's kernel and forest checks: every GPU twin against its CPU twin at the
+# benchmark's small size (appended to tests.log: at most eight files come back).
+timeout 120 $python - >> "$out/tests.log" 2>&1 <<'EOF' || status=1
+from smci_gpu import backend, selftest
+
+device = "gpu" if backend.gpu_available() else "cpu"
+checks, info = selftest.run(device, quick=True)
+print("selftest", info)
+for c in checks:
+    print(f"{'pass' if c.passed else 'FAIL'} {c.device:4s} {c.name}: {c.detail} ({c.seconds:.2f} s)")
+raise SystemExit(0 if all(c.passed for c in checks) else 1)
+EOF
+
 timeout 240 $python -m smci_gpu.bench kernels --device both --size "${KERNEL_SIZE:-medium}" --repeats 5 \
     --out "$out/kernels" > "$out/kernels.log" 2>&1 || status=1
 timeout 120 $python -m smci_gpu.bench inference --device both --size "${INFERENCE_SIZE:-small}" --repeats 3 \
