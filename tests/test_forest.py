@@ -220,3 +220,46 @@ def test_nvforest_missing_is_a_clear_error(fitted, monkeypatch):
     monkeypatch.setattr(builtins, "__import__", no_nvforest)
     with pytest.raises(DeviceError, match="nvforest-cu12/-cu13"):
         NvForestPredictor(fitted[1])
+
+
+def _spatial_rows(n: int, seed: int) -> np.ndarray:
+    # Rows as a tile's pixels come: smooth fields read in row order, so neighbours are
+    # close and mostly reach the same leaves.
+    rng = np.random.default_rng(seed)
+    t = np.linspace(0, 1, n)[:, None]
+    phase = rng.random(25)
+    return ((np.sin(2 * np.pi * (t * rng.uniform(1, 3, 25) + phase)) + 1) / 2).astype(np.float32)
+
+
+def test_branching_and_slot_kernels_give_the_same_bits(fitted):
+    from smci_gpu.kernels import forest as fk
+
+    _, pf = fitted
+    rng = np.random.default_rng(9)
+    arrays = pf._branching_layout()
+    for x in (_spatial_rows(3001, 1), rng.random((3001, 25)).astype(np.float32)):
+        branching = np.empty(len(x))
+        fk.predict_branching_cpu(x, *arrays, pf.value, pf.roots, 256, branching)
+        slots = fk.predict_compact_cpu(x, *pf._cpu_layout())
+        np.testing.assert_array_equal(branching, slots)
+
+
+def test_ordered_rows_take_the_branching_kernel_and_shuffled_rows_the_slots(fitted, monkeypatch):
+    from smci_gpu.kernels import forest as fk
+
+    est, pf = fitted
+    ordered = _spatial_rows(4000, 2)
+    shuffled = ordered[np.random.default_rng(3).permutation(len(ordered))]
+    agreement = [
+        fk.neighbour_agreement(x, *pf._branching_layout(), pf.roots, 64)
+        for x in (ordered, shuffled)
+    ]
+    assert agreement[0] >= fk.ORDERED_AGREEMENT > agreement[1]
+    used = []
+    real = fk.predict_branching_cpu
+    monkeypatch.setattr(fk, "predict_branching_cpu", lambda *a: used.append(1) or real(*a))
+    for x, branching in ((ordered, True), (shuffled, False)):
+        used.clear()
+        np.testing.assert_allclose(pf.predict(x), est.predict(x), atol=1e-12)
+        assert bool(used) is branching
+    assert fk.neighbour_agreement(ordered[:1], *pf._branching_layout(), pf.roots, 64) == 0.0

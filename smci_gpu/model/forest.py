@@ -73,6 +73,7 @@ class PackedForest:
     meta: dict[str, Any] = field(default_factory=dict)
     _device_arrays: tuple | None = field(default=None, repr=False, compare=False)
     _compact: tuple | None = field(default=None, repr=False, compare=False)
+    _branching: tuple | None = field(default=None, repr=False, compare=False)
 
     @property
     def n_trees(self) -> int:
@@ -206,8 +207,26 @@ class PackedForest:
         if on_gpu:
             x = backend.to_device(x, "gpu")
             return fk.predict_gpu(x, *self._on_device(), out=out)
-        x = backend.to_host(x)
+        x = np.ascontiguousarray(backend.to_host(x))
+        arrays = self._branching_layout() if self.n_nodes < 2**31 else None
+        if arrays and fk.rows_agree(x, *arrays, self.roots):  # a tile's pixels in order
+            out = np.empty(x.shape[0], np.float64) if out is None else out
+            block = fk.cpu_block(x.shape[0])
+            fk.predict_branching_cpu(x, *arrays, self.value, self.roots, block, out)
+            return out
         return fk.predict_compact_cpu(x, *self._cpu_layout(), out=out)
+
+    def _branching_layout(self):
+        """Feature, threshold and int32 children for the branching CPU kernel (int32: with
+        int64 children its loop ran 2× slower), built once on first use."""
+        if self._branching is None:
+            self._branching = (
+                self.feature.astype(np.int32),
+                self.threshold.astype(np.float32),
+                self.left.astype(np.int32),
+                self.right.astype(np.int32),
+            )
+        return self._branching
 
     def _cpu_layout(self):
         """The breadth-first CPU layout, built once on first use."""
