@@ -66,12 +66,24 @@ def test_time_interleaved_alternates_the_calls():
 def test_inference_bench_is_exact_and_schema_valid(tmp_path):
     doc = run_suite(["inference"], ("cpu",), "tiny", tmp_path, repeats=2, log=lambda _: None)
     jsonschema.validate(doc, json.loads(SCHEMA.read_text()))
-    by_impl = {r["impl"]: r for r in doc["records"]}
-    assert set(by_impl) == {"sklearn", "packed"}
-    assert by_impl["packed"]["extra"]["max_abs_diff_vs_sklearn"] <= 1e-6
-    assert by_impl["packed"]["rate"] == pytest.approx(
-        50_000 / by_impl["packed"]["seconds"]["median"]
-    )
+    cells = {(r["stage"], r["impl"]): r for r in doc["records"]}
+    stages = {"predict": 50_000, "predict_tile_order": 12_500}  # random rows; a tile's
+    assert set(cells) == {(s, i) for s in stages for i in ("sklearn", "packed")}
+    for stage, n_rows in stages.items():
+        packed = cells[(stage, "packed")]
+        assert packed["extra"]["max_abs_diff_vs_sklearn"] <= 1e-6
+        assert packed["rate"] == pytest.approx(n_rows / packed["seconds"]["median"])
+
+
+def test_tile_order_rows_are_smooth_in_row_order():
+    from smci_gpu.bench.inference import tile_order_rows
+
+    x = tile_order_rows(10_000)
+    assert x.shape == (10_000, 25) and x.dtype == np.float32
+    assert x.min() >= 0.0 and x.max() <= 1.0
+    step = np.abs(np.diff(x, axis=0)).mean()  # neighbours close, unlike shuffled rows
+    shuffled = np.abs(np.diff(np.random.default_rng(0).permutation(x), axis=0)).mean()
+    assert step < shuffled / 5
 
 
 def test_full_product_extrapolation_by_hand():

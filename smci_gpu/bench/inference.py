@@ -25,6 +25,23 @@ def synthetic_rows(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
+def tile_order_rows(n: int, seed: int = 2) -> np.ndarray:
+    """``n`` rows as a tile's pixels come in production: each predictor a smooth field on a
+    square grid (a few long waves plus a little noise), read in row order, in [0, 1]."""
+    rng = np.random.default_rng(seed)
+    side = int(np.ceil(np.sqrt(n)))
+    i, j = np.meshgrid(np.arange(side) / side, np.arange(side) / side, indexing="ij")
+    cols = []
+    for _ in range(N_FEATURES):
+        f = sum(
+            np.sin(2 * np.pi * (rng.uniform(0.5, 3) * i + rng.uniform(0.5, 3) * j + rng.random()))
+            for _ in range(3)
+        )
+        f = f + rng.normal(0, 0.05, f.shape)
+        cols.append(((f - f.min()) / (f.max() - f.min())).ravel()[:n])
+    return np.ascontiguousarray(np.stack(cols, axis=1), dtype=np.float32)
+
+
 def synthetic_forest(n_trees: int, n_train: int, seed: int = 0, min_samples_leaf: int = 20):
     """A forest fitted with max_features=1 (the paper's) on :func:`synthetic_rows`."""
     from sklearn.ensemble import RandomForestRegressor
@@ -68,21 +85,32 @@ def run(size: str = "small", devices: tuple[str, ...] = ("cpu",), repeats: int =
     n_trees, n_train, n_rows = SIZES[size]
     est = synthetic_forest(n_trees, n_train)
     packed = PackedForest.from_sklearn(est)
-    x = np.random.default_rng(1).random((n_rows, N_FEATURES), dtype=np.float32)
+    row_sets = {
+        "predict": np.random.default_rng(1).random((n_rows, N_FEATURES), dtype=np.float32),
+        # Production predicts a tile's pixels in row order: neighbours take the same paths.
+        "predict_tile_order": tile_order_rows(n_rows // 4),
+    }
     depth = max(e.tree_.max_depth for e in est.estimators_)
-    shape = {"trees": n_trees, "train_rows": n_train, "rows": n_rows, "max_depth": depth}
+    records = []
+    for stage, x in row_sets.items():
+        shape = {"trees": n_trees, "train_rows": n_train, "rows": len(x), "max_depth": depth}
+        records += _predict_records(stage, est, packed, x, shape, devices, max(1, repeats))
+    return records
+
+
+def _predict_records(stage, est, packed, x, shape, devices, reps) -> list[Record]:
+    """scikit-learn, then each PackedForest twin (and nvForest) on the rows ``x``."""
     visits = node_visits_per_row(packed, x)
-    reps = max(1, repeats)
     ref = est.predict(x)
     records = []
 
     def add(impl: str, device: str, fn) -> None:
         t = time_call(fn, device=device, repeats=reps)
         got = np.asarray(_host(fn()))
-        rec = Record("inference", "predict", impl, device, shape, t, items=n_rows, item_name="rows")
+        rec = Record("inference", stage, impl, device, shape, t, items=len(x), item_name="rows")
         rec.extra = {
             "max_abs_diff_vs_sklearn": float(np.max(np.abs(got - ref))),
-            "node_visits_per_s": visits * n_rows / t.median,
+            "node_visits_per_s": visits * len(x) / t.median,
         }
         records.append(rec)
 

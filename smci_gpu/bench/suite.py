@@ -87,7 +87,7 @@ def roofline_table(records: list[Record]) -> dict[str, Any] | None:
             rows.append([r.stage, r.device, "twin", r.gbps, copy.gbps, r.extra["of_copy"], "–"])
         if r.suite == "inference" and "node_visits_per_s" in r.extra:
             rows.append(
-                ["forest predict", r.device, r.impl, "–", "–", "–", r.extra["node_visits_per_s"]]
+                [f"forest {r.stage}", r.device, r.impl, "–", "–", "–", r.extra["node_visits_per_s"]]
             )
     if not rows:
         return None
