@@ -112,14 +112,11 @@ def flag_breaks(
     neg, pos = np.zeros(sm.size, bool), np.zeros(sm.size, bool)
     if valid.size < 2:
         return neg, pos
-    # A day or more without valid values: the step across it is no candidate.
-    interrupted = np.diff(valid) >= 24
     # unknown precipitation (none given, or a missing hour in the window): may be rain
     rain = np.full(valid.size, np.inf) if rain_24h is None else rain_24h[valid]
     neg_c, pos_c = _breaks_compact(
         sm[valid],
         valid,
-        interrupted,
         ratio,
         min_abs,
         persist,
@@ -155,11 +152,16 @@ def _returns_to(reference: np.ndarray, level_from: float, level_to: float) -> bo
     return bool(abs(level_to - ref) < abs(level_from - ref))
 
 
+#: Hours without a valid value that interrupt a series: a step across them is the change
+#: over the gap, not a break.
+INTERRUPTION_HOURS = 24
+
+
 def _candidate_steps(
-    sm: np.ndarray, interrupted: np.ndarray, ratio: float, min_abs: float, persist: int
+    sm: np.ndarray, hour: np.ndarray, ratio: float, min_abs: float, persist: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Indices of one-value steps that look like breaks, and the levels before and after
-    every value (medians of ``persist`` values).
+    every value (medians of ``persist`` values). ``sm``: the valid values; ``hour``: theirs.
 
     A candidate is larger than ``min_abs`` and ``ratio`` of the level before it, and the
     median of the ``persist`` values after it differs from the median of those before in
@@ -172,15 +174,13 @@ def _candidate_steps(
     with np.errstate(invalid="ignore"):
         big = (np.abs(step) > min_abs) & (np.abs(step) > ratio * np.abs(before))
         persistent = (np.abs(shift) > 0.6 * np.abs(step)) & (np.sign(shift) == np.sign(step))
-    # A step across an interruption is the change over the gap, not a break.
-    big &= ~np.concatenate([[False], interrupted])
+    big &= np.concatenate([[True], np.diff(hour) < INTERRUPTION_HOURS])
     return np.flatnonzero(big & persistent), before, after
 
 
 def _breaks_compact(
     sm: np.ndarray,
     hour: np.ndarray,
-    interrupted: np.ndarray,
     ratio: float,
     min_abs: float,
     persist: int,
@@ -191,11 +191,11 @@ def _breaks_compact(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Break detection over the valid values of a series (see :func:`flag_breaks`).
 
-    ``hour[k]`` is value ``k``'s hour: segment lengths are measured in time.
-    ``interrupted[k]``: a day or more without values follows value ``k`` (a step across
-    it is not a candidate). Gaps of ``long_gap`` hours or more (a frozen spell, a
-    logger outage) are interruptions: the values between them and the record's ends
-    form stretches, across which a sensor's offset may have changed unseen.
+    ``hour[k]`` is value ``k``'s hour: segment lengths are measured in time, and a step
+    across :data:`INTERRUPTION_HOURS` or more without values is not a candidate. Gaps of
+    ``long_gap`` hours or more (a frozen spell, a logger outage) are interruptions: the
+    values between them and the record's ends form stretches, across which a sensor's
+    offset may have changed unseen.
 
     1. Steps pair like brackets: each closes the latest still-open step of opposite
        sign that it undoes (misfit under half that step's shift) within
@@ -216,7 +216,7 @@ def _breaks_compact(
     """
     n = sm.size
     neg, pos = np.zeros(n, bool), np.zeros(n, bool)
-    cand, before, after = _candidate_steps(sm, interrupted, ratio, min_abs, persist)
+    cand, before, after = _candidate_steps(sm, hour, ratio, min_abs, persist)
     shift = after - before
     cuts = np.flatnonzero(np.diff(hour) >= long_gap)  # the last value before each
     stretch = np.searchsorted(cuts, np.arange(n))  # stretch number of each value
@@ -327,8 +327,7 @@ def extend_frozen(
     valid = np.flatnonzero(np.isfinite(sm))
     if not frozen.any() or valid.size < 2 or within <= 0:
         return out
-    interrupted = np.diff(valid) >= 24
-    cand, before, after = _candidate_steps(sm[valid], interrupted, ratio, min_abs, persist)
+    cand, before, after = _candidate_steps(sm[valid], valid, ratio, min_abs, persist)
     hours, up = valid[cand], after[cand] > before[cand]
     for start, stop in true_runs(frozen):
         # the first step after the spell, if it is a thaw
