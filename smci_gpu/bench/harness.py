@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import statistics
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -101,17 +100,21 @@ def time_call(
     """
     sync = _sync_for(device)
     for _ in range(warmup):
-        fn()
-        sync()
+        _seconds(fn, sync)
     times: list[float] = []
     while len(times) < repeats or sum(times) < min_seconds:
-        t0 = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - t0)
+        times.append(_seconds(fn, sync))
         if len(times) >= 1000:
             break
-    return Timing(statistics.median(times), min(times), max(times), len(times))
+    return Timing.of(times)
+
+
+def _seconds(fn: Callable[[], Any], sync: Callable[[], None]) -> float:
+    """Wall-clock seconds of one call, the device synchronised before the clock stops."""
+    t0 = time.perf_counter()
+    fn()
+    sync()
+    return time.perf_counter() - t0
 
 
 def time_interleaved(
@@ -126,15 +129,11 @@ def time_interleaved(
     sync = _sync_for(device)
     for fn in fns.values():
         for _ in range(warmup):
-            fn()
-            sync()
+            _seconds(fn, sync)
     times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(repeats):
         for name, fn in fns.items():
-            t0 = time.perf_counter()
-            fn()
-            sync()
-            times[name].append(time.perf_counter() - t0)
+            times[name].append(_seconds(fn, sync))
     return {name: Timing.of(t) for name, t in times.items()}
 
 
