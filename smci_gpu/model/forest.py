@@ -221,8 +221,8 @@ class PackedForest:
         int64 children its loop ran 2× slower), built once on first use."""
         if self._branching is None:
             self._branching = (
-                self.feature.astype(np.int32),
-                self.threshold.astype(np.float32),
+                self.feature.astype(np.int32, copy=False),
+                self.threshold.astype(np.float32, copy=False),
                 self.left.astype(np.int32),
                 self.right.astype(np.int32),
             )
