@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One prepared run for a lent GPU machine: the real-GPU parity tests, then the kernel and
-# inference benchmarks on GPU and CPU side by side: about 4 minutes, 8 at the most.
+# inference benchmarks on GPU and CPU side by side, and the kernels on GPU at size large:
+# about 4 minutes, 8.5 at the most.
 #
 # Needs only NumPy, Numba, numba-cuda and CuPy (plus pytest and hypothesis for the tests):
 # pydantic, dask, netCDF4 and rioxarray are not imported. The checkout is not installed
@@ -10,7 +11,10 @@
 #   bash benchmarks/device_check.sh [result-folder]     # default: $OUT, else ./device-check
 #
 # KERNEL_SIZE (medium) and INFERENCE_SIZE (small) choose the benchmark sizes. At most eight
-# files come back from the device tool, so the figures' PNGs are not kept.
+# files come back from the device tool, so only each suite's bench.json is kept
+# (`smci_gpu.bench.harness.markdown` turns one into the table) and the logs are merged.
+# Each step has its own time limit; one that fails or runs out does not stop the next, and
+# the benchmarks print a line per kernel as it finishes.
 set -u -o pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 out=${1:-${OUT:-$repo/device-check}}
@@ -27,9 +31,16 @@ export PYTHONPATH=$work${PYTHONPATH:+:$PYTHONPATH}
 
 {
     nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv
+    echo "cpus $(nproc)"
     $python - <<'EOF'
 import platform, numpy, numba
+from importlib import metadata
 print("python", platform.python_version(), "numpy", numpy.__version__, "numba", numba.__version__)
+for name in ("numba-cuda", "cupy-cuda13x", "cupy-cuda12x", "scikit-learn"):
+    try:
+        print(name, metadata.version(name))
+    except metadata.PackageNotFoundError:
+        pass
 try:
     import cupy
     print("cupy", cupy.__version__, "device", cupy.cuda.runtime.getDeviceProperties(0)["name"])
@@ -39,12 +50,12 @@ EOF
 } 2>&1 | tee "$out/machine.txt"
 
 status=0
-timeout 120 $python -m pytest -q -rs -p no:cacheprovider \
+timeout 90 $python -m pytest -q -rs -p no:cacheprovider \
     tests/test_kernels.py tests/test_forest.py 2>&1 | tee "$out/tests.log" || status=1
 
 # The self-test's kernel and forest checks: every GPU twin against its CPU twin at the
 # benchmark's small size (appended to tests.log: at most eight files come back).
-timeout 120 $python - >> "$out/tests.log" 2>&1 <<'EOF' || status=1
+timeout 80 $python - >> "$out/tests.log" 2>&1 <<'EOF' || status=1
 from smci_gpu import backend, selftest
 
 device = "gpu" if backend.gpu_available() else "cpu"
@@ -55,11 +66,20 @@ for c in checks:
 raise SystemExit(0 if all(c.passed for c in checks) else 1)
 EOF
 
-timeout 240 $python -m smci_gpu.bench kernels --device both --size "${KERNEL_SIZE:-medium}" --repeats 5 \
-    --out "$out/kernels" > "$out/kernels.log" 2>&1 || status=1
-timeout 120 $python -m smci_gpu.bench inference --device both --size "${INFERENCE_SIZE:-small}" --repeats 3 \
-    --out "$out/inference" > "$out/inference.log" 2>&1 || status=1
-rm -f "$out"/*/*.png
-tail -n 30 "$out/kernels.log" "$out/inference.log"
+bench() {  # time limit in seconds, result folder, then the suite's arguments
+    local limit=$1 dest=$2
+    shift 2
+    echo "== python -m smci_gpu.bench $* (limit ${limit} s)" >> "$out/run.log"
+    timeout "$limit" $python -m smci_gpu.bench "$@" --out "$work/results/$dest" \
+        >> "$out/run.log" 2>&1 || status=1
+    mkdir -p "$out/$dest"
+    cp "$work/results/$dest/bench.json" "$out/$dest/" 2>/dev/null || status=1
+}
+bench 180 kernels kernels --device both --size "${KERNEL_SIZE:-medium}" --repeats 5
+bench 110 inference inference --device both --size "${INFERENCE_SIZE:-small}" --repeats 3
+if $python -c "from smci_gpu import backend; raise SystemExit(not backend.gpu_available())"; then
+    bench 60 kernels-gpu-large kernels --device gpu --size large --repeats 5
+fi
+grep -v '^|' "$out/run.log" | tail -n 40
 rm -rf "$work"
 exit $status

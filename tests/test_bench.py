@@ -63,8 +63,18 @@ def test_time_interleaved_alternates_the_calls():
     assert {k: t.repeats for k, t in timed.items()} == {"a": 3, "b": 3}
 
 
-def test_inference_bench_is_exact_and_schema_valid(tmp_path):
+def test_inference_bench_is_exact_and_schema_valid(tmp_path, monkeypatch):
+    # The GPU's rows fail (a kernel that does not compile there, say): warned, CPU rows kept.
+    from smci_gpu.bench import inference
+
+    def gpu_fails(*args):
+        raise RuntimeError("kernel did not compile")
+
+    monkeypatch.setattr(inference, "_add_gpu", gpu_fails)
+    with pytest.warns(UserWarning, match="on gpu failed.*did not compile"):
+        records = inference.run("tiny", ("cpu", "gpu"), repeats=2)
     doc = run_suite(["inference"], ("cpu",), "tiny", tmp_path, repeats=2, log=lambda _: None)
+    assert {(r.stage, r.impl) for r in records} == {(r["stage"], r["impl"]) for r in doc["records"]}
     jsonschema.validate(doc, json.loads(SCHEMA.read_text()))
     cells = {(r["stage"], r["impl"]): r for r in doc["records"]}
     stages = {"predict": 50_000, "predict_tile_order": 12_500}  # random rows; a tile's
@@ -296,3 +306,23 @@ def test_a_failing_reference_is_warned_and_the_twin_still_recorded(monkeypatch):
     assert [r.impl for r in records][0] == "twin"
     assert records[0].extra["vs_reference"] is None
     assert len(records) == 2  # twin and copy
+
+
+def test_a_failing_twin_is_warned_and_the_other_kernels_still_measured(monkeypatch):
+    def broken():
+        raise RuntimeError("kernel did not compile")
+
+    real_cases = kb.make_cases
+
+    def cases(size, xp, seed=0):
+        first, second = real_cases(size, xp, seed)[:2]
+        first.twin = broken
+        return [first, second]
+
+    monkeypatch.setattr(kb, "make_cases", cases)
+    lines = []
+    with pytest.warns(UserWarning, match="upsample_nearest on cpu failed.*did not compile"):
+        records = kb.run("tiny", repeats=1, progress=lines.append)
+    second = real_cases("tiny", np)[1].stage
+    assert {r.stage for r in records} == {second}
+    assert len(lines) == 1 and lines[0].startswith(second)

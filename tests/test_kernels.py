@@ -423,32 +423,63 @@ def test_assemble_cpu_kernels_agree(n_coarse, n_fine, seed):
 # ----------------------------------------------------------------- real GPU
 
 
+# One test per kernel, so that a lent GPU's single run reports each on its own.
+FULL = 480  # a 40 × 40 coarse tile at 12 fine cells per coarse cell
+FULL_LAT = np.arange(40) * 0.1
+FULL_DST = -0.05 + (np.arange(FULL) + 0.5) / 120
+
+
 @requires_cuda
-def test_gpu_twins_equal_cpu_twins_full_size():
+def test_gpu_upsample_equals_cpu_full_size():
     import cupy as cp
 
-    rng = np.random.default_rng(0)
-    src = rng.random((16, 40, 40)).astype(np.float32)
+    src = np.random.default_rng(0).random((16, 40, 40)).astype(np.float32)
     src[:, 3, 3] = np.nan
-    lat = np.arange(40) * 0.1
-    dst = -0.05 + (np.arange(480) + 0.5) / 120
-    cpu = K.upsample_nearest(src, lat, lat, dst, dst)
-    gpu = K.upsample_nearest(cp.asarray(src), lat, lat, dst, dst)
+    cpu = K.upsample_nearest(src, FULL_LAT, FULL_LAT, FULL_DST, FULL_DST)
+    gpu = K.upsample_nearest(cp.asarray(src), FULL_LAT, FULL_LAT, FULL_DST, FULL_DST)
     np.testing.assert_array_equal(cp.asnumpy(gpu), cpu)
-    a = rng.random((5, 480, 480)).astype(np.float32)
+
+
+@requires_cuda
+@pytest.mark.parametrize("factor", [2, 12])
+def test_gpu_block_mean_equals_cpu_full_size(factor):
+    import cupy as cp
+
+    a = np.random.default_rng(1).random((5, FULL, FULL)).astype(np.float32)
     a[a < 0.2] = np.nan
     np.testing.assert_allclose(
-        cp.asnumpy(K.block_mean(cp.asarray(a), 12, 12)),
-        K.block_mean(a, 12, 12),
+        cp.asnumpy(K.block_mean(cp.asarray(a), factor, factor)),
+        K.block_mean(a, factor, factor),
         rtol=1e-6,
         equal_nan=True,
     )
-    lc = rng.integers(0, 17, (480, 480)).astype(np.uint8)
+
+
+@requires_cuda
+def test_gpu_block_majority_equals_cpu_full_size():
+    import cupy as cp
+
+    rng = np.random.default_rng(2)
+    lc = rng.integers(0, 17, (FULL, FULL)).astype(np.uint8)
     np.testing.assert_array_equal(
         cp.asnumpy(K.block_majority(cp.asarray(lc), 12, 12)), K.block_majority(lc, 12, 12)
     )
+    lc2 = rng.choice(np.array([0, 3, 7, 255], np.uint8), (2 * FULL, 2 * FULL))  # 8-bit 2 × 2
+    for nodata in (None, 0, 255):
+        np.testing.assert_array_equal(
+            cp.asnumpy(K.block_majority(cp.asarray(lc2), 2, 2, nodata=nodata)),
+            K.block_majority(lc2, 2, 2, nodata=nodata),
+        )
+
+
+@requires_cuda
+@pytest.mark.parametrize("gaps", [0.0, 0.1])
+def test_gpu_lai_daily_equals_cpu_full_size(gaps):
+    import cupy as cp
+
+    rng = np.random.default_rng(3)
     comp = rng.random((46, 100_000)).astype(np.float32)
-    comp[comp < 0.1] = np.nan
+    comp[rng.random(comp.shape) < gaps] = np.nan
     cd, td = np.arange(46) * 8.0, np.arange(365.0)
     np.testing.assert_allclose(
         cp.asnumpy(K.lai_daily(cp.asarray(comp), cd, td)),
@@ -456,20 +487,21 @@ def test_gpu_twins_equal_cpu_twins_full_size():
         rtol=1e-6,
         equal_nan=True,
     )
-    lc2 = rng.choice(np.array([0, 3, 7, 255], np.uint8), (960, 960))  # 2 × 2: 8-bit path
-    for nodata in (None, 0, 255):
-        np.testing.assert_array_equal(
-            cp.asnumpy(K.block_majority(cp.asarray(lc2), 2, 2, nodata=nodata)),
-            K.block_majority(lc2, 2, 2, nodata=nodata),
-        )
+
+
+@requires_cuda
+def test_gpu_assemble_equals_cpu_full_size():
+    import cupy as cp
+
     from smci_gpu.grid import nearest_index
 
+    rng = np.random.default_rng(4)
     coarse = rng.random((16, 40, 40)).astype(np.float32)
-    fine = rng.random((9, 480, 480)).astype(np.float32)
-    rows, cols = np.nonzero(rng.random((480, 480)) < 0.7)
+    fine = rng.random((9, FULL, FULL)).astype(np.float32)
+    rows, cols = np.nonzero(rng.random((FULL, FULL)) < 0.7)
     kind = rng.permutation([COARSE] * 16 + [FINE] * 9)
     index = np.where(kind == COARSE, rng.integers(0, 16, 25), rng.integers(0, 9, 25))
-    iy, ix = nearest_index(lat, dst), nearest_index(lat, dst)
+    iy = ix = nearest_index(FULL_LAT, FULL_DST)
     on_gpu = K.assemble_features(
         cp.asarray(coarse), cp.asarray(iy), cp.asarray(ix), cp.asarray(fine),
         cp.asarray(rows), cp.asarray(cols), kind, index,

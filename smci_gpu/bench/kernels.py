@@ -275,8 +275,18 @@ def _time_reference(case: Case, device: str, repeats: int):
         return None
 
 
-def run(size: str = "small", devices: tuple[str, ...] = ("cpu",), repeats: int = 5) -> list[Record]:
-    """Measure every kernel on each device: twin, reference and same-size copy."""
+def run(
+    size: str = "small",
+    devices: tuple[str, ...] = ("cpu",),
+    repeats: int = 5,
+    progress: Callable[[str], Any] | None = None,
+) -> list[Record]:
+    """Measure every kernel on each device: twin, reference and same-size copy.
+
+    A twin that fails (a GPU kernel that does not compile on this device, say) is warned
+    about and left out of the table, so the other kernels and devices are still measured.
+    ``progress`` receives one line per kernel as it finishes.
+    """
     records: list[Record] = []
     for device in devices:
         if device == "gpu":
@@ -286,35 +296,40 @@ def run(size: str = "small", devices: tuple[str, ...] = ("cpu",), repeats: int =
         else:
             xp = np
         for case in make_cases(size, xp):
-            # The twin and the copies alternate, so their ratio sees the same machine.
-            fns = {"twin": case.twin, **copy_candidates(case.bytes, xp, device)}
-            timed = time_interleaved(fns, device=device, repeats=repeats)
-            twin = timed.pop("twin")
-            copy_impl = min(timed, key=lambda k: timed[k].median)
-            copy = timed[copy_impl]
-            rec = [Record("kernels", case.stage, "twin", device, case.size, twin, case.bytes)]
-            ref = _time_reference(case, device, repeats)
-            if ref is not None:
-                rec.append(
-                    Record(
-                        "kernels",
-                        case.stage,
-                        case.reference_name,
-                        device,
-                        case.size,
-                        ref,
-                        case.bytes,
-                    )
-                )
-            rec.append(
-                Record("kernels", case.stage, copy_impl, device, case.size, copy, case.bytes)
-            )
-            rec[0].extra = {
-                "of_copy": copy.median / twin.median,
-                "vs_reference": (rec[1].seconds.median / twin.median) if len(rec) > 2 else None,
-            }
+            try:
+                rec = _measure(case, xp, device, repeats)
+            except Exception as exc:  # one kernel must not cost the rest of the table
+                warnings.warn(f"{case.stage} on {device} failed: {exc!r}", stacklevel=2)
+                continue
             records += rec
+            if progress is not None:
+                progress(
+                    f"{case.stage:22s} {device}: {rec[0].gbps:8.1f} GB/s, "
+                    f"{rec[0].extra['of_copy']:.2f} of copy"
+                )
     return records
+
+
+def _measure(case: Case, xp: Any, device: str, repeats: int) -> list[Record]:
+    """The twin's, the reference's and the copy ceiling's records for one case."""
+    # The twin and the copies alternate, so their ratio sees the same machine.
+    fns = {"twin": case.twin, **copy_candidates(case.bytes, xp, device)}
+    timed = time_interleaved(fns, device=device, repeats=repeats)
+    twin = timed.pop("twin")
+    copy_impl = min(timed, key=lambda k: timed[k].median)
+    copy = timed[copy_impl]
+    rec = [Record("kernels", case.stage, "twin", device, case.size, twin, case.bytes)]
+    ref = _time_reference(case, device, repeats)
+    if ref is not None:
+        rec.append(
+            Record("kernels", case.stage, case.reference_name, device, case.size, ref, case.bytes)
+        )
+    rec.append(Record("kernels", case.stage, copy_impl, device, case.size, copy, case.bytes))
+    rec[0].extra = {
+        "of_copy": copy.median / twin.median,
+        "vs_reference": (rec[1].seconds.median / twin.median) if len(rec) > 2 else None,
+    }
+    return rec
 
 
 def summary_rows(records: list[Record]) -> list[dict[str, Any]]:

@@ -24,7 +24,7 @@ Runner = Callable[[str, tuple[str, ...], int, Path | None], list[Record]]
 def _kernels(size: str, devices: tuple[str, ...], repeats: int, workdir=None) -> list[Record]:
     from smci_gpu.bench import kernels
 
-    return kernels.run(size, devices, repeats)
+    return kernels.run(size, devices, repeats, progress=print)
 
 
 def _inference(size: str, devices: tuple[str, ...], repeats: int, workdir=None) -> list[Record]:
