@@ -26,6 +26,35 @@ Device = Literal["cpu", "gpu"]
 DeviceRequest = Literal["auto", "cpu", "gpu"]
 
 
+def restore_row_stack_alias() -> bool:
+    """Put back ``np.row_stack`` (an alias of ``np.vstack``) where NumPy removed it.
+
+    numba-cuda 0.30.x registers a CUDA overload of ``np.row_stack`` whenever NumPy ≥ 2.0,
+    and NumPy 2.5 removed the alias, so every first CUDA compile there fails with
+    ``AttributeError: module 'numpy' has no attribute 'row_stack'`` (NVIDIA/numba-cuda
+    issue 907, which that project does not plan to fix). The kernels import this module
+    before they compile, so the alias is back in time; nothing here calls it.
+
+    Returns
+    -------
+    bool
+        True when the alias was missing and has been added.
+    """
+    if hasattr(np, "row_stack"):
+        return False
+    np.row_stack = _row_stack  # noqa: NPY201 (the name numba-cuda asks for)
+    return True
+
+
+def _row_stack(tup, *, dtype=None, casting="same_kind"):
+    # A function of its own, not np.vstack itself, as in NumPy 2.0–2.4: numba-cuda then
+    # registers its overload on a distinct object, the combination it was released for.
+    return np.vstack(tup, dtype=dtype, casting=casting)
+
+
+restore_row_stack_alias()
+
+
 @functools.lru_cache(maxsize=1)
 def cuda_device_count() -> int:
     """Number of CUDA devices that answer, 0 when none (or when hidden by ``SMCI_NO_GPU``)."""

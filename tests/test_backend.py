@@ -73,3 +73,15 @@ def test_only_backend_imports_gpu_libraries():
         if p.name != "backend.py" and pattern.search(p.read_text())
     ]
     assert offenders == []
+
+
+def test_row_stack_alias_is_restored_only_where_numpy_lacks_it(monkeypatch):
+    # NumPy 2.5 removed np.row_stack, which numba-cuda 0.30 still registers on first compile.
+    from smci_gpu.backend import restore_row_stack_alias
+
+    assert restore_row_stack_alias() is False  # present (NumPy < 2.5, or already restored)
+    monkeypatch.delattr(np, "row_stack")
+    assert not hasattr(np, "row_stack")
+    assert restore_row_stack_alias() is True
+    row_stack = getattr(np, "row_stack")  # noqa: B009 (the name NumPy 2.5 dropped)
+    np.testing.assert_array_equal(row_stack(([1, 2], [3, 4])), [[1, 2], [3, 4]])
