@@ -10,7 +10,9 @@
 #
 #   bash benchmarks/device_check.sh [result-folder]     # default: $OUT, else ./device-check
 #
-# KERNEL_SIZE (medium) and INFERENCE_SIZE (small) choose the benchmark sizes. At most eight
+# KERNEL_SIZE (medium) and INFERENCE_SIZE (small, or "skip") choose the benchmark sizes,
+# KERNEL_DEVICE (both) the kernel table's devices and TESTS_K a pytest -k selection, so a
+# rerun after a GPU-side change can measure only the GPU (about 2 minutes). At most eight
 # files come back from the device tool, so only each suite's bench.json is kept
 # (`smci_gpu.bench.harness.markdown` turns one into the table) and the logs are merged.
 # Each step has its own time limit; one that fails or runs out does not stop the next, and
@@ -50,7 +52,7 @@ EOF
 } 2>&1 | tee "$out/machine.txt"
 
 status=0
-timeout 110 $python -m pytest -q -rs -p no:cacheprovider \
+timeout 110 $python -m pytest -q -rs -p no:cacheprovider ${TESTS_K:+-k "$TESTS_K"} \
     tests/test_kernels.py tests/test_forest.py 2>&1 | tee "$out/tests.log" || status=1
 
 # The self-test's kernel and forest checks: every GPU twin against its CPU twin at the
@@ -75,8 +77,11 @@ bench() {  # time limit in seconds, result folder, then the suite's arguments
     mkdir -p "$out/$dest"
     cp "$work/results/$dest/bench.json" "$out/$dest/" 2>/dev/null || status=1
 }
-bench 190 kernels kernels --device both --size "${KERNEL_SIZE:-medium}" --repeats 5
-bench 110 inference inference --device both --size "${INFERENCE_SIZE:-small}" --repeats 3
+bench 190 kernels kernels --device "${KERNEL_DEVICE:-both}" --size "${KERNEL_SIZE:-medium}" \
+    --repeats 5
+if [ "${INFERENCE_SIZE:-small}" != skip ]; then
+    bench 110 inference inference --device both --size "${INFERENCE_SIZE:-small}" --repeats 3
+fi
 if $python -c "from smci_gpu import backend; raise SystemExit(not backend.gpu_available())"; then
     bench 60 kernels-gpu-large kernels --device gpu --size large --repeats 5
 fi

@@ -9,7 +9,9 @@ import numpy as np
 from smci_gpu.backend import is_device_array
 
 THREADS_1D = 256
-THREADS_2D = (16, 16)
+#: 2-D launches: x (32 threads, a warp) runs along the last, contiguous axis, so a warp's
+#: loads and stores fall on neighbouring addresses; kernels read ``j, i = cuda.grid(2)``.
+THREADS_2D = (32, 8)
 
 
 def check_float(a, name: str) -> None:
@@ -32,4 +34,5 @@ def blocks_1d(n: int) -> int:
 
 
 def blocks_2d(ny: int, nx: int) -> tuple[int, int]:
-    return (max(1, math.ceil(ny / THREADS_2D[0])), max(1, math.ceil(nx / THREADS_2D[1])))
+    """Blocks covering ``ny`` rows × ``nx`` columns, x (the fast axis) along the columns."""
+    return (max(1, math.ceil(nx / THREADS_2D[0])), max(1, math.ceil(ny / THREADS_2D[1])))

@@ -52,7 +52,7 @@ def _assemble_pixel_major_cpu(coarse_t, iy, ix, fine, rows, cols, c_out, f_out, 
 
 @cuda.jit
 def _assemble_gpu(coarse, iy, ix, fine, rows, cols, kind, index, out):
-    p, f = cuda.grid(2)
+    p, f = cuda.grid(2)  # pixels along x: a warp reads neighbouring cells of one field
     n, nf = out.shape
     if p < n and f < nf:
         r, c = rows[p], cols[p]
@@ -102,7 +102,7 @@ def assemble_features(coarse, iy, ix, fine, rows, cols, kind, index, out=None):
         raise ValueError(f"out must be {shape} float32, got {out.shape} {out.dtype}")
     args = [xp.asarray(v, dtype=np.int64) for v in (iy, ix, rows, cols, kind, index)]
     if on_gpu:
-        grid = blocks_2d(len(rows), len(kind))
+        grid = blocks_2d(len(kind), len(rows))
         _assemble_gpu[grid, THREADS_2D](coarse, args[0], args[1], fine, *args[2:], out)
     else:
         _assemble_on_cpu(coarse, fine, args, out)

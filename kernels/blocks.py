@@ -86,7 +86,7 @@ def _mean_2x2_cpu(a, min_valid, out):
 
 @cuda.jit
 def _mean_gpu(a, fy, fx, min_valid, out):
-    i, j = cuda.grid(2)
+    j, i = cuda.grid(2)
     lead, oy, ox = out.shape
     if i < oy and j < ox:
         for b in range(lead):
@@ -291,6 +291,23 @@ def _majority_sorted(x0, x1, x2, x3, absent):
 
 
 @numba.njit(inline="always")
+def _majority_sorted_all(x0, x1, x2, x3):
+    # As _majority_sorted when every value counts (no nodata to leave out).
+    best = x2 if (x2 == x3) & (x0 != x1) else x0
+    return x1 if x1 == x2 else best
+
+
+@numba.njit(inline="always")
+def _majority_2x2_nodata(x0, x1, x2, x3, nd):
+    """Majority of four uint8 cells leaving out ``nd`` (``nd`` when all four are it)."""
+    x0, x1, x2, x3 = _sort4(
+        _rank_below(x0, nd), _rank_below(x1, nd), _rank_below(x2, nd), _rank_below(x3, nd)
+    )
+    best = _majority_sorted(x0, x1, x2, x3, np.uint8(255))
+    return nd if best == 255 else np.uint8(best + np.uint8(best >= nd))
+
+
+@numba.njit(inline="always")
 def _rank_below(x, nd):
     # Classes other than nodata map order-preservingly onto 0..254 (those above nodata
     # move down by one) and nodata onto 255, so every class fits in 8 bits with nodata
@@ -302,19 +319,15 @@ def _rank_below(x, nd):
 def _row_majority_2x2(top, bottom, o):
     for j in range(o.size):
         x0, x1, x2, x3 = _sort4(top[2 * j], top[2 * j + 1], bottom[2 * j], bottom[2 * j + 1])
-        best = x2 if (x2 == x3) & (x0 != x1) else x0
-        o[j] = x1 if x1 == x2 else best
+        o[j] = _majority_sorted_all(x0, x1, x2, x3)
 
 
 @numba.njit(inline="always")
 def _row_majority_2x2_nodata(top, bottom, nd, o):
-    absent = np.uint8(255)
     for j in range(o.size):
-        x0, x1 = _rank_below(top[2 * j], nd), _rank_below(top[2 * j + 1], nd)
-        x2, x3 = _rank_below(bottom[2 * j], nd), _rank_below(bottom[2 * j + 1], nd)
-        x0, x1, x2, x3 = _sort4(x0, x1, x2, x3)
-        best = _majority_sorted(x0, x1, x2, x3, absent)
-        o[j] = nd if best == absent else np.uint8(best + np.uint8(best >= nd))
+        o[j] = _majority_2x2_nodata(
+            top[2 * j], top[2 * j + 1], bottom[2 * j], bottom[2 * j + 1], nd
+        )
 
 
 @numba.njit(parallel=True, cache=True)
@@ -335,13 +348,86 @@ def _majority_2x2_cpu(a, nodata, has_nodata, out):
 
 @cuda.jit
 def _majority_gpu(a, fy, fx, nodata, has_nodata, out):
-    i, j = cuda.grid(2)
+    j, i = cuda.grid(2)
     lead, oy, ox = out.shape
     if i < oy and j < ox:
         buf = cuda.local.array(MAX_BLOCK_CELLS, dtype=numba.int64)
         for b in range(lead):
             n = _collect_block_gpu(a, b, i, j, fy, fx, nodata, has_nodata, buf)
             out[b, i, j] = _majority_of(buf, n, nodata)
+
+
+@cuda.jit
+def _majority_2x2_u8_gpu(a, nodata, has_nodata, out):
+    # One thread per 2 × 2 block, the CPU twin's sorting network and pair rule.
+    j, i = cuda.grid(2)
+    lead, oy, ox = out.shape
+    if i < oy and j < ox:
+        nd = np.uint8(nodata)
+        for b in range(lead):
+            x0, x1 = a[b, 2 * i, 2 * j], a[b, 2 * i, 2 * j + 1]
+            x2, x3 = a[b, 2 * i + 1, 2 * j], a[b, 2 * i + 1, 2 * j + 1]
+            if has_nodata:
+                out[b, i, j] = _majority_2x2_nodata(x0, x1, x2, x3, nd)
+            else:
+                x0, x1, x2, x3 = _sort4(x0, x1, x2, x3)
+                out[b, i, j] = _majority_sorted_all(x0, x1, x2, x3)
+
+
+WARPS_PER_BLOCK = 8  # uint8 majority: one warp per output cell, eight cells per block
+
+
+@cuda.jit
+def _majority_u8_gpu(a, fy, fx, nodata, has_nodata, out):
+    # One warp per output cell: its lanes count the block's cells into a 256-bin histogram
+    # in shared memory, then take the largest key count * 256 + (255 - class) (ties →
+    # the smaller class) over the bins.
+    lane, w = cuda.threadIdx.x, cuda.threadIdx.y
+    hist = cuda.shared.array((WARPS_PER_BLOCK, 256), numba.int32)
+    lead, oy, ox = out.shape
+    cell = cuda.blockIdx.x * WARPS_PER_BLOCK + w
+    active = cell < lead * oy * ox  # no early return: every thread reaches the barriers
+    b = cell // (oy * ox)
+    i = (cell // ox) % oy
+    j = cell % ox
+    for c in range(lane, 256, 32):
+        hist[w, c] = 0
+    cuda.syncthreads()
+    if active:
+        for q in range(lane, fy * fx, 32):
+            u = q // fx
+            cuda.atomic.add(hist, (w, a[b, i * fy + u, j * fx + q - u * fx]), 1)
+    cuda.syncthreads()
+    best = 0
+    for c in range(lane, 256, 32):
+        n = hist[w, c]
+        if n > 0 and not (has_nodata and c == nodata):
+            best = max(best, n * 256 + 255 - c)
+    # The warp's maximum by halving in shared memory (shuffles would do, but the CUDA
+    # simulator that CI runs has none).
+    keys = cuda.shared.array((WARPS_PER_BLOCK, 32), numba.int32)
+    keys[w, lane] = best
+    half = 16
+    while half > 0:
+        cuda.syncthreads()
+        if lane < half:
+            keys[w, lane] = max(keys[w, lane], keys[w, lane + half])
+        half //= 2
+    if active and lane == 0:
+        best = keys[w, 0]
+        out[b, i, j] = 255 - (best & 255) if best >= 256 else nodata
+
+
+def _majority_on_gpu(a3, fy: int, fx: int, fill: int, has_nodata: bool, o3) -> None:
+    """Launch the GPU majority kernel for this dtype and block shape."""
+    lead, oy, ox = o3.shape
+    if a3.dtype == np.uint8 and fy == 2 and fx == 2:
+        _majority_2x2_u8_gpu[blocks_2d(oy, ox), THREADS_2D](a3, fill, has_nodata, o3)
+    elif a3.dtype == np.uint8:
+        n_blocks = max(1, -(-lead * oy * ox // WARPS_PER_BLOCK))
+        _majority_u8_gpu[n_blocks, (32, WARPS_PER_BLOCK)](a3, fy, fx, fill, has_nodata, o3)
+    else:
+        _majority_gpu[blocks_2d(oy, ox), THREADS_2D](a3, fy, fx, fill, has_nodata, o3)
 
 
 def block_majority(a, fy: int, fx: int, nodata: int | None = None, out=None):
@@ -361,7 +447,7 @@ def block_majority(a, fy: int, fx: int, nodata: int | None = None, out=None):
     oy, ox = o3.shape[1:]
     fill = 0 if nodata is None else int(nodata)
     if on_gpu:
-        _majority_gpu[blocks_2d(oy, ox), THREADS_2D](a3, fy, fx, fill, nodata is not None, o3)
+        _majority_on_gpu(a3, fy, fx, fill, nodata is not None, o3)
     elif a.dtype == np.uint8 and fy == 2 and fx == 2:
         _majority_2x2_cpu(np.ascontiguousarray(a3), fill, nodata is not None, o3)
     elif a.dtype == np.uint8 and fy <= 255:

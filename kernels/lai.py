@@ -12,24 +12,6 @@ from smci_gpu.backend import array_module
 _CHUNK = 1024  # pixels per CPU work item: its scratch rows stay in L2
 
 
-@cuda.jit(device=True)
-def _interp_searching_gpu(comp, cdates, lo, hi, t, p):
-    """Walk outwards from the bracket (lo, hi) past NaN composites; hold at the ends."""
-    n = cdates.size
-    while lo >= 0 and comp[lo, p] != comp[lo, p]:
-        lo -= 1
-    while hi < n and comp[hi, p] != comp[hi, p]:
-        hi += 1
-    if lo < 0 and hi >= n:
-        return comp[0, p] * np.nan
-    if lo < 0:
-        return comp[hi, p]
-    if hi >= n or hi == lo:
-        return comp[lo, p]
-    w = (t - cdates[lo]) / (cdates[hi] - cdates[lo])
-    return comp[lo, p] + w * (comp[hi, p] - comp[lo, p])
-
-
 @numba.njit(inline="always")
 def _has_nan(comp, p0, p1):
     n = 0
@@ -115,19 +97,66 @@ def _lai_cpu(comp, cdates, order, starts, lo_c, w, out):
                 _emit_days(k, prev, comp[k, p0:p1], order, starts, lo_c, w, out, p0, p1)
 
 
-@cuda.jit
-def _lai_gpu(comp, cdates, tdates, lo_k, hi_k, w, out):
-    p = cuda.grid(1)
-    n = cdates.size
-    if p >= comp.shape[1]:
-        return
-    for d in range(tdates.size):
-        a = comp[max(lo_k[d], 0), p]
-        b = comp[min(hi_k[d], n - 1), p]
-        v = a + w[d] * (b - a)
-        if v != v:
-            v = _interp_searching_gpu(comp, cdates, lo_k[d], hi_k[d], tdates[d], p)
-        out[d, p] = v
+def _make_lai_gpu(as_dtype):
+    """The GPU twin for one composite dtype (``as_dtype`` rounds a filled composite to it,
+    as the CPU twin's float32/float64 scratch rows do)."""
+
+    @cuda.jit
+    def lai_gpu(comp, cdates, order, starts, lo_c, w, out):
+        # One thread per pixel, the CPU twin's order of work: walk the composites once,
+        # fill a NaN one between its valid neighbours (held at the ends), and emit each
+        # target day when the composite ending its bracket is reached. The next valid
+        # composite is searched for once and kept until passed.
+        p = cuda.grid(1)
+        n = comp.shape[0]
+        if p >= comp.shape[1]:
+            return
+        nan = as_dtype(np.nan)
+        prev, a, b = nan, nan, nan  # prev: the filled composite before k (unused at k = 0)
+        at, bt = np.nan, np.nan
+        j = -1  # index of the cached next valid composite (n: none left)
+        for k in range(n):
+            x = comp[k, p]
+            if x == x:
+                cur, a, at = x, x, cdates[k]
+            else:
+                if j <= k:
+                    j = k + 1
+                    while j < n and comp[j, p] != comp[j, p]:
+                        j += 1
+                    b, bt = (comp[j, p], cdates[j]) if j < n else (nan, np.nan)
+                v = a + (cdates[k] - at) / (bt - at) * (b - a)
+                v = b if at != at else v  # no valid composite before: hold the next
+                v = a if bt != bt else v  # none after: hold the last (NaN if neither)
+                cur = as_dtype(v)
+            for q in range(starts[k], starts[k + 1]):
+                d = order[q]
+                lo = prev if lo_c[d] < k else cur
+                out[d, p] = lo + w[d] * (cur - lo)
+            prev = cur
+
+    return lai_gpu
+
+
+_LAI_GPU = {np.dtype(np.float32): _make_lai_gpu(numba.float32)}
+_LAI_GPU[np.dtype(np.float64)] = _make_lai_gpu(numba.float64)
+
+
+def _lai_on_gpu(comp, cdates, order, starts, lo_c, w, out) -> None:
+    """Launch the GPU twin on ``(T, pixels)`` composites (the small tables copied over)."""
+    xp = array_module(comp)
+    args = [xp.asarray(v) for v in (cdates, order, starts, lo_c, w)]
+    _LAI_GPU[np.dtype(comp.dtype)][blocks_1d(comp.shape[1]), THREADS_1D](comp, *args, out)
+
+
+def _day_order(lo_k, hi_k, n: int):
+    """Brackets clipped to the composites, and the target days grouped by the composite
+    that ends their bracket: ``(lo_c, order, starts)``, days ``order[starts[k]:starts[k+1]]``
+    end at composite ``k``."""
+    lo_c, hi_c = np.clip(lo_k, 0, n - 1), np.clip(hi_k, 0, n - 1)
+    order = np.argsort(hi_c, kind="stable")
+    starts = np.searchsorted(hi_c[order], np.arange(n + 1))
+    return lo_c, order, starts
 
 
 def brackets(cdates: np.ndarray, tdates: np.ndarray):
@@ -188,13 +217,9 @@ def lai_daily(composites, composite_dates, target_dates, out=None):
     comp2 = composites.reshape(cdates.size, -1)
     out2 = out.reshape(tdates.size, -1)
     lo_k, hi_k, w = brackets(cdates, tdates)
+    lo_c, order, starts = _day_order(lo_k, hi_k, cdates.size)
     if on_gpu:
-        args = [xp.asarray(v) for v in (cdates, tdates, lo_k, hi_k, w)]
-        _lai_gpu[blocks_1d(comp2.shape[1]), THREADS_1D](comp2, *args, out2)
+        _lai_on_gpu(xp.ascontiguousarray(comp2), cdates, order, starts, lo_c, w, out2)
     else:
-        n = cdates.size
-        lo_c, hi_c = np.clip(lo_k, 0, n - 1), np.clip(hi_k, 0, n - 1)
-        order = np.argsort(hi_c, kind="stable")  # days grouped by the composite ending them
-        starts = np.searchsorted(hi_c[order], np.arange(n + 1))
         _lai_cpu(np.ascontiguousarray(comp2), cdates, order, starts, lo_c, w, out2)
     return out

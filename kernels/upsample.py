@@ -43,7 +43,7 @@ def _run_starts(iy: np.ndarray) -> np.ndarray:
 
 @cuda.jit
 def _gather_gpu(src, iy, ix, out):
-    i, j = cuda.grid(2)
+    j, i = cuda.grid(2)
     lead, ny, nx = out.shape
     if i < ny and j < nx:
         si, sj = iy[i], ix[j]

@@ -464,6 +464,12 @@ def test_gpu_block_majority_equals_cpu_full_size():
     np.testing.assert_array_equal(
         cp.asnumpy(K.block_majority(cp.asarray(lc), 12, 12)), K.block_majority(lc, 12, 12)
     )
+    for fy in (3, 12):  # other integer types take the generic kernel
+        wide = rng.integers(0, 30, (FULL, FULL)).astype(np.int32)
+        np.testing.assert_array_equal(
+            cp.asnumpy(K.block_majority(cp.asarray(wide), fy, fy, nodata=4)),
+            K.block_majority(wide, fy, fy, nodata=4),
+        )
     lc2 = rng.choice(np.array([0, 3, 7, 255], np.uint8), (2 * FULL, 2 * FULL))  # 8-bit 2 × 2
     for nodata in (None, 0, 255):
         np.testing.assert_array_equal(

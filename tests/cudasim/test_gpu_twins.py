@@ -5,8 +5,9 @@ a subprocess with it set). The kernels are launched exactly as the dispatchers l
 """
 
 import numpy as np
+import pytest
 from smci_gpu.kernels import assemble, blocks, lai, upsample
-from smci_gpu.kernels._common import THREADS_1D, THREADS_2D, blocks_1d, blocks_2d
+from smci_gpu.kernels._common import THREADS_2D, blocks_2d
 
 from smci_gpu import kernels as K
 
@@ -31,34 +32,37 @@ def test_block_mean(rng):
 def test_block_majority(rng):
     a = rng.integers(0, 4, (1, 6, 8)).astype(np.int64)
     out = np.empty((1, 2, 2), np.int64)
-    blocks._majority_gpu[blocks_2d(2, 2), THREADS_2D](a, 3, 4, 0, False, out)
+    blocks._majority_on_gpu(a, 3, 4, 0, False, out)
     np.testing.assert_array_equal(out, K.block_majority(a, 3, 4))
 
 
 def test_block_majority_uint8_paths(rng):
-    # The CPU twin has its own uint8 kernels (2 × 2 sorting network, per-class counts):
-    # the GPU kernel must agree with each, nodata included.
-    for fy, fx, shape in ((2, 2, (1, 8, 10)), (12, 12, (1, 24, 24))):
+    # uint8 maps take their own GPU kernels (2 × 2 sorting network; a warp's histogram per
+    # block otherwise), as the CPU twin has its own: they must agree, nodata included, also
+    # on more blocks than one launch block holds and with ties between classes.
+    for fy, fx, shape in ((2, 2, (2, 8, 10)), (12, 12, (1, 24, 36)), (3, 3, (1, 9, 30))):
         a = rng.choice(np.array([0, 3, 7, 255], np.uint8), shape)
         for nodata in (None, 0, 255):
-            out = np.empty((1, shape[1] // fy, shape[2] // fx), np.uint8)
+            out = np.empty((shape[0], shape[1] // fy, shape[2] // fx), np.uint8)
             fill = 0 if nodata is None else nodata
-            grid = blocks_2d(*out.shape[1:])
-            blocks._majority_gpu[grid, THREADS_2D](a, fy, fx, fill, nodata is not None, out)
+            blocks._majority_on_gpu(a, fy, fx, fill, nodata is not None, out)
             np.testing.assert_array_equal(out, K.block_majority(a, fy, fx, nodata=nodata))
 
 
-def test_lai(rng):
-    comp = rng.random((5, 7))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_lai(rng, dtype):
+    comp = rng.random((5, 7)).astype(dtype)
     comp[1, :3] = np.nan
     comp[2:4, 2] = np.nan  # two NaN composites in a row: search past both
     comp[0, 4] = np.nan  # NaN first composite: hold the next one before it
+    comp[3:, 5] = np.nan  # NaN last composites: hold the last valid one after it
     comp[:, 6] = np.nan
     cd, td = np.array([0.0, 8, 16, 24, 32]), np.arange(-3.0, 40.0, 2.5)
-    out = np.empty((td.size, 7))
+    out = np.empty((td.size, 7), dtype)
     lo, hi, w = lai.brackets(cd, td)
-    lai._lai_gpu[blocks_1d(7), THREADS_1D](comp, cd, td, lo, hi, w, out)
-    np.testing.assert_allclose(out, K.lai_daily(comp, cd, td), rtol=1e-12, equal_nan=True)
+    lo_c, order, starts = lai._day_order(lo, hi, cd.size)
+    lai._lai_on_gpu(comp, cd, order, starts, lo_c, w, out)
+    np.testing.assert_array_equal(out, K.lai_daily(comp, cd, td))  # same steps, same bits
 
 
 def test_assemble(rng):
@@ -68,7 +72,7 @@ def test_assemble(rng):
     rows, cols = rng.integers(0, 8, 9), rng.integers(0, 8, 9)
     kind, index = np.array([0, 1, 0, 1]), np.array([2, 1, 0, 0])
     out = np.empty((9, 4), np.float32)
-    assemble._assemble_gpu[blocks_2d(9, 4), THREADS_2D](
+    assemble._assemble_gpu[blocks_2d(4, 9), THREADS_2D](  # pixels along x
         coarse, iy, ix, fine, rows, cols, kind, index, out
     )
     np.testing.assert_array_equal(
