@@ -33,6 +33,6 @@ def blocks_1d(n: int) -> int:
     return max(1, math.ceil(n / THREADS_1D))
 
 
-def blocks_2d(ny: int, nx: int) -> tuple[int, int]:
-    """Blocks covering ``ny`` rows × ``nx`` columns, x (the fast axis) along the columns."""
-    return (max(1, math.ceil(nx / THREADS_2D[0])), max(1, math.ceil(ny / THREADS_2D[1])))
+def blocks_2d(ny: int, nx: int, threads: tuple[int, int] = THREADS_2D) -> tuple[int, int]:
+    """Blocks of ``threads`` covering ``ny`` rows × ``nx`` columns, x along the columns."""
+    return (max(1, math.ceil(nx / threads[0])), max(1, math.ceil(ny / threads[1])))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 from numba import cuda
-from smci_gpu.kernels._common import THREADS_2D, blocks_2d, check_float, check_same_device
+from smci_gpu.kernels._common import blocks_2d, check_float, check_same_device
 
 from smci_gpu.backend import array_module
 
@@ -48,6 +48,11 @@ def _assemble_pixel_major_cpu(coarse_t, iy, ix, fine, rows, cols, c_out, f_out, 
             o[c_out[i]] = cell[i]
         for i in range(f_out.size):
             o[f_out[i]] = fine[f_index[i], r, c]
+
+
+#: 16 pixels × 16 features per block: on an H200 this ran 1.2× faster than 32 × 8 (a
+#: warp then writes 16 pixels' pairs of neighbouring features instead of 32 strided values).
+ASSEMBLE_THREADS = (16, 16)
 
 
 @cuda.jit
@@ -102,8 +107,8 @@ def assemble_features(coarse, iy, ix, fine, rows, cols, kind, index, out=None):
         raise ValueError(f"out must be {shape} float32, got {out.shape} {out.dtype}")
     args = [xp.asarray(v, dtype=np.int64) for v in (iy, ix, rows, cols, kind, index)]
     if on_gpu:
-        grid = blocks_2d(len(kind), len(rows))
-        _assemble_gpu[grid, THREADS_2D](coarse, args[0], args[1], fine, *args[2:], out)
+        grid = blocks_2d(len(kind), len(rows), ASSEMBLE_THREADS)
+        _assemble_gpu[grid, ASSEMBLE_THREADS](coarse, args[0], args[1], fine, *args[2:], out)
     else:
         _assemble_on_cpu(coarse, fine, args, out)
     return out

@@ -72,7 +72,8 @@ def test_assemble(rng):
     rows, cols = rng.integers(0, 8, 9), rng.integers(0, 8, 9)
     kind, index = np.array([0, 1, 0, 1]), np.array([2, 1, 0, 0])
     out = np.empty((9, 4), np.float32)
-    assemble._assemble_gpu[blocks_2d(4, 9), THREADS_2D](  # pixels along x
+    grid = blocks_2d(4, 9, assemble.ASSEMBLE_THREADS)  # pixels along x
+    assemble._assemble_gpu[grid, assemble.ASSEMBLE_THREADS](
         coarse, iy, ix, fine, rows, cols, kind, index, out
     )
     np.testing.assert_array_equal(
