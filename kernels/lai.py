@@ -23,21 +23,25 @@ def _has_nan(comp, p0, p1):
 
 
 @numba.njit(inline="always")
-def _next_valid(comp, p0, p1, cdates, nv, nt):
+def _next_valid(comp, p0, p1, cdates, nv, nt, run_v, run_t):
     """Value and date of each pixel's first valid composite at or after each one (NaN if
-    none), by a backward pass over the chunk."""
-    n = comp.shape[0]
-    last = comp[n - 1, p0:p1]
-    for q in range(p1 - p0):
-        nv[n - 1, q] = last[q]
-        nt[n - 1, q] = cdates[n - 1] if last[q] == last[q] else np.nan
-    for k in range(n - 2, -1, -1):
-        row, tk = comp[k, p0:p1], cdates[k]
-        nvk, ntk, nv1, nt1 = nv[k], nt[k], nv[k + 1], nt[k + 1]
-        for q in range(p1 - p0):
-            ok = row[q] == row[q]
-            nvk[q] = row[q] if ok else nv1[q]
-            ntk[q] = tk if ok else nt1[q]
+    none), by a backward pass over the chunk; ``run_v``, ``run_t``: scratch rows."""
+    m = p1 - p0
+    run_v[:m] = np.nan
+    run_t[:m] = np.nan
+    for k in range(comp.shape[0] - 1, -1, -1):
+        # The running next-valid rows are updated in place and copied out, so each row
+        # of nv/nt is only written: the loop is a plain vector select.
+        row, tk, nvk, ntk = comp[k, p0:p1], cdates[k], nv[k], nt[k]
+        for q in range(m):
+            x = row[q]
+            ok = x == x
+            v = x if ok else run_v[q]
+            t = tk if ok else run_t[q]
+            run_v[q] = v
+            run_t[q] = t
+            nvk[q] = v
+            ntk[q] = t
 
 
 @numba.njit(inline="always")
@@ -61,10 +65,12 @@ def _lai_chunk_gaps(comp, p0, p1, cdates, order, starts, lo_c, w, out):
     n, m = comp.shape[0], p1 - p0
     nv = np.empty((n, m), comp.dtype)
     nt = np.empty((n, m), np.float64)
-    _next_valid(comp, p0, p1, cdates, nv, nt)
+    pv = np.empty(m, comp.dtype)
+    pt = np.empty(m, np.float64)
+    _next_valid(comp, p0, p1, cdates, nv, nt, pv, pt)  # pv, pt: its scratch, then reset
     ring = np.empty((2, m), comp.dtype)
-    pv = np.full(m, np.nan, comp.dtype)
-    pt = np.full(m, np.nan, np.float64)
+    pv[:] = np.nan
+    pt[:] = np.nan
     for k in range(n):
         row, tk, cur = comp[k, p0:p1], cdates[k], ring[k % 2]
         nvk, ntk = nv[k], nt[k]
