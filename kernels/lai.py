@@ -30,14 +30,15 @@ def _next_valid(comp, p0, p1, cdates, nv, nt, run_v, run_t):
     run_v[:m] = np.nan
     run_t[:m] = np.nan
     for k in range(comp.shape[0] - 1, -1, -1):
-        # The running next-valid rows are updated in place and copied out, so each row
-        # of nv/nt is only written: the loop is a plain vector select.
+        # Running next-valid rows, updated in place and copied out, and every load before
+        # the choice: a load in one arm only kept the choice a branch, mispredicted at
+        # random gaps, instead of a vector select (3× slower).
         row, tk, nvk, ntk = comp[k, p0:p1], cdates[k], nv[k], nt[k]
         for q in range(m):
-            x = row[q]
+            x, later_v, later_t = row[q], run_v[q], run_t[q]
             ok = x == x
-            v = x if ok else run_v[q]
-            t = tk if ok else run_t[q]
+            v = x if ok else later_v
+            t = tk if ok else later_t
             run_v[q] = v
             run_t[q] = t
             nvk[q] = v
