@@ -28,7 +28,7 @@ from smci_gpu.errors import OutputError, SmciError
 from smci_gpu.features import Predictors, land_mask, static_maps
 from smci_gpu.io.writer import day_file_name, product_dataset, verify_day, write_day
 from smci_gpu.model.forest import NvForestPredictor
-from smci_gpu.model.train import layer_dir, load_layer
+from smci_gpu.model.train import layer_dir, load_layer, stale_layers
 from smci_gpu.pipeline import stage
 from smci_gpu.variables import STATIC_FEATURES
 
@@ -194,6 +194,8 @@ def produce(cfg: Config, console: Console, start=None, end=None) -> dict[str, An
     # loads here; on Dask the workers load their own, so this process only checks.
     distributed = cfg.dask.n_workers is not None or cfg.dask.scheduler_address is not None
     _, cards = load_forests(cfg) if distributed else _worker_forests(cfg, device)
+    for message in stale_layers(cfg, cards):
+        console.print(f"[yellow]warning:[/] {message}")
     out_dir = Path(cfg.path("product", cfg.produce.resolution))
     out_dir.mkdir(parents=True, exist_ok=True)
     grid = cfg.product_grid()

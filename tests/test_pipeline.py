@@ -61,6 +61,21 @@ def test_model_cards_describe_the_forests(world):
     assert card["rows"] > 100 and card["stations"] >= 1
 
 
+def test_models_older_than_the_station_table_are_named(world, tmp_path):
+    # A card whose rows hash differs from the table beside it (a later `smci prepare`)
+    # is named with the fix; fresh cards, or no table at all, give no message.
+    from smci_gpu.model.train import stale_layers
+    from smci_gpu.produce import load_forests
+
+    _, cards = load_forests(world)
+    assert stale_layers(world, cards) == []
+    old = {**cards[10], "data_hash": "0123456789abcdef"}
+    (message,) = stale_layers(world, {**cards, 10: old})
+    assert "layer 10 cm" in message and "0123456789abcdef" in message
+    assert "re-run `smci train`" in message
+    assert stale_layers(world.model_copy(update={"workdir": tmp_path}), {10: old}) == []
+
+
 def test_product_values_equal_rounded_forest_predictions(world):
     from smci_gpu.model.train import load_layer
 

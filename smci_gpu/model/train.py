@@ -151,6 +151,31 @@ def load_layer(cfg: Config, depth: int) -> tuple[PackedForest, dict]:
     return forest, card
 
 
+def stale_layers(cfg: Config, cards: dict[int, dict]) -> list[str]:
+    """Layers whose forest was fitted on other station-day rows than ``work/`` holds now.
+
+    Each card keeps the hash of the rows it was trained on; a later ``smci prepare`` (new
+    stations, changed QC) changes them, and the products of the old forests then no longer
+    follow from the table beside them. Returns one message per such layer (none when the
+    table is absent, as on a production node that only has the models).
+    """
+    path = Path(cfg.path("work", "station_days.parquet"))
+    if not path.exists():
+        return []
+    table = pd.read_parquet(path)
+    messages = []
+    for depth, card in cards.items():
+        columns = [*card["features"], TARGET]
+        rows = table[table.depth_cm == depth]
+        now = data_hash(rows[columns]) if set(columns) <= set(rows.columns) else "none"
+        if card.get("data_hash", now) != now:
+            messages.append(
+                f"layer {depth} cm: its forest was trained on station-day rows with hash "
+                f"{card['data_hash']}, but {path} now gives {now}: re-run `smci train`"
+            )
+    return messages
+
+
 @stage("train")
 def train(cfg: Config, console: Console, layers: list[int] | None = None) -> dict[str, Any]:
     """Train every configured layer (or ``layers``), with progress and a summary table."""
