@@ -163,23 +163,47 @@ def predict_compact_cpu(x, nodes, leaf_values, roots, out=None, block: int | Non
 
 
 @numba.njit(inline="always")
+def _step(xr, f, threshold, left, right, node):
+    # A real branch (not a select): on rows that follow each other in space the predictor
+    # learns the path and the loads of the next levels start early.
+    if xr[f] <= threshold[node]:
+        return left[node]
+    return right[node]
+
+
+@numba.njit(inline="always")
 def _leaf_of(xr, feature, threshold, left, right, node):
     f = feature[node]
     while f >= 0:
-        # A real branch (not a select): on rows that follow each other in space the
-        # predictor learns the path and the loads of the next levels start early.
-        if xr[f] <= threshold[node]:
-            node = left[node]
-        else:
-            node = right[node]
+        node = _step(xr, f, threshold, left, right, node)
         f = feature[node]
     return node
 
 
+@numba.njit(inline="always")
+def _leaves_of_four(xr, feature, threshold, left, right, a, b, c, d):
+    # Four trees' walks for one row in step: four independent chains of loads in flight
+    # (the loop ends at the first leaf; each walk then finishes alone). Two in step ran a
+    # deep forest 1.45× faster than one at a time, four 1.5× (a demo day's forests: 1.75×).
+    fa, fb, fc, fd = feature[a], feature[b], feature[c], feature[d]
+    while fa >= 0 and fb >= 0 and fc >= 0 and fd >= 0:
+        a = _step(xr, fa, threshold, left, right, a)
+        b = _step(xr, fb, threshold, left, right, b)
+        c = _step(xr, fc, threshold, left, right, c)
+        d = _step(xr, fd, threshold, left, right, d)
+        fa, fb, fc, fd = feature[a], feature[b], feature[c], feature[d]
+    return (
+        _leaf_of(xr, feature, threshold, left, right, a),
+        _leaf_of(xr, feature, threshold, left, right, b),
+        _leaf_of(xr, feature, threshold, left, right, c),
+        _leaf_of(xr, feature, threshold, left, right, d),
+    )
+
+
 @numba.njit(parallel=True, cache=True)
 def predict_branching_cpu(x, feature, threshold, left, right, value, roots, block, out):
-    """CPU traversal for rows in spatial order: row blocks, each tree over the block's rows
-    one by one, a branch per node.
+    """CPU traversal for rows in spatial order: row blocks, four trees at a time over the
+    block's rows one by one (their walks in step), a branch per node.
 
     Trees are summed per row in tree order, as the slot kernel does, so both give the same
     bits. Faster than the slots where neighbouring rows take the same paths (a tile's
@@ -191,7 +215,18 @@ def predict_branching_cpu(x, feature, threshold, left, right, value, roots, bloc
         lo = b * block
         hi = min(lo + block, n)
         acc = np.zeros(hi - lo)
-        for t in range(roots.size):
+        n4 = roots.size // 4
+        for t in range(n4):
+            ra, rb, rc, rd = roots[4 * t], roots[4 * t + 1], roots[4 * t + 2], roots[4 * t + 3]
+            for r in range(lo, hi):
+                la, lb, lc, ld = _leaves_of_four(
+                    x[r], feature, threshold, left, right, ra, rb, rc, rd
+                )
+                acc[r - lo] += value[la]
+                acc[r - lo] += value[lb]
+                acc[r - lo] += value[lc]
+                acc[r - lo] += value[ld]
+        for t in range(4 * n4, roots.size):
             root = roots[t]
             for r in range(lo, hi):
                 acc[r - lo] += value[_leaf_of(x[r], feature, threshold, left, right, root)]

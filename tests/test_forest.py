@@ -244,6 +244,23 @@ def test_branching_and_slot_kernels_give_the_same_bits(fitted):
         np.testing.assert_array_equal(branching, slots)
 
 
+@pytest.mark.parametrize("n_trees", [1, 4, 6, 7])
+def test_branching_kernel_walks_trees_four_in_step_and_the_rest_alone(fitted, n_trees):
+    # Trees are walked four at a time, the last n % 4 alone. Either way the sum runs in
+    # tree order, so it equals scikit-learn's trees summed in order, bit for bit.
+    from smci_gpu.kernels import forest as fk
+
+    est, pf = fitted
+    x = _spatial_rows(1001, 4)
+    got = np.empty(len(x))
+    roots = pf.roots[:n_trees]
+    fk.predict_branching_cpu(x, *pf._branching_layout(), pf.value, roots, 128, got)
+    want = np.zeros(len(x))
+    for tree in est.estimators_[:n_trees]:
+        want += tree.predict(x)
+    np.testing.assert_array_equal(got, want / n_trees)
+
+
 def test_ordered_rows_take_the_branching_kernel_and_shuffled_rows_the_slots(fitted, monkeypatch):
     from smci_gpu.kernels import forest as fk
 
