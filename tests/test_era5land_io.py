@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -197,3 +199,26 @@ def test_truncated_real_download_is_named(tmp_path, hourly):
 
 def _load_one(folder, var):
     return Era5LandArchive.from_folder(folder).load(DAYS[0], DAYS[-1], [var])
+
+
+@pytest.mark.parametrize("lat_order", [1, -1])
+def test_canonical_axes_are_ascending_as_sortby_makes_them(lat_order):
+    # Latitudes as CDS writes them (descending) or ascending, longitudes 0–360 across 0°,
+    # times out of order: each axis comes out ascending with the values sortby gives.
+    rng = np.random.default_rng(0)
+    times = pd.to_datetime(["2018-07-10T02", "2018-07-10T00", "2018-07-10T01"])
+    lat, lon = LAT[::lat_order], LON % 360.0
+    ds = xr.Dataset(
+        {"t2m": (("valid_time", "latitude", "longitude"), rng.random((3, lat.size, lon.size)))},
+        coords={"valid_time": times, "latitude": lat, "longitude": lon},
+    )
+    got = canonicalize(ds, Path("test.nc"))["t2m"]
+    want = (
+        ds.rename(valid_time="time", latitude="lat", longitude="lon")
+        .assign_coords(lon=((lon + 180.0) % 360.0) - 180.0)
+        .sortby(["time", "lat", "lon"])["t2m"]
+    )
+    for dim in ("time", "lat", "lon"):
+        np.testing.assert_array_equal(got[dim].values, want[dim].values)
+        assert got.indexes[dim].is_monotonic_increasing
+    np.testing.assert_array_equal(got.values, want.values)

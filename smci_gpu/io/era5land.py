@@ -108,7 +108,7 @@ def canonicalize(ds: xr.Dataset, path: Path) -> dict[str, xr.DataArray]:
     lon = ds["lon"].values
     if np.any(lon > 180):
         ds = ds.assign_coords(lon=((lon + 180.0) % 360.0) - 180.0)
-    ds = ds.sortby(["time", "lat", "lon"])
+    ds = _ascending(ds, ("time", "lat", "lon"))
     out = {}
     for name in ds.data_vars:
         canon = canonical_name("era5land", str(name))
@@ -117,6 +117,21 @@ def canonicalize(ds: xr.Dataset, path: Path) -> dict[str, xr.DataArray]:
         if canon is not None:
             out[canon] = ds[name]
     return out
+
+
+def _ascending(ds: xr.Dataset, dims: tuple[str, ...]) -> xr.Dataset:
+    """``ds`` with each of ``dims`` in ascending order: as ``sortby``, but an axis already
+    ascending is kept and a descending one (CDS latitudes) reversed as a view, since
+    ``sortby`` reindexes every variable even when nothing moves."""
+    for dim in dims:
+        index = ds.indexes[dim]
+        if index.is_monotonic_increasing:
+            continue
+        if index.is_monotonic_decreasing:
+            ds = ds.isel({dim: slice(None, None, -1)})
+        else:
+            ds = ds.sortby(dim)
+    return ds
 
 
 def _check_units(name: str, da: xr.DataArray, path: Path) -> None:
