@@ -33,17 +33,24 @@ def restore_row_stack_alias() -> bool:
     and NumPy 2.5 removed the alias, so every first CUDA compile there fails with
     ``AttributeError: module 'numpy' has no attribute 'row_stack'`` (NVIDIA/numba-cuda
     issue 907, which that project does not plan to fix). The kernels import this module
-    before they compile, so the alias is back in time; nothing here calls it.
+    before they compile, so the alias is back in time; nothing here calls it. Where
+    numba-cuda is not installed, NumPy is left as it is.
 
     Returns
     -------
     bool
         True when the alias was missing and has been added.
     """
-    if hasattr(np, "row_stack"):
+    if hasattr(np, "row_stack") or not _numba_cuda_installed():
         return False
     np.row_stack = _row_stack  # noqa: NPY201 (the name numba-cuda asks for)
     return True
+
+
+def _numba_cuda_installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("numba_cuda") is not None
 
 
 def _row_stack(tup, *, dtype=None, casting="same_kind"):

@@ -76,12 +76,16 @@ def test_only_backend_imports_gpu_libraries():
 
 
 def test_row_stack_alias_is_restored_only_where_numpy_lacks_it(monkeypatch):
-    # NumPy 2.5 removed np.row_stack, which numba-cuda 0.30 still registers on first compile.
-    from smci_gpu.backend import restore_row_stack_alias
+    # NumPy 2.5 removed np.row_stack, which numba-cuda 0.30 still registers on first
+    # compile; without numba-cuda NumPy is left alone.
+    from smci_gpu import backend
 
-    assert restore_row_stack_alias() is False  # present (NumPy < 2.5, or already restored)
+    assert backend.restore_row_stack_alias() is False  # present (NumPy < 2.5, or restored)
     monkeypatch.delattr(np, "row_stack")
+    monkeypatch.setattr(backend, "_numba_cuda_installed", lambda: False)
+    assert backend.restore_row_stack_alias() is False
     assert not hasattr(np, "row_stack")
-    assert restore_row_stack_alias() is True
+    monkeypatch.setattr(backend, "_numba_cuda_installed", lambda: True)
+    assert backend.restore_row_stack_alias() is True
     row_stack = getattr(np, "row_stack")  # noqa: B009 (the name NumPy 2.5 dropped)
     np.testing.assert_array_equal(row_stack(([1, 2], [3, 4])), [[1, 2], [3, 4]])
