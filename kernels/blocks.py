@@ -291,8 +291,10 @@ def _majority_sorted(x0, x1, x2, x3, absent):
 
 
 @numba.njit(inline="always")
-def _majority_sorted_all(x0, x1, x2, x3):
-    # As _majority_sorted when every value counts (no nodata to leave out).
+def _majority_2x2(x0, x1, x2, x3):
+    """Majority of four cells when every value counts (no nodata): ``_majority_sorted``'s
+    rule without the ``absent`` tests."""
+    x0, x1, x2, x3 = _sort4(x0, x1, x2, x3)
     best = x2 if (x2 == x3) & (x0 != x1) else x0
     return x1 if x1 == x2 else best
 
@@ -318,8 +320,7 @@ def _rank_below(x, nd):
 @numba.njit(inline="always")
 def _row_majority_2x2(top, bottom, o):
     for j in range(o.size):
-        x0, x1, x2, x3 = _sort4(top[2 * j], top[2 * j + 1], bottom[2 * j], bottom[2 * j + 1])
-        o[j] = _majority_sorted_all(x0, x1, x2, x3)
+        o[j] = _majority_2x2(top[2 * j], top[2 * j + 1], bottom[2 * j], bottom[2 * j + 1])
 
 
 @numba.njit(inline="always")
@@ -370,8 +371,7 @@ def _majority_2x2_u8_gpu(a, nodata, has_nodata, out):
             if has_nodata:
                 out[b, i, j] = _majority_2x2_nodata(x0, x1, x2, x3, nd)
             else:
-                x0, x1, x2, x3 = _sort4(x0, x1, x2, x3)
-                out[b, i, j] = _majority_sorted_all(x0, x1, x2, x3)
+                out[b, i, j] = _majority_2x2(x0, x1, x2, x3)
 
 
 WARPS_PER_BLOCK = 8  # uint8 majority: one warp per output cell, eight cells per block
@@ -414,8 +414,7 @@ def _majority_u8_gpu(a, fy, fx, nodata, has_nodata, out):
             keys[w, lane] = max(keys[w, lane], keys[w, lane + half])
         half //= 2
     if active and lane == 0:
-        best = keys[w, 0]
-        out[b, i, j] = 255 - (best & 255) if best >= 256 else nodata
+        out[b, i, j] = _value_of(keys[w, 0], nodata)
 
 
 def _majority_on_gpu(a3, fy: int, fx: int, fill: int, has_nodata: bool, o3) -> None:

@@ -46,6 +46,16 @@ def _next_valid(comp, p0, p1, cdates, nv, nt, run_v, run_t):
 
 
 @numba.njit(inline="always")
+def _filled(a, at, b, bt, t):
+    """A missing composite at date ``t`` between the valid ``a`` (date ``at``) before it and
+    ``b`` (``bt``) after it: their interpolation, the one held where the other is absent
+    (NaN date), NaN where both are."""
+    v = a + (t - at) / (bt - at) * (b - a)
+    v = b if at != at else v
+    return a if bt != bt else v
+
+
+@numba.njit(inline="always")
 def _emit_days(k, prev, cur, order, starts, lo_c, w, out, p0, p1):
     # The target days whose bracket ends at composite k: rows k-1 (prev) and k (cur).
     for i in range(starts[k], starts[k + 1]):
@@ -78,9 +88,7 @@ def _lai_chunk_gaps(comp, p0, p1, cdates, order, starts, lo_c, w, out):
         for q in range(m):
             x, a, at, b, bt = row[q], pv[q], pt[q], nvk[q], ntk[q]
             ok = x == x
-            v = a + (tk - at) / (bt - at) * (b - a)
-            v = b if at != at else v  # no valid composite before: hold the next
-            v = a if bt != bt else v  # none after: hold the last (NaN if neither)
+            v = _filled(a, at, b, bt, tk)
             cur[q] = x if ok else v
             pv[q] = x if ok else a
             pt[q] = tk if ok else at
@@ -132,10 +140,7 @@ def _make_lai_gpu(as_dtype):
                     while j < n and comp[j, p] != comp[j, p]:
                         j += 1
                     b, bt = (comp[j, p], cdates[j]) if j < n else (nan, np.nan)
-                v = a + (cdates[k] - at) / (bt - at) * (b - a)
-                v = b if at != at else v  # no valid composite before: hold the next
-                v = a if bt != bt else v  # none after: hold the last (NaN if neither)
-                cur = as_dtype(v)
+                cur = as_dtype(_filled(a, at, b, bt, cdates[k]))
             for q in range(starts[k], starts[k + 1]):
                 d = order[q]
                 lo = prev if lo_c[d] < k else cur
