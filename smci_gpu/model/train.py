@@ -87,6 +87,11 @@ def data_hash(frame: pd.DataFrame) -> str:
     ).hexdigest()[:16]
 
 
+def rows_hash(rows: pd.DataFrame, features: list[str]) -> str:
+    """Hash of a layer's training rows as its card records them: predictors and target."""
+    return data_hash(rows[[*features, TARGET]])
+
+
 def train_layer(cfg: Config, table: pd.DataFrame, depth: int, device: str) -> dict[str, Any]:
     """Train, save and describe the forest of one layer."""
     rows = table[table.depth_cm == depth]
@@ -112,7 +117,7 @@ def train_layer(cfg: Config, table: pd.DataFrame, depth: int, device: str) -> di
         "period": [str(rows.time.min().date()), str(rows.time.max().date())],
         "train_seconds": round(seconds, 3),
         "model_digest": forest.digest(),
-        "data_hash": data_hash(rows[[*cfg.features, TARGET]]),
+        "data_hash": rows_hash(rows, list(cfg.features)),
         "config_hash": cfg.hash(),
         "grid_resolution_arcsec": cfg.grid.resolution_arcsec,
         "versions": {
@@ -165,9 +170,9 @@ def stale_layers(cfg: Config, cards: dict[int, dict]) -> list[str]:
     table = pd.read_parquet(path)
     messages = []
     for depth, card in cards.items():
-        columns = [*card["features"], TARGET]
         rows = table[table.depth_cm == depth]
-        now = data_hash(rows[columns]) if set(columns) <= set(rows.columns) else "none"
+        has_columns = {*card["features"], TARGET} <= set(rows.columns)
+        now = rows_hash(rows, card["features"]) if has_columns else "none"
         if card.get("data_hash", now) != now:
             messages.append(
                 f"layer {depth} cm: its forest was trained on station-day rows with hash "
