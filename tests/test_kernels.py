@@ -254,19 +254,36 @@ def test_block_majority_2x2_uint8_every_block_of_four_classes(nodata):
 
 
 def test_block_majority_uint8_many_and_few_classes_per_block_row():
-    # Block-rows with more than MAX_CLASS_PASSES classes take the histogram, the others
-    # count per class: both in one call, with nodata among the values.
+    # Block-rows whose classes span more than MAX_CLASS_PASSES values take the histogram,
+    # the others count per class: both in one call, with nodata among the values.
     from smci_gpu.kernels.blocks import MAX_CLASS_PASSES
 
     rng = np.random.default_rng(12)
     a = rng.integers(0, 256, (48, 60)).astype(np.uint8)  # ~all 256 classes per block-row
-    a[12:24] = rng.choice(np.array([3, 9, 200], np.uint8), (12, 60))
+    a[12:24] = rng.choice(np.array([3, 9, 20], np.uint8), (12, 60))
     a[24:36] = 9  # one class
-    assert len(np.unique(a[:12])) > MAX_CLASS_PASSES >= len(np.unique(a[12:24]))
-    for nodata in (None, 9, 200):
+    a[36:48, :24] = 200  # a wide span (3..200) made of few classes: the histogram
+    a[36:48, 24:] = rng.choice(np.array([3, 9], np.uint8), (12, 36))
+    assert np.ptp(a[:12]) >= MAX_CLASS_PASSES > np.ptp(a[12:24])
+    for nodata in (None, 9, 20, 200):
         np.testing.assert_array_equal(
             K.block_majority(a, 12, 12, nodata=nodata), ref_block_majority(a, 12, 12, nodata)
         )
+
+
+@pytest.mark.parametrize("fy, fx", [(12, 12), (3, 4), (5, 8), (7, 20), (16, 16), (12, 6)])
+@pytest.mark.parametrize("nodata", [None, 0, 255])
+def test_block_majority_uint8_per_class_fold_equals_reference(fy, fx, nodata):
+    # The per-class path folds column counts four to a word when fx is a multiple of 4
+    # (12 × 12: three words per block; 8, 20: the general word loop) and a block has at
+    # most 255 cells (16 × 16 has 256: the byte-by-byte fold, as 12 × 6).
+    rng = np.random.default_rng(fy * 100 + fx)
+    a = rng.integers(0, 20, (4 * fy, 9 * fx)).astype(np.uint8)
+    a[:fy, :fx] = 17  # a block of one class: its count is the whole block
+    a[fy : 2 * fy, :fx] = 255  # a block of nodata (when it is 255)
+    np.testing.assert_array_equal(
+        K.block_majority(a, fy, fx, nodata=nodata), ref_block_majority(a, fy, fx, nodata)
+    )
 
 
 def test_block_majority_refuses_nodata_outside_the_dtype():
