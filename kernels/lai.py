@@ -14,44 +14,55 @@ _CHUNK = 1024  # pixels per CPU work item: its scratch rows stay in L2
 
 @numba.njit(inline="always")
 def _has_nan(comp, p0, p1):
-    n = 0
+    # Row by row, stopping at the first row with a gap: a gappy chunk is known after a
+    # row or two, a gap-free one is read whole (into cache, for its interpolation).
     for k in range(comp.shape[0]):
         row = comp[k, p0:p1]
+        n = 0
         for q in range(p1 - p0):
             n += row[q] != row[q]
-    return n > 0
+        if n > 0:
+            return True
+    return False
 
 
 @numba.njit(inline="always")
-def _next_valid(comp, p0, p1, cdates, nv, nt, run_v, run_t):
+def _next_valid(comp, p0, p1, dates, nv, nt):
     """Value and date of each pixel's first valid composite at or after each one (NaN if
-    none), by a backward pass over the chunk; ``run_v``, ``run_t``: scratch rows."""
-    m = p1 - p0
-    run_v[:m] = np.nan
-    run_t[:m] = np.nan
-    for k in range(comp.shape[0] - 1, -1, -1):
-        # Running next-valid rows, updated in place and copied out, and every load before
-        # the choice: a load in one arm only kept the choice a branch, mispredicted at
-        # random gaps, instead of a vector select (3× slower).
-        row, tk, nvk, ntk = comp[k, p0:p1], cdates[k], nv[k], nt[k]
+    none) into rows ``0..n-1`` of ``nv``, ``nt`` by a backward pass over the chunk; row
+    ``n`` is the NaN start. Every load comes before the choice, so it is a vector select
+    (a load in one arm only kept a branch, mispredicted at random gaps)."""
+    n, m = comp.shape[0], p1 - p0
+    nv[n, :m] = np.nan
+    nt[n, :m] = np.nan
+    for k in range(n - 1, -1, -1):
+        row, tk, nvk, ntk, later_v, later_t = (
+            comp[k, p0:p1],
+            dates[k],
+            nv[k],
+            nt[k],
+            nv[k + 1],
+            nt[k + 1],
+        )
         for q in range(m):
-            x, later_v, later_t = row[q], run_v[q], run_t[q]
+            x, lv, lt = row[q], later_v[q], later_t[q]
             ok = x == x
-            v = x if ok else later_v
-            t = tk if ok else later_t
-            run_v[q] = v
-            run_t[q] = t
-            nvk[q] = v
-            ntk[q] = t
+            nvk[q] = x if ok else lv
+            ntk[q] = tk if ok else lt
 
 
 @numba.njit(inline="always")
 def _filled(a, at, b, bt, t):
-    """A missing composite at date ``t`` between the valid ``a`` (date ``at``) before it and
-    ``b`` (``bt``) after it: their interpolation, the one held where the other is absent
-    (NaN date), NaN where both are."""
+    """A missing composite at date ``t`` from the composite before it, ``a`` at ``at``
+    (valid or itself filled), and the next valid one, ``b`` at ``bt``: on the line
+    through them, the one held where the other is absent (NaN), NaN where both are.
+
+    A filled composite lies on the line between the valid ones around its gap, so the
+    line from it to ``b`` is that line: filling in date order needs no date of the last
+    valid composite per pixel, only the row before.
+    """
     v = a + (t - at) / (bt - at) * (b - a)
-    v = b if at != at else v
+    v = b if a != a else v
     return a if bt != bt else v
 
 
@@ -68,35 +79,29 @@ def _emit_days(k, prev, cur, order, starts, lo_c, w, out, p0, p1):
 
 
 @numba.njit(inline="always")
-def _lai_chunk_gaps(comp, p0, p1, cdates, order, starts, lo_c, w, out):
-    # Fill each NaN composite with the interpolation between its valid neighbours (held
-    # at the ends), row by row, and emit a row's days as soon as it is filled. Linear
-    # between neighbouring composites of the filled series is linear between the valid
-    # ones, so the answer is the NaN-skipping interpolation the docstring promises.
+def _lai_chunk_gaps(comp, p0, p1, dates, order, starts, lo_c, w, out):
+    # Fill each NaN composite on the line between its valid neighbours (held at the
+    # ends), row by row, and emit a row's days as soon as it is filled. Linear between
+    # neighbouring composites of the filled series is linear between the valid ones, so
+    # the answer is the NaN-skipping interpolation the docstring promises.
     n, m = comp.shape[0], p1 - p0
-    nv = np.empty((n, m), comp.dtype)
-    nt = np.empty((n, m), np.float64)
-    pv = np.empty(m, comp.dtype)
-    pt = np.empty(m, np.float64)
-    _next_valid(comp, p0, p1, cdates, nv, nt, pv, pt)  # pv, pt: its scratch, then reset
+    nv = np.empty((n + 1, m), comp.dtype)
+    nt = np.empty((n + 1, m), dates.dtype)
+    _next_valid(comp, p0, p1, dates, nv, nt)
     ring = np.empty((2, m), comp.dtype)
-    pv[:] = np.nan
-    pt[:] = np.nan
+    ring[1] = np.nan  # no composite before the first
     for k in range(n):
-        row, tk, cur = comp[k, p0:p1], cdates[k], ring[k % 2]
-        nvk, ntk = nv[k], nt[k]
+        row, cur, prev = comp[k, p0:p1], ring[k % 2], ring[(k + 1) % 2]
+        tk, t_prev, nvk, ntk = dates[k], dates[max(k - 1, 0)], nv[k], nt[k]
         for q in range(m):
-            x, a, at, b, bt = row[q], pv[q], pt[q], nvk[q], ntk[q]
-            ok = x == x
-            v = _filled(a, at, b, bt, tk)
-            cur[q] = x if ok else v
-            pv[q] = x if ok else a
-            pt[q] = tk if ok else at
-        _emit_days(k, ring[(k + 1) % 2], cur, order, starts, lo_c, w, out, p0, p1)
+            x = row[q]
+            v = _filled(prev[q], t_prev, nvk[q], ntk[q], tk)
+            cur[q] = x if x == x else v
+        _emit_days(k, prev, cur, order, starts, lo_c, w, out, p0, p1)
 
 
 @numba.njit(parallel=True, cache=True)
-def _lai_cpu(comp, cdates, order, starts, lo_c, w, out):
+def _lai_cpu(comp, dates, order, starts, lo_c, w, out):
     # Pixel chunks (row slices stay contiguous, so the loops vectorise); a chunk without
     # NaN interpolates straight from the composites, as streaming whole rows would.
     n, n_pix = comp.shape
@@ -105,7 +110,7 @@ def _lai_cpu(comp, cdates, order, starts, lo_c, w, out):
         p0 = ch * _CHUNK
         p1 = min(n_pix, p0 + _CHUNK)
         if _has_nan(comp, p0, p1):
-            _lai_chunk_gaps(comp, p0, p1, cdates, order, starts, lo_c, w, out)
+            _lai_chunk_gaps(comp, p0, p1, dates, order, starts, lo_c, w, out)
         else:
             for k in range(n):
                 prev = comp[max(k - 1, 0), p0:p1]
@@ -117,30 +122,28 @@ def _make_lai_gpu(as_dtype):
     as the CPU twin's float32/float64 scratch rows do)."""
 
     @cuda.jit
-    def lai_gpu(comp, cdates, order, starts, lo_c, w, out):
+    def lai_gpu(comp, dates, order, starts, lo_c, w, out):
         # One thread per pixel, the CPU twin's order of work: walk the composites once,
-        # fill a NaN one between its valid neighbours (held at the ends), and emit each
-        # target day when the composite ending its bracket is reached. The next valid
-        # composite is searched for once and kept until passed.
+        # fill a NaN one from the row before and the next valid one (held at the ends),
+        # and emit each target day when the composite ending its bracket is reached. The
+        # next valid composite is searched for once and kept until passed.
         p = cuda.grid(1)
         n = comp.shape[0]
         if p >= comp.shape[1]:
             return
         nan = as_dtype(np.nan)
-        prev, a, b = nan, nan, nan  # prev: the filled composite before k (unused at k = 0)
-        at, bt = np.nan, np.nan
+        prev, b, bt = nan, nan, dates[0] * np.nan  # prev: no composite before the first
         j = -1  # index of the cached next valid composite (n: none left)
         for k in range(n):
             x = comp[k, p]
-            if x == x:
-                cur, a, at = x, x, cdates[k]
-            else:
+            cur = x
+            if x != x:
                 if j <= k:
                     j = k + 1
                     while j < n and comp[j, p] != comp[j, p]:
                         j += 1
-                    b, bt = (comp[j, p], cdates[j]) if j < n else (nan, np.nan)
-                cur = as_dtype(_filled(a, at, b, bt, cdates[k]))
+                    b, bt = (comp[j, p], dates[j]) if j < n else (nan, dates[0] * np.nan)
+                cur = as_dtype(_filled(prev, dates[max(k - 1, 0)], b, bt, dates[k]))
             for q in range(starts[k], starts[k + 1]):
                 d = order[q]
                 lo = prev if lo_c[d] < k else cur
@@ -154,10 +157,10 @@ _LAI_GPU = {np.dtype(np.float32): _make_lai_gpu(numba.float32)}
 _LAI_GPU[np.dtype(np.float64)] = _make_lai_gpu(numba.float64)
 
 
-def _lai_on_gpu(comp, cdates, order, starts, lo_c, w, out) -> None:
+def _lai_on_gpu(comp, dates, order, starts, lo_c, w, out) -> None:
     """Launch the GPU twin on ``(T, pixels)`` composites (the small tables copied over)."""
     xp = array_module(comp)
-    args = [xp.asarray(v) for v in (cdates, order, starts, lo_c, w)]
+    args = [xp.asarray(v) for v in (dates, order, starts, lo_c, w)]
     _LAI_GPU[np.dtype(comp.dtype)][blocks_1d(comp.shape[1]), THREADS_1D](comp, *args, out)
 
 
@@ -185,6 +188,20 @@ def brackets(cdates: np.ndarray, tdates: np.ndarray):
     span = cdates[b] - cdates[a]
     w = np.where(span > 0, (tdates - cdates[a]) / np.where(span > 0, span, 1.0), 0.0)
     return lo.astype(np.int64), hi.astype(np.int64), w.astype(np.float64)
+
+
+def lai_tables(cdates: np.ndarray, tdates: np.ndarray, dtype):
+    """The small tables both twins take: ``(dates, order, starts, lo_c, w)``.
+
+    Arithmetic is in the composites' ``dtype``: composite dates counted from the first
+    composite (float32 holds those to minutes even over decades) and the target days'
+    weights. In float64 the conversions to and from float32 made the CPU interpolation
+    compute-bound; in float32 it runs at the speed of its stores.
+    """
+    lo_k, hi_k, w = brackets(cdates, tdates)
+    lo_c, order, starts = _day_order(lo_k, hi_k, cdates.size)
+    dates = (cdates - cdates[0] if cdates.size else cdates).astype(dtype)
+    return dates, order, starts, lo_c, w.astype(dtype)
 
 
 def _as_days(dates) -> np.ndarray:
@@ -228,10 +245,9 @@ def lai_daily(composites, composite_dates, target_dates, out=None):
         raise ValueError(f"out must be {shape} {composites.dtype}, got {out.shape} {out.dtype}")
     comp2 = composites.reshape(cdates.size, -1)
     out2 = out.reshape(tdates.size, -1)
-    lo_k, hi_k, w = brackets(cdates, tdates)
-    lo_c, order, starts = _day_order(lo_k, hi_k, cdates.size)
+    tables = lai_tables(cdates, tdates, comp2.dtype)
     if on_gpu:
-        _lai_on_gpu(xp.ascontiguousarray(comp2), cdates, order, starts, lo_c, w, out2)
+        _lai_on_gpu(xp.ascontiguousarray(comp2), *tables, out2)
     else:
-        _lai_cpu(np.ascontiguousarray(comp2), cdates, order, starts, lo_c, w, out2)
+        _lai_cpu(np.ascontiguousarray(comp2), *tables, out2)
     return out

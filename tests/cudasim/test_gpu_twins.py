@@ -59,9 +59,7 @@ def test_lai(rng, dtype):
     comp[:, 6] = np.nan
     cd, td = np.array([0.0, 8, 16, 24, 32]), np.arange(-3.0, 40.0, 2.5)
     out = np.empty((td.size, 7), dtype)
-    lo, hi, w = lai.brackets(cd, td)
-    lo_c, order, starts = lai._day_order(lo, hi, cd.size)
-    lai._lai_on_gpu(comp, cd, order, starts, lo_c, w, out)
+    lai._lai_on_gpu(comp, *lai.lai_tables(cd, td, comp.dtype), out)
     np.testing.assert_array_equal(out, K.lai_daily(comp, cd, td))  # same steps, same bits
 
 
