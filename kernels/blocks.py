@@ -33,6 +33,35 @@ def _block_views(a, fy: int, fx: int, out):
     return on_gpu, out, a.reshape(-1, *a.shape[-2:]), out.reshape(-1, oy, ox)
 
 
+@numba.njit(inline="always")
+def _valid_or_zero(x):
+    return np.float64(x) if x == x else 0.0
+
+
+@numba.njit(inline="always")
+def _sum_columns(rows, col_sum, col_n):
+    """Sum (float64) and count of the valid cells in each column of ``rows``. Rows go four
+    at a time, so the column sums are loaded and stored a quarter as often."""
+    fy, nx = rows.shape
+    col_sum[:] = 0.0
+    col_n[:] = 0
+    u = 0
+    while u + 4 <= fy:
+        r0, r1, r2, r3 = rows[u], rows[u + 1], rows[u + 2], rows[u + 3]
+        for c in range(nx):
+            x0, x1, x2, x3 = r0[c], r1[c], r2[c], r3[c]
+            s = _valid_or_zero(x0) + _valid_or_zero(x1) + _valid_or_zero(x2) + _valid_or_zero(x3)
+            col_sum[c] += s
+            col_n[c] += (x0 == x0) + (x1 == x1) + (x2 == x2) + (x3 == x3)
+        u += 4
+    for v in range(u, fy):
+        row = rows[v]
+        for c in range(nx):
+            x = row[c]
+            col_sum[c] += _valid_or_zero(x)
+            col_n[c] += x == x
+
+
 @numba.njit(parallel=True, cache=True)
 def _mean_cpu(a, fy, fx, min_valid, n_chunks, out):
     # Rows of blocks in chunks: first sum each block-row's fy input rows column by column
@@ -46,15 +75,7 @@ def _mean_cpu(a, fy, fx, min_valid, n_chunks, out):
         for k in range(ch * n_rows // n_chunks, (ch + 1) * n_rows // n_chunks):
             b = k // oy
             i = k - b * oy
-            col_sum[:] = 0.0
-            col_n[:] = 0
-            for u in range(fy):
-                row = a[b, i * fy + u]
-                for c in range(nx):
-                    x = row[c]
-                    ok = x == x  # not NaN
-                    col_sum[c] += x if ok else 0.0
-                    col_n[c] += ok
+            _sum_columns(a[b, i * fy : (i + 1) * fy], col_sum, col_n)
             orow = out[b, i]
             for j in range(ox):
                 s = 0.0
@@ -78,8 +99,8 @@ def _mean_2x2_cpu(a, min_valid, out):
         orow = out[b, i]
         for j in range(ox):
             x0, x1, x2, x3 = r0[2 * j], r0[2 * j + 1], r1[2 * j], r1[2 * j + 1]
-            left = (np.float64(x0) if x0 == x0 else 0.0) + (np.float64(x2) if x2 == x2 else 0.0)
-            right = (np.float64(x1) if x1 == x1 else 0.0) + (np.float64(x3) if x3 == x3 else 0.0)
+            left = _valid_or_zero(x0) + _valid_or_zero(x2)
+            right = _valid_or_zero(x1) + _valid_or_zero(x3)
             n = (x0 == x0) + (x1 == x1) + (x2 == x2) + (x3 == x3)
             orow[j] = (left + right) / n if n >= min_valid and n > 0 else np.nan
 
