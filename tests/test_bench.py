@@ -326,17 +326,3 @@ def test_a_failing_twin_is_warned_and_the_other_kernels_still_measured(monkeypat
     second = real_cases("tiny", np)[1].stage
     assert {r.stage for r in records} == {second}
     assert len(lines) == 1 and lines[0].startswith(second)
-
-
-def _closure_arrays(fn) -> set[int]:
-    return {id(c.cell_contents) for c in fn.__closure__ if isinstance(c.cell_contents, np.ndarray)}
-
-
-def test_copy_candidates_copy_their_own_buffers_below_the_threshold(monkeypatch):
-    # Shared buffers would be warm for the second copy while the twin starts cold.
-    small = kb.copy_candidates(4096, np, "cpu")
-    assert len(_closure_arrays(small["copy"])) == 2
-    assert _closure_arrays(small["copy"]).isdisjoint(_closure_arrays(small["copy_parallel"]))
-    monkeypatch.setattr(kb, "OWN_COPY_BUFFERS_BELOW", 1024)  # beyond the caches: shared
-    large = kb.copy_candidates(4096, np, "cpu")
-    assert _closure_arrays(large["copy"]) == _closure_arrays(large["copy_parallel"])

@@ -54,30 +54,14 @@ def _parallel_copy(src, dst):
         dst[i] = src[i]
 
 
-#: Up to this size each copy candidate gets buffers of its own (see ``copy_candidates``).
-OWN_COPY_BUFFERS_BELOW = 1 << 30
-
-
 def copy_candidates(nbytes: int, xp: Any, device: str) -> dict[str, Callable[[], Any]]:
-    """Same-size copies (``nbytes`` read+written) on the device, by implementation name.
-
-    Below ``OWN_COPY_BUFFERS_BELOW`` bytes each candidate copies its own buffers: shared
-    ones would be warm in the caches for the second candidate, which runs right after the
-    first, while the twin before them starts cold, so a cache-sized case would compare a
-    cold twin with a warm copy. Above it no cache holds either, and sharing saves memory.
-    """
+    """Same-size copies (``nbytes`` read+written) on the device, by implementation name."""
     n = max(1, nbytes // 2 // 4)
-    own = nbytes < OWN_COPY_BUFFERS_BELOW
-
-    def buffers() -> tuple[Any, Any]:
-        src = xp.ones(n, dtype=np.float32)
-        return src, xp.empty_like(src)
-
-    src, dst = buffers()
+    src = xp.ones(n, dtype=np.float32)
+    dst = xp.empty_like(src)
     candidates = {"copy": lambda: xp.copyto(dst, src)}
     if device == "cpu":
-        src2, dst2 = buffers() if own else (src, dst)
-        candidates["copy_parallel"] = lambda: _parallel_copy(src2, dst2)
+        candidates["copy_parallel"] = lambda: _parallel_copy(src, dst)
     return candidates
 
 
