@@ -63,6 +63,38 @@ def test_time_interleaved_alternates_the_calls():
     assert {k: t.repeats for k, t in timed.items()} == {"a": 3, "b": 3}
 
 
+def test_time_interleaved_prepares_before_every_call_untimed():
+    calls: list[str] = []
+    time_interleaved(
+        {"a": lambda: calls.append("a"), "b": lambda: calls.append("b")},
+        warmup=1,
+        repeats=2,
+        before_each=lambda: calls.append("evict"),
+    )
+    assert calls == ["evict", "a", "evict", "b"] * 3
+
+
+def test_last_level_cache_size_read_from_sysfs_layout(tmp_path):
+    for index, size in (("index0", "48K"), ("index2", "1024K"), ("index3", "32768K")):
+        (tmp_path / index).mkdir()
+        (tmp_path / index / "size").write_text(size + "\n")
+    assert kb.last_level_cache_bytes(root=tmp_path) == 32 << 20
+    assert kb.last_level_cache_bytes(default=123, root=tmp_path / "none") == 123
+
+
+def test_kernel_bench_evicts_the_caches_before_each_cpu_call(monkeypatch):
+    # A cache-sized case must not time one call warm and another cold: every call on the
+    # CPU is preceded by the eviction.
+    calls: list[str] = []
+    monkeypatch.setattr(kb, "cpu_cache_evictor", lambda: lambda: calls.append("evict"))
+    case = kb.Case("probe", {}, 8, lambda: calls.append("twin"), None, "none")
+    kb._measure(case, np, "cpu", repeats=2)
+    n_calls = 3 * (1 + len(kb.copy_candidates(8, np, "cpu")))  # warm-up + 2 rounds, each fn
+    assert calls.count("evict") == n_calls
+    assert calls.count("twin") == 3
+    assert all(calls[i - 1] == "evict" for i, c in enumerate(calls) if c == "twin")
+
+
 def test_inference_bench_is_exact_and_schema_valid(tmp_path, monkeypatch):
     # The GPU's rows fail (a kernel that does not compile there, say): warned, CPU rows kept.
     from smci_gpu.bench import inference

@@ -118,21 +118,30 @@ def _seconds(fn: Callable[[], Any], sync: Callable[[], None]) -> float:
 
 
 def time_interleaved(
-    fns: dict[str, Callable[[], Any]], *, device: str = "cpu", warmup: int = 1, repeats: int = 5
+    fns: dict[str, Callable[[], Any]],
+    *,
+    device: str = "cpu",
+    warmup: int = 1,
+    repeats: int = 5,
+    before_each: Callable[[], Any] | None = None,
 ) -> dict[str, Timing]:
     """Time several calls in alternating rounds (``a, b, a, b, ...``), one of each per round.
 
     A ratio between them is then measured under the same conditions: on a shared machine
     the memory bandwidth drifts between runs by up to 2×, which would otherwise move the
-    ratio of two back-to-back series as much as the code under test does.
+    ratio of two back-to-back series as much as the code under test does. ``before_each``
+    runs untimed before every call (e.g. to start each one with cold caches).
     """
     sync = _sync_for(device)
+    prepare = before_each or (lambda: None)
     for fn in fns.values():
         for _ in range(warmup):
+            prepare()
             _seconds(fn, sync)
     times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(repeats):
         for name, fn in fns.items():
+            prepare()
             times[name].append(_seconds(fn, sync))
     return {name: Timing.of(t) for name, t in times.items()}
 
