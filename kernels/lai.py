@@ -131,8 +131,11 @@ def _make_lai_gpu(as_dtype):
         n = comp.shape[0]
         if p >= comp.shape[1]:
             return
+        # Every NaN in the composites' dtype: a float64 one would widen the fill's
+        # arithmetic on the device (Numba types float32 * float64 as float64), while the
+        # CUDA simulator follows NumPy, which keeps float32, so only a real GPU would differ.
         nan = as_dtype(np.nan)
-        prev, b, bt = nan, nan, dates[0] * np.nan  # prev: no composite before the first
+        prev, b, bt = nan, nan, nan  # prev: no composite before the first
         j = -1  # index of the cached next valid composite (n: none left)
         for k in range(n):
             x = comp[k, p]
@@ -142,7 +145,7 @@ def _make_lai_gpu(as_dtype):
                     j = k + 1
                     while j < n and comp[j, p] != comp[j, p]:
                         j += 1
-                    b, bt = (comp[j, p], dates[j]) if j < n else (nan, dates[0] * np.nan)
+                    b, bt = (comp[j, p], dates[j]) if j < n else (nan, nan)
                 cur = as_dtype(_filled(prev, dates[max(k - 1, 0)], b, bt, dates[k]))
             for q in range(starts[k], starts[k + 1]):
                 d = order[q]
