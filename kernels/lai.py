@@ -204,6 +204,11 @@ def lai_tables(cdates: np.ndarray, tdates: np.ndarray, dtype):
     lo_k, hi_k, w = brackets(cdates, tdates)
     lo_c, order, starts = _day_order(lo_k, hi_k, cdates.size)
     dates = (cdates - cdates[0] if cdates.size else cdates).astype(dtype)
+    if dates.size > 1 and not np.all(np.diff(dates) > 0):
+        raise ValueError(
+            f"composite_dates are too close together for {np.dtype(dtype).name} composites: "
+            "counted from the first, two of them round to the same value"
+        )
     return dates, order, starts, lo_c, w.astype(dtype)
 
 

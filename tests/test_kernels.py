@@ -153,6 +153,12 @@ def test_fill_handles_slices_with_their_own_nan_pattern():
             lambda: K.lai_daily(np.zeros((2, 2)), np.array([8.0, 0.0]), np.array([1.0])),
             "strictly increasing",
         ),
+        (  # float32 composites: 1e-5 day after day 300 rounds onto it
+            lambda: K.lai_daily(
+                np.zeros((3, 2), np.float32), np.array([0.0, 300.0, 300.00001]), np.array([1.0])
+            ),
+            "composite_dates are too close together for float32",
+        ),
     ],
 )
 def test_bad_input_names_the_argument(call, match):
