@@ -225,7 +225,8 @@ def lai_daily(composites, composite_dates, target_dates, out=None):
     Each pixel is interpolated linearly between the two nearest composites around the
     target date; a NaN composite is skipped to the next valid one on that side; beyond
     the first/last valid composite the nearest one is held; a pixel with no valid
-    composite stays NaN.
+    composite stays NaN. The arithmetic is in the composites' dtype: for float32 LAI
+    (0–7) the result is within 1e-6 of the same interpolation in float64.
 
     Parameters
     ----------
