@@ -370,46 +370,6 @@ def test_lai_daily_unordered_days_and_gaps_in_some_chunks_only():
     )
 
 
-def _gpu_kernel_on_the_cpu(kernel):
-    """A 1-D GPU kernel's body compiled by Numba for the CPU, ``cuda.grid(1)`` always 0.
-
-    Numba types the arithmetic as on the device (the CUDA simulator runs it as Python and
-    NumPy instead, whose float32 * float promotion rules differ), so equal bits here mean
-    the device computes in the same types as the CPU twin.
-    """
-    import types
-
-    import numba
-
-    fake_cuda = types.ModuleType("fake_cuda")
-    fake_cuda.grid = numba.njit(lambda ndim: 0)
-    body = kernel.py_func
-    env = dict(body.__globals__, cuda=fake_cuda)
-    func = types.FunctionType(body.__code__, env, body.__name__, None, body.__closure__)
-    return numba.njit(func)
-
-
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_lai_gpu_kernel_computes_in_the_cpu_twins_types(dtype):
-    from smci_gpu.kernels import lai
-
-    rng = np.random.default_rng(5)
-    comp = (rng.random((12, 300)) * 6).astype(dtype)
-    comp[rng.random(comp.shape) < 0.4] = np.nan
-    comp[:4, :20] = np.nan  # leading gaps: hold the first valid composite
-    comp[-3:, 20:40] = np.nan  # trailing gaps: hold the last
-    comp[:, 40] = np.nan  # no valid composite at all
-    cdates = np.cumsum(rng.integers(3, 12, 12)).astype(float) + 7300.0
-    tdates = np.arange(cdates[0] - 4, cdates[-1] + 4, 0.7)
-    want = K.lai_daily(comp, cdates, tdates)
-    kernel = _gpu_kernel_on_the_cpu(lai._LAI_GPU[np.dtype(dtype)])
-    tables = lai.lai_tables(cdates, tdates, comp.dtype)
-    got = np.empty_like(want)
-    for p in range(comp.shape[1]):  # one pixel per call: the kernel's thread 0
-        kernel(comp[:, p : p + 1], *tables, got[:, p : p + 1])
-    np.testing.assert_array_equal(got, want)
-
-
 def test_lai_hand_worked_with_datetimes():
     comp = np.array([[1.0, 2.0], [np.nan, 4.0], [3.0, np.nan]])
     dates = np.array(["2018-01-01", "2018-01-09", "2018-01-17"], dtype="datetime64[D]")
