@@ -36,14 +36,8 @@ def _next_valid(comp, p0, p1, dates, nv, nt):
     nv[n, :m] = np.nan
     nt[n, :m] = np.nan
     for k in range(n - 1, -1, -1):
-        row, tk, nvk, ntk, later_v, later_t = (
-            comp[k, p0:p1],
-            dates[k],
-            nv[k],
-            nt[k],
-            nv[k + 1],
-            nt[k + 1],
-        )
+        row, tk, nvk, ntk = comp[k, p0:p1], dates[k], nv[k], nt[k]
+        later_v, later_t = nv[k + 1], nt[k + 1]
         for q in range(m):
             x, lv, lt = row[q], later_v[q], later_t[q]
             ok = x == x
