@@ -191,11 +191,17 @@ def _majority_cpu(a, fy, fx, nodata, has_nodata, out):
             out[b, i, j] = _majority_of(buf, n, nodata)
 
 
-# The uint8 histogram kernel ranks candidates by one integer key, count * 256 + (255 -
+# The uint8 majority kernels rank candidates by one integer key, count * 256 + (255 -
 # value): the largest key has the largest count and, among equal counts, the smallest
 # value. Taking a max of keys needs no branch, which matters because neighbouring classes
 # are unpredictable.
 _NEVER = -(1 << 20)  # nodata's starting count: its keys stay negative, never the best
+
+
+@numba.njit(inline="always")
+def _class_key(n, cls):
+    """The key of class ``cls`` seen ``n`` times (0, never the best, when ``n <= 0``)."""
+    return n * 256 + 255 - cls if n > 0 else 0
 
 
 @numba.njit(inline="always")
@@ -221,7 +227,7 @@ def _majority_by_histogram(rows, fx, nodata, has_nodata, counts, o):
                 x = block_row[v]
                 c = counts[x] + 1
                 counts[x] = c
-                best_key = max(best_key, c * 256 + 255 - np.int32(x))
+                best_key = max(best_key, _class_key(c, np.int32(x)))
         for u in range(fy):
             block_row = rows[u, j * fx : (j + 1) * fx]
             for v in range(fx):
@@ -273,11 +279,6 @@ def _byte_sum(w):
     # The four bytes of a uint32 word added: the top byte of w * 0x01010101 (exact while
     # the sum is at most 255). Numba widens uint32 arithmetic to 64 bits: keep 32 only.
     return np.int32(((w * np.uint32(0x01010101)) >> np.uint32(24)) & np.uint32(255))
-
-
-@numba.njit(inline="always")
-def _class_key(n, cls):
-    return n * 256 + 255 - cls if n > 0 else 0
 
 
 @numba.njit(inline="always")
@@ -484,8 +485,8 @@ def _majority_u8_gpu(a, fy, fx, nodata, has_nodata, out):
     best = 0
     for c in range(lane, 256, 32):
         n = hist[w, c]
-        if n > 0 and not (has_nodata and c == nodata):
-            best = max(best, n * 256 + 255 - c)
+        if not (has_nodata and c == nodata):
+            best = max(best, _class_key(n, c))
     # The warp's maximum by halving in shared memory (shuffles would do, but the CUDA
     # simulator that CI runs has none).
     keys = cuda.shared.array((WARPS_PER_BLOCK, 32), numba.int32)
