@@ -46,6 +46,13 @@ def _next_valid(comp, p0, p1, dates, nv, nt):
 
 
 @numba.njit(inline="always")
+def _lerp(a, w, b):
+    # The one interpolation both twins use, for filled composites and for target days:
+    # written once, so the twins evaluate it alike and give the same bits.
+    return a + w * (b - a)
+
+
+@numba.njit(inline="always")
 def _filled(a, at, b, bt, t):
     """A missing composite at date ``t`` from the composite before it, ``a`` at ``at``
     (valid or itself filled), and the next valid one, ``b`` at ``bt``: on the line
@@ -55,7 +62,7 @@ def _filled(a, at, b, bt, t):
     line from it to ``b`` is that line: filling in date order needs no date of the last
     valid composite per pixel, only the row before.
     """
-    v = a + (t - at) / (bt - at) * (b - a)
+    v = _lerp(a, (t - at) / (bt - at), b)
     v = b if a != a else v
     return a if bt != bt else v
 
@@ -69,7 +76,7 @@ def _emit_days(k, prev, cur, order, starts, lo_c, w, out, p0, p1):
         wd = w[d]
         o = out[d, p0:p1]
         for q in range(p1 - p0):
-            o[q] = a[q] + wd * (cur[q] - a[q])
+            o[q] = _lerp(a[q], wd, cur[q])
 
 
 @numba.njit(inline="always")
@@ -144,7 +151,7 @@ def _make_lai_gpu(as_dtype):
             for q in range(starts[k], starts[k + 1]):
                 d = order[q]
                 lo = prev if lo_c[d] < k else cur
-                out[d, p] = lo + w[d] * (cur - lo)
+                out[d, p] = _lerp(lo, w[d], cur)
             prev = cur
 
     return lai_gpu
