@@ -88,7 +88,8 @@ def test_kernel_bench_evicts_the_caches_before_each_cpu_call(monkeypatch):
     calls: list[str] = []
     monkeypatch.setattr(kb, "cpu_cache_evictor", lambda: lambda: calls.append("evict"))
     case = kb.Case("probe", {}, 8, lambda: calls.append("twin"), None, "none")
-    kb._measure(case, np, "cpu", repeats=2)
+    monkeypatch.setattr(kb, "make_cases", lambda size, xp: [case])
+    kb.run("tiny", ("cpu",), repeats=2)
     n_calls = 3 * (1 + len(kb.copy_candidates(8, np, "cpu")))  # warm-up + 2 rounds, each fn
     assert calls.count("evict") == n_calls
     assert calls.count("twin") == 3

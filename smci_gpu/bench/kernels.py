@@ -320,9 +320,10 @@ def run(
             xp = cupy_module()
         else:
             xp = np
+        evict = cpu_cache_evictor() if device == "cpu" else None
         for case in make_cases(size, xp):
             try:
-                rec = _measure(case, xp, device, repeats)
+                rec = _measure(case, xp, device, repeats, evict)
             except Exception as exc:  # one kernel must not cost the rest of the table
                 warnings.warn(f"{case.stage} on {device} failed: {exc!r}", stacklevel=2)
                 continue
@@ -335,13 +336,15 @@ def run(
     return records
 
 
-def _measure(case: Case, xp: Any, device: str, repeats: int) -> list[Record]:
-    """The twin's, the reference's and the copy ceiling's records for one case."""
+def _measure(
+    case: Case, xp: Any, device: str, repeats: int, evict: Callable[[], Any] | None
+) -> list[Record]:
+    """The twin's, the reference's and the copy ceiling's records for one case, ``evict``
+    (on the CPU) run before each timed call."""
     # The twin and the copies alternate, so their ratio sees the same machine, and on the
     # CPU each starts with cold caches: else a cache-sized case would time whichever call
     # follows one that shares its buffers (the two copies do) warm and the others cold.
     fns = {"twin": case.twin, **copy_candidates(case.bytes, xp, device)}
-    evict = cpu_cache_evictor() if device == "cpu" else None
     timed = time_interleaved(fns, device=device, repeats=repeats, before_each=evict)
     twin = timed.pop("twin")
     copy_impl = min(timed, key=lambda k: timed[k].median)
