@@ -1,19 +1,33 @@
-"""ERA5-Land reader: CDS NetCDF (old and new layouts) and GRIB → canonical daily fields.
+"""ERA5-Land reader: CDS NetCDF (old and new layouts), GRIB and CDS zips → canonical daily fields.
 
 Canonical means: dimensions ``(time, lat, lon)``, latitude ascending, longitude in
 −180..180, one value per day, canonical names and units from ``variables.yaml``.
 
 * States (soil moisture/temperature, t2m, LAI) are daily means of whatever the file
-  holds (hourly values are averaged; daily-statistics files are taken as they are).
-* Accumulations (tp, e, pev, ssrd, strd) accumulate from 00 UTC, so the 00 UTC value of
-  day d+1 is day d's total: only 00 UTC values are used, stamped back by one day. This
-  works for hourly files and for files holding only the 00 UTC steps.
+  holds: hourly values are averaged; files from the CDS daily-statistics service
+  (``derived-era5-land-daily-statistics``) are taken as they are when their statistic is
+  ``daily_mean``, and refused for any other statistic.
+* Accumulations (tp, e, pev, ssrd, strd) accumulate from 00 UTC in the hourly dataset
+  ``reanalysis-era5-land``, so the 00 UTC value of day d+1 is day d's total: only 00 UTC
+  values are used, stamped back by one day. This works for hourly files and for files
+  holding only the 00 UTC steps. The daily-statistics service gives no daily total for
+  ERA5-Land accumulations (ECMWF, "ERA5 family post-processed daily statistics
+  documentation", Table 1: accumulated parameters are not available for ERA5-Land), so an
+  accumulation in such a file is refused with a message saying what to download instead.
 * The old layout's ``expver`` dimension (ERA5 and ERA5T mixed) is merged, preferring the
   final release (expver 1) where both exist.
+* GRIB (read through cfgrib, which never writes an index beside the file here): soil
+  layers sit on level type ``depthBelowLandLayer`` (GRIB1 level type 112) with one scalar
+  level coordinate per layer, so each variable is taken from its own hypercube and
+  checked against its layer's top depth.
+* The file kind comes from its first bytes, not its suffix: a CDS zip of per-stream
+  NetCDF files saved as ``.nc`` is read member by member, in memory.
 """
 
 from __future__ import annotations
 
+import tempfile
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,47 +36,168 @@ import pandas as pd
 import xarray as xr
 
 from smci_gpu.errors import InputDataError
-from smci_gpu.variables import ACCUMULATED, canonical_name
+from smci_gpu.variables import ACCUMULATED, ERA5LAND_LAYERS_CM, canonical_name, canonical_units
 
-GRIB_SUFFIXES = (".grib", ".grb", ".grib2", ".grb2")
+GRIB_SUFFIXES = (".grib", ".grb", ".grib1", ".grib2", ".grb2")
+#: Suffixes the folder scan picks up; the content, not the suffix, decides how to read.
+ERA5_SUFFIXES = (".nc", ".nc4", ".netcdf", ".zip", *GRIB_SUFFIXES)
+
+_MAGIC = {
+    b"PK\x03\x04": "zip",
+    b"GRIB": "grib",
+    b"CDF\x01": "netcdf",
+    b"CDF\x02": "netcdf",
+    b"CDF\x05": "netcdf",
+    b"\x89HDF": "netcdf",  # NetCDF4 is HDF5
+}
+#: Global attributes that mark a file from the CDS daily-statistics service.
+_STATISTIC_KEYS = ("statistic", "daily_statistic")
+#: Accepted unit spellings besides the canonical one (ecCodes and CDS NetCDF spellings).
+_UNIT_SYNONYMS = {"m": ("m of water equivalent",)}
 
 
-def _open(path: Path) -> list[xr.Dataset]:
-    """The file as datasets: one for NetCDF; for GRIB one per hypercube, because states
-    (analyses) and accumulations (forecast steps) do not share a time axis."""
+def file_kind(head: bytes) -> str | None:
+    """``"zip"``, ``"grib"``, ``"netcdf"`` or None from a file's first bytes (magic numbers:
+    ZIP local header ``PK\\x03\\x04``, GRIB indicator section ``GRIB``, NetCDF classic
+    ``CDF\\x01|\\x02|\\x05``, NetCDF4/HDF5 signature ``\\x89HDF``)."""
+    return _MAGIC.get(head[:4])
+
+
+def _open(path: Path) -> list[tuple[str, xr.Dataset]]:
+    """The file's datasets, each with the label error messages use for it.
+
+    NetCDF gives one dataset; GRIB one per hypercube (cfgrib splits states and
+    accumulations, and each soil layer's scalar level); a zip one or more per member.
+    """
     try:
-        if path.suffix.lower() in GRIB_SUFFIXES:
-            import cfgrib
-
-            return cfgrib.open_datasets(str(path), indexpath="")
-        return [xr.open_dataset(path, engine="netcdf4")]
+        with open(path, "rb") as f:
+            head = f.read(8)
     except FileNotFoundError as exc:
         raise InputDataError(f"ERA5-Land file {path} does not exist") from exc
     except PermissionError as exc:
         raise InputDataError(f"ERA5-Land file {path} is not readable (permission denied)") from exc
+    if not head:
+        raise InputDataError(f"ERA5-Land file {path} is empty")
+    kind = file_kind(head)
+    if kind == "zip":
+        return _open_zip(path)
+    label = str(path)
+    if kind == "grib":
+        return [(label, ds) for ds in _guarded(label, _open_grib, path)]
+    return [(label, _guarded(label, _open_netcdf_file, path))]
+
+
+def _guarded(label: str, opener, *args):
+    """``opener(*args)``; any reader failure becomes one :class:`InputDataError` naming
+    ``label``."""
+    try:
+        return opener(*args)
+    except InputDataError:
+        raise
     except Exception as exc:  # noqa: BLE001 - netCDF/HDF5/ecCodes raise many types
-        size = path.stat().st_size if path.exists() else 0
-        what = "is empty" if size == 0 else f"is not a readable NetCDF/GRIB file ({exc})"
-        raise InputDataError(f"ERA5-Land file {path} {what}") from exc
+        raise InputDataError(
+            f"ERA5-Land file {label} is not a readable NetCDF/GRIB file ({exc})"
+        ) from exc
 
 
-def _time_name(ds: xr.Dataset, path: Path) -> str:
+def _open_netcdf_file(path: Path) -> xr.Dataset:
+    with xr.open_dataset(path, engine="netcdf4") as ds:
+        return ds.load()
+
+
+def _open_netcdf_bytes(name: str, data: bytes) -> xr.Dataset:
+    """A NetCDF (classic or 4) held in memory: netCDF4 opens it without a file."""
+    import netCDF4
+
+    nc = netCDF4.Dataset(name, mode="r", memory=data)
+    with xr.open_dataset(xr.backends.NetCDF4DataStore(nc)) as ds:
+        return ds.load()
+
+
+def _open_grib(path: Path) -> list[xr.Dataset]:
+    """cfgrib hypercubes, loaded. ``indexpath`` must travel in ``backend_kwargs``:
+    ``cfgrib.open_datasets(path, backend_kwargs={}, **kwargs)`` builds its file index
+    from ``backend_kwargs`` only, and writes ``<file>.<hash>.idx`` beside the file
+    otherwise."""
+    import warnings
+
+    import cfgrib
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # xarray's merge defaults, in cfgrib
+        datasets = cfgrib.open_datasets(str(path), backend_kwargs={"indexpath": ""})
+    return [ds.load() for ds in datasets]
+
+
+def _open_zip(path: Path) -> list[tuple[str, xr.Dataset]]:
+    """Every NetCDF/GRIB member of a CDS zip (e.g. ``data_stream-oper_stepType-instant.nc``
+    and ``data_stream-oper_stepType-accum.nc``), read without extracting beside it."""
+    out: list[tuple[str, xr.Dataset]] = []
+    try:
+        archive = zipfile.ZipFile(path)
+    except zipfile.BadZipFile as exc:
+        raise InputDataError(
+            f"ERA5-Land file {path} is a damaged zip archive ({exc}); download it again"
+        ) from exc
+    with archive:
+        for info in archive.infolist():
+            if info.is_dir():
+                continue
+            label = f"{path} (zip member {info.filename})"
+            data = _guarded(label, archive.read, info)
+            kind = file_kind(data[:8])
+            if kind == "netcdf":
+                out.append((label, _guarded(label, _open_netcdf_bytes, info.filename, data)))
+            elif kind == "grib":
+                out.extend((label, ds) for ds in _guarded(label, _grib_bytes, data))
+    if not out:
+        raise InputDataError(
+            f"ERA5-Land file {path} is a zip archive without NetCDF or GRIB members; "
+            "put the CDS download's .nc/.grib files (or the zip the CDS delivered) there"
+        )
+    return out
+
+
+def _grib_bytes(data: bytes) -> list[xr.Dataset]:
+    """GRIB held in memory: cfgrib needs a file, so it goes to a private temporary folder
+    (never the input folder) and is loaded before the folder is removed."""
+    with tempfile.TemporaryDirectory(prefix="smci-grib-") as tmp:
+        member = Path(tmp) / "member.grib"
+        member.write_bytes(data)
+        return _open_grib(member)
+
+
+def _time_axis(ds: xr.Dataset, label: str) -> xr.Dataset:
+    """``ds`` with one time dimension, named ``time``, holding valid times.
+
+    GRIB hypercubes come as forecasts ``(time, step)`` (accumulations), as analyses with
+    a scalar ``step`` and ``valid_time`` along ``time``, or with a scalar time; CDS
+    NetCDF has ``valid_time`` (new) or ``time`` (old) as its dimension.
+    """
+    if "step" in ds.dims:
+        ds = _forecast_to_valid_time(ds, label)
+    elif "valid_time" in ds.coords and "valid_time" not in ds.dims:
+        vt = ds["valid_time"]
+        if vt.ndim == 0:
+            ds = ds.drop_vars([c for c in ("time",) if c in ds.coords and c not in ds.dims])
+            ds = ds.expand_dims("valid_time")
+        elif vt.ndim == 1:
+            ds = ds.swap_dims({vt.dims[0]: "valid_time"})
     for name in ("valid_time", "time"):
         if name in ds.dims:
-            return name
-    if "valid_time" in ds.coords and ds["valid_time"].ndim == 0:  # GRIB with scalar time
-        return "valid_time"
-    raise InputDataError(f"ERA5-Land file {path} has no 'valid_time' or 'time' dimension")
+            drop = [c for c in ds.coords if c in ("valid_time", "time") and c != name]
+            return ds.drop_vars(drop).rename({name: "time"})
+    raise InputDataError(f"ERA5-Land file {label} has no 'valid_time' or 'time' dimension")
 
 
-def _forecast_to_valid_time(ds: xr.Dataset, path: Path) -> xr.Dataset:
+def _forecast_to_valid_time(ds: xr.Dataset, label: str) -> xr.Dataset:
     """GRIB forecasts ``(time, step, lat, lon)`` (accumulations) → one ``valid_time`` axis.
 
     Every (start, step) pair becomes its valid time; pairs that are all NaN (steps a
     message set does not hold) are dropped.
     """
     if "valid_time" not in ds.coords:
-        raise InputDataError(f"ERA5-Land file {path} has forecast steps but no valid_time")
+        raise InputDataError(f"ERA5-Land file {label} has forecast steps but no valid_time")
     if "time" not in ds.dims:
         ds = ds.expand_dims("time")
     ds = ds.transpose("time", "step", ...)
@@ -79,44 +214,115 @@ def _forecast_to_valid_time(ds: xr.Dataset, path: Path) -> xr.Dataset:
     return flat_ds.isel(valid_time=np.flatnonzero(keep))
 
 
-def canonicalize(ds: xr.Dataset, path: Path) -> dict[str, xr.DataArray]:
-    """One file's variables with canonical names, ``time`` stamps, lat ascending, lon ±180.
+def _check_layer(canon: str, ds: xr.Dataset, label: str) -> None:
+    """A soil variable on ``depthBelowLandLayer`` must sit at its own layer's top depth
+    (ecCodes ``level`` = ``topLevel``: cm in GRIB1, m in GRIB2); cfgrib gives it as a
+    scalar coordinate."""
+    if canon not in _LAYER_OF or "depthBelowLandLayer" not in ds.coords:
+        return
+    level = ds["depthBelowLandLayer"]
+    if level.ndim:
+        return  # a level dimension: handled (refused) with the other extra dimensions
+    top_cm = ERA5LAND_LAYERS_CM[_LAYER_OF[canon]][0]
+    if not np.isclose(float(level), top_cm) and not np.isclose(float(level), top_cm / 100.0):
+        raise InputDataError(
+            f"ERA5-Land file {label}: variable '{canon}' is on depthBelowLandLayer "
+            f"{float(level):g}, but its ERA5-Land layer starts at {top_cm:g} cm"
+        )
 
-    Time stamps are still the file's own (hourly or daily); see :func:`to_daily`.
+
+# swvlN and stlN share layer N's depths (ECMWF IFS documentation, Part IV: 0-7, 7-28,
+# 28-100, 100-289 cm).
+_LAYER_OF = {f"{v}{k}": f"swvl{k}" for v in ("swvl", "stl") for k in range(1, 5)}
+
+
+def daily_statistic(ds: xr.Dataset) -> str | None:
+    """The CDS daily statistic a file holds (``"daily_mean"``, ``"daily_maximum"``, …), or
+    None for hourly data.
+
+    Files from ``derived-era5-land-daily-statistics`` carry it as a global attribute
+    (``statistic``/``daily_statistic``); a ``frequency`` of one day without a named
+    statistic is reported as ``"unknown"``.
     """
-    if "step" in ds.dims:
-        ds = _forecast_to_valid_time(ds, path)
-    tname = _time_name(ds, path)
-    if ds[tname].ndim == 0:
-        ds = ds.expand_dims(tname)
+    for key in _STATISTIC_KEYS:
+        if key in ds.attrs:
+            return str(ds.attrs[key]).strip().lower()
+    frequency = str(ds.attrs.get("frequency", "")).strip().lower()
+    if frequency in ("1d", "1_daily", "daily", "day"):
+        return "unknown"
+    return None
+
+
+def canonicalize(ds: xr.Dataset, path: Path | str) -> dict[str, xr.DataArray]:
+    """One dataset's variables with canonical names, ``time`` stamps, lat ascending, lon ±180.
+
+    Parameters
+    ----------
+    ds
+        One CDS NetCDF dataset or one cfgrib hypercube.
+    path
+        The file (or ``file (zip member …)`` label) named in error messages.
+
+    Returns
+    -------
+    dict
+        Canonical name → ``(time, lat, lon)`` DataArray with the file's own time stamps
+        (hourly or daily; see :func:`to_daily`); a file from the daily-statistics service
+        marks each with ``attrs["cds_daily_statistic"]``.
+
+    Raises
+    ------
+    InputDataError
+        No time or latitude/longitude axis, repeated time stamps, a soil variable on
+        another layer's depth, or an extra dimension that is not a single level.
+    """
+    label = str(path)
+    statistic = daily_statistic(ds)
+    ds = _time_axis(ds, label)
     if "expver" in ds.dims:  # old layout mixing ERA5 (1) and ERA5T (5)
         first = ds.isel(expver=0)
         for k in range(1, ds.sizes["expver"]):
             first = first.combine_first(ds.isel(expver=k))
         ds = first
-    drop = [
-        c for c in ("number", "expver", "step", "surface", "time") if c in ds.coords and c != tname
-    ]
-    ds = ds.drop_vars(drop).rename({tname: "time"})
     rename = {a: b for a, b in (("latitude", "lat"), ("longitude", "lon")) if a in ds.dims}
     ds = ds.rename(rename)
     for dim in ("lat", "lon"):
         if dim not in ds.dims:
-            raise InputDataError(f"ERA5-Land file {path} has no '{dim}' (latitude/longitude) axis")
+            raise InputDataError(f"ERA5-Land file {label} has no '{dim}' (latitude/longitude) axis")
     if ds.indexes["time"].has_duplicates:
-        raise InputDataError(f"ERA5-Land file {path} repeats time stamps")
+        raise InputDataError(f"ERA5-Land file {label} repeats time stamps")
     lon = ds["lon"].values
     if np.any(lon > 180):
         ds = ds.assign_coords(lon=((lon + 180.0) % 360.0) - 180.0)
     ds = _ascending(ds, ("time", "lat", "lon"))
     out = {}
     for name in ds.data_vars:
+        da = ds[name]
         canon = canonical_name("era5land", str(name))
         if canon is None:
-            canon = canonical_name("era5land", str(ds[name].attrs.get("GRIB_shortName", "")))
-        if canon is not None:
-            out[canon] = ds[name]
+            canon = canonical_name("era5land", str(da.attrs.get("GRIB_shortName", "")))
+        if canon is None:
+            continue
+        _check_layer(canon, ds, label)
+        out[canon] = _plain(canon, da, label, statistic)
     return out
+
+
+def _plain(canon: str, da: xr.DataArray, label: str, statistic: str | None) -> xr.DataArray:
+    """``da`` as ``(time, lat, lon)`` with no other coordinates (GRIB level, ``number``,
+    ``expver``, ``step``…), so variables from different hypercubes combine."""
+    extra = [d for d in da.dims if d not in ("time", "lat", "lon")]
+    for dim in extra:
+        if da.sizes[dim] != 1:
+            raise InputDataError(
+                f"ERA5-Land file {label}: variable '{canon}' has {da.sizes[dim]} values "
+                f"along '{dim}'; expected one field per time (one level, one member)"
+            )
+    da = da.squeeze(extra, drop=True).transpose("time", "lat", "lon")
+    da = da.drop_vars([c for c in da.coords if c not in ("time", "lat", "lon")])
+    if statistic is not None:
+        da.attrs = {**da.attrs, "cds_daily_statistic": statistic}
+    return da.rename(canon)
 
 
 def _ascending(ds: xr.Dataset, dims: tuple[str, ...]) -> xr.Dataset:
@@ -134,16 +340,56 @@ def _ascending(ds: xr.Dataset, dims: tuple[str, ...]) -> xr.Dataset:
     return ds
 
 
-def _check_units(name: str, da: xr.DataArray, path: Path) -> None:
+def _unit_key(units: str) -> str:
+    """Units without spelling differences: ``m**3 m**-3`` = ``m^3 m^-3`` = ``m3 m-3``."""
+    return " ".join(units.replace("**", "").replace("^", "").split())
+
+
+def _check_units(name: str, da: xr.DataArray, label: str) -> None:
+    """The variable's ``units`` attribute must be its canonical unit (any ecCodes/CF
+    spelling) or absent (CDO-converted files may drop it)."""
     units = str(da.attrs.get("units", "")).strip()
-    if name.startswith("swvl") and units not in ("", "m3 m-3", "m**3 m**-3", "m^3 m^-3"):
-        raise InputDataError(f"{path}: variable {name} has units '{units}', expected m3 m-3")
-    if name.startswith(("stl", "t2m")) and units not in ("", "K"):
-        raise InputDataError(f"{path}: variable {name} has units '{units}', expected K")
+    want = canonical_units("era5land", name)
+    accepted = {_unit_key(want), *(_unit_key(u) for u in _UNIT_SYNONYMS.get(want, ()))}
+    if units and _unit_key(units) not in accepted:
+        raise InputDataError(f"{label}: variable {name} has units '{units}', expected {want}")
+
+
+def _check_statistic(name: str, da: xr.DataArray, label: str) -> None:
+    """Refuse what a daily-statistics file cannot give (see the module docstring)."""
+    statistic = da.attrs.get("cds_daily_statistic")
+    if statistic is None:
+        return
+    if name in ACCUMULATED:
+        raise InputDataError(
+            f"{label}: variable '{name}' comes from the CDS daily-statistics service "
+            f"(statistic '{statistic}'), which gives no daily total for ERA5-Land "
+            f"accumulations; download '{name}' from the hourly dataset 'reanalysis-era5-land' "
+            "at time 00:00 instead (the 00 UTC value of day d+1 is day d's total)"
+        )
+    if statistic != "daily_mean":
+        raise InputDataError(
+            f"{label}: variable '{name}' holds the daily statistic '{statistic}'; the "
+            "engine needs 'daily_mean' (or hourly data) for ERA5-Land states"
+        )
 
 
 def to_daily(name: str, da: xr.DataArray) -> xr.DataArray:
-    """Daily values of one variable (see the module docstring for the rules)."""
+    """Daily values of one variable (see the module docstring for the rules).
+
+    Parameters
+    ----------
+    name
+        Canonical name: an accumulation (``ACCUMULATED``) or a state.
+    da
+        ``(time, …)`` with the file's own time stamps (hourly or daily).
+
+    Returns
+    -------
+    xarray.DataArray
+        One value per day, stamped at the day's 00:00: for accumulations the next day's
+        00 UTC value, for states the mean of the day's stamps.
+    """
     times = pd.DatetimeIndex(da["time"].values)
     if name in ACCUMULATED:
         at00 = da.isel(time=np.flatnonzero(times.hour == 0))
@@ -154,6 +400,48 @@ def to_daily(name: str, da: xr.DataArray) -> xr.DataArray:
     return da.assign_coords(time=times.normalize())
 
 
+def read_file(path: str | Path) -> dict[str, list[tuple[str, xr.DataArray]]]:
+    """Every ERA5-Land variable of one file, canonical (see :func:`canonicalize`).
+
+    Returns
+    -------
+    dict
+        Canonical name → list of ``(label, DataArray)``, one per dataset holding it
+        (cfgrib may split one variable over several hypercubes).
+
+    Raises
+    ------
+    InputDataError
+        The file is missing, empty, unreadable or not NetCDF/GRIB/zip of them.
+    """
+    path = Path(path)
+    fields: dict[str, list[tuple[str, xr.DataArray]]] = {}
+    for label, ds in _open(path):
+        for name, da in canonicalize(ds, label).items():
+            fields.setdefault(name, []).append((label, da))
+    return fields
+
+
+def _same_grid(grid, da: xr.DataArray, label: str):
+    """The grid every file shares (the first one seen); another grid is an error."""
+    this = (da["lat"].values, da["lon"].values)
+    if grid is None:
+        return this
+    if not (np.array_equal(grid[0], this[0]) and np.array_equal(grid[1], this[1])):
+        raise InputDataError(f"{label}: grid differs from the other ERA5-Land files")
+    return grid
+
+
+def _one_series(name: str, found: list[tuple[str, xr.DataArray]], path: Path) -> xr.DataArray:
+    """One file's pieces of a variable (cfgrib hypercubes, zip members) as one time series."""
+    if len(found) == 1:
+        return found[0][1]
+    da = xr.concat([d for _, d in found], dim="time", join="exact")
+    if da.indexes["time"].has_duplicates:
+        raise InputDataError(f"ERA5-Land file {path} repeats time stamps of '{name}'")
+    return da.sortby("time")
+
+
 @dataclass
 class Era5LandArchive:
     """All ERA5-Land files of a folder, read per period into canonical daily fields."""
@@ -162,10 +450,21 @@ class Era5LandArchive:
 
     @classmethod
     def from_folder(cls, folder: str | Path) -> Era5LandArchive:
+        """The folder's NetCDF, GRIB and zip files (by suffix; hidden files are skipped).
+
+        Raises
+        ------
+        InputDataError
+            The folder holds no such file.
+        """
         folder = Path(folder)
-        paths = sorted(p for p in folder.glob("*") if p.suffix.lower() in (".nc", *GRIB_SUFFIXES))
+        paths = sorted(
+            p
+            for p in folder.glob("*")
+            if p.suffix.lower() in ERA5_SUFFIXES and not p.name.startswith(".")
+        )
         if not paths:
-            raise InputDataError(f"no ERA5-Land NetCDF/GRIB files in {folder}")
+            raise InputDataError(f"no ERA5-Land NetCDF/GRIB/zip files in {folder}")
         return cls(paths)
 
     def load(
@@ -184,36 +483,41 @@ class Era5LandArchive:
             A day that some variable lacks is an error (False), or NaN with the day and
             its variables listed in ``attrs["missing_days"]`` (``{"YYYY-MM-DD": [names]}``),
             so that production can fail that day alone.
+
+        Returns
+        -------
+        xarray.Dataset
+            ``(time, lat, lon)`` (or ``(time, point)``) float32 variables in canonical units.
         """
         start, end = pd.Timestamp(start).normalize(), pd.Timestamp(end).normalize()
         pieces: dict[str, list[xr.DataArray]] = {v: [] for v in variables}
         grid = None
         for path in self.paths:
-            fields = {}
-            for ds in _open(path):
-                fields.update(canonicalize(ds, path))
-            for name, da in fields.items():
+            for name, found in read_file(path).items():
                 if name not in pieces:
                     continue
+                for label, da in found:
+                    _check_statistic(name, da, label)
+                    _check_units(name, da, label)
+                    grid = _same_grid(grid, da, label)
+                da = _one_series(name, found, path)
                 t = pd.DatetimeIndex(da["time"].values)
                 if t.max() < start or t.min() > end + pd.Timedelta(days=1):
                     continue
-                _check_units(name, da, path)
-                this_grid = (da["lat"].values, da["lon"].values)
-                if grid is None:
-                    grid = this_grid
-                elif not (
-                    np.array_equal(grid[0], this_grid[0]) and np.array_equal(grid[1], this_grid[1])
-                ):
-                    raise InputDataError(f"{path}: grid differs from the other ERA5-Land files")
-                daily = to_daily(name, da)
-                daily = daily.sel(time=slice(start, end))
-                if points is not None:
-                    daily = daily.isel(
-                        lat=xr.DataArray(points[0], dims="point"),
-                        lon=xr.DataArray(points[1], dims="point"),
-                    )
-                pieces[name].append(daily.astype(np.float32).load())
+                pieces[name].append(self._daily(name, da, start, end, points))
+        return self._assemble(pieces, start, end, allow_missing_days)
+
+    @staticmethod
+    def _daily(name, da, start, end, points) -> xr.DataArray:
+        daily = to_daily(name, da).sel(time=slice(start, end))
+        if points is not None:
+            daily = daily.isel(
+                lat=xr.DataArray(points[0], dims="point"),
+                lon=xr.DataArray(points[1], dims="point"),
+            )
+        return daily.astype(np.float32).load()
+
+    def _assemble(self, pieces, start, end, allow_missing_days) -> xr.Dataset:
         days = pd.date_range(start, end, freq="D")
         out = {}
         gaps: dict[str, list[str]] = {}
