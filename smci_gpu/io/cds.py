@@ -207,6 +207,8 @@ def _level_keys(name: str) -> dict:
 
     if name[:-1] in ("swvl", "stl") and name[-1] in "1234":
         top, bottom = ERA5LAND_LAYERS_CM[f"swvl{name[-1]}"]
+        # GRIB 1 holds each level in one octet: layer 4's 289 cm is written as 255.
+        bottom = min(bottom, 255)
         return {"typeOfLevel": "depthBelowLandLayer", "topLevel": top, "bottomLevel": bottom}
     return {"typeOfLevel": "surface", "level": 0}
 
@@ -225,8 +227,8 @@ def write_cds_grib(
     them: forecasts from 00 UTC with steps 1–24 h, so the value valid at 00 UTC of day
     d+1 is step 24 of the forecast from day d (the reader recovers valid times). Soil
     layers (swvl1–4, stl1–4) are on level type ``depthBelowLandLayer`` (GRIB1 table 3
-    code 112) with ``topLevel``/``bottomLevel`` in cm (0–7, 7–28, 28–100, 100–289), as
-    in MARS ERA5-Land messages; the other fields are on ``surface``.
+    code 112) with ``topLevel``/``bottomLevel`` in cm (0–7, 7–28, 28–100, 100–255: one
+    octet cannot hold 289), as in MARS ERA5-Land messages; the other fields are on ``surface``.
 
     Returns
     -------
