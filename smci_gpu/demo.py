@@ -38,7 +38,7 @@ from scipy import ndimage
 
 from smci_gpu.grid import RegularGrid, era5land_grid, nearest_index, target_grid
 from smci_gpu.io.atomic import atomic_path
-from smci_gpu.io.cds import cds_dataset, write_cds_netcdf
+from smci_gpu.io.cds import cds_dataset, write_cds_grib, write_cds_netcdf
 from smci_gpu.io.geotiff import write_geotiff
 from smci_gpu.variables import ACCUMULATED, ERA5LAND_FEATURES
 
@@ -51,7 +51,7 @@ FOREST_CLASSES = (1, 4, 5)
 LAI_SCALE = 0.1
 LAI_FILL = 255
 #: Bumped whenever the generator's output changes, so an old world is regenerated.
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 FAULT_TYPES = ("spike", "break", "plateau", "range", "frozen", "gap")
 
 
@@ -68,7 +68,8 @@ class DemoSpec:
     spinup_days: int = 365
     n_stations: int = 60
     production_days: tuple[str, ...] = ("2018-07-10", "2018-07-11", "2018-07-12")
-    era5_layout: str = "daily"  # "daily" (daily statistics + 00 UTC accumulations) | "hourly"
+    # "daily" (daily statistics + 00 UTC accumulations) | "hourly" | "grib" (see _write_era5)
+    era5_layout: str = "daily"
     faults_per_series: float = 1.5
     depth_missing_probability: float = 0.15
     extra: dict = field(default_factory=dict)
@@ -454,37 +455,63 @@ def _write_era5(
     days: pd.DatetimeIndex,
     fields: dict[str, np.ndarray],
 ) -> None:
-    """Write ERA5-Land fields (daily values, days+1 for accumulations) per month."""
+    """Write ERA5-Land fields (daily values, days+1 for accumulations) per month, as the
+    CDS delivers them (``spec.era5_layout``):
+
+    * ``daily``: states from the daily-statistics service (``daily_mean``, UTC days) and
+      accumulations from the hourly dataset at 00:00 (day d's total at 00 UTC of d+1);
+      the daily-statistics service has no daily totals for ERA5-Land accumulations.
+    * ``hourly``: everything from the hourly dataset, all 24 hours, longitudes 0–360.
+    * ``grib``: GRIB 1 as MARS holds it (soil layers on ``depthBelowLandLayer``), states
+      from the hourly dataset at 00/06/12/18 UTC and accumulations at 00:00.
+    """
     out = inputs / "era5land"
     states = [v for v in ERA5LAND_FEATURES if v not in ACCUMULATED]
     n = days.size - 1  # the last entry only feeds the 00 UTC accumulation of the last day
     for month in pd.period_range(days[0], days[n - 1], freq="M"):
         sel = np.flatnonzero(days[:n].to_period("M") == month)
         stamp = f"{month.year}{month.month:02d}"
-        if spec.era5_layout == "hourly":
-            hours = pd.date_range(days[sel[0]], periods=sel.size * 24, freq="h")
-            hourly = {}
-            for v in states:
-                hourly[v] = np.repeat(fields[v][sel], 24, axis=0)
-            frac = (np.arange(sel.size * 24) % 24)[:, None, None] / 24.0
-            for v in ACCUMULATED:
-                # value at hour h of day d: the accumulation since 00 UTC; at 00 UTC it is
-                # the previous day's total.
-                today = np.repeat(fields[v][sel], 24, axis=0)
-                prev = np.repeat(fields[v][np.maximum(sel - 1, 0)], 24, axis=0)
-                hourly[v] = np.where(frac == 0, prev, today * frac)
-            ds = cds_dataset(hourly, hours, era.lat, era.lon % 360.0, layout="new")
-            write_cds_netcdf(ds, out / f"era5land_hourly_{stamp}.nc")
-            continue
-        daily = {v: fields[v][sel] for v in states}
-        ds = cds_dataset(daily, days[sel], era.lat, era.lon, layout="new")
-        ds.attrs["frequency"] = "1d"
-        ds.attrs["statistic"] = "daily_mean"
-        write_cds_netcdf(ds, out / f"era5land_daily_mean_{stamp}.nc")
-        # Accumulations at 00 UTC of the following day hold the day's total.
         acc = {v: fields[v][sel] for v in ACCUMULATED}
-        ds = cds_dataset(acc, days[sel + 1], era.lat, era.lon, layout="new")
-        write_cds_netcdf(ds, out / f"era5land_accum_00utc_{stamp}.nc")
+        if spec.era5_layout == "hourly":
+            _write_era5_hourly(out / f"era5land_hourly_{stamp}.nc", era, days, sel, fields)
+        elif spec.era5_layout == "grib":
+            hours = (0, 6, 12, 18)
+            offsets = pd.to_timedelta(hours, unit="h").values
+            stamps = pd.DatetimeIndex((days[sel].values[:, None] + offsets[None]).ravel())
+            synoptic = {v: np.repeat(fields[v][sel], len(hours), axis=0) for v in states}
+            write_cds_grib(synoptic, stamps, era.lat, era.lon, out / f"era5land_{stamp}.grib")
+            path = out / f"era5land_accum_00utc_{stamp}.grib"
+            write_cds_grib(acc, days[sel + 1], era.lat, era.lon, path)
+        elif spec.era5_layout == "daily":
+            daily = {v: fields[v][sel] for v in states}
+            ds = cds_dataset(daily, days[sel], era.lat, era.lon, "new", statistic="daily_mean")
+            write_cds_netcdf(ds, out / f"era5land_daily_mean_{stamp}.nc")
+            ds = cds_dataset(acc, days[sel + 1], era.lat, era.lon, layout="new")
+            write_cds_netcdf(ds, out / f"era5land_accum_00utc_{stamp}.nc")
+        else:
+            raise ValueError(f"unknown era5_layout {spec.era5_layout!r} (daily|hourly|grib)")
+
+
+def _write_era5_hourly(
+    path: Path,
+    era: RegularGrid,
+    days: pd.DatetimeIndex,
+    sel: np.ndarray,
+    fields: dict[str, np.ndarray],
+) -> None:
+    """One month of the hourly dataset: states repeated over the day's hours,
+    accumulations growing from 01 UTC, the 00 UTC value holding the previous day's total."""
+    hours = pd.date_range(days[sel[0]], periods=sel.size * 24, freq="h")
+    hourly = {}
+    for v in ERA5LAND_FEATURES:
+        if v not in ACCUMULATED:
+            hourly[v] = np.repeat(fields[v][sel], 24, axis=0)
+    frac = (np.arange(sel.size * 24) % 24)[:, None, None] / 24.0
+    for v in ACCUMULATED:
+        today = np.repeat(fields[v][sel], 24, axis=0)
+        prev = np.repeat(fields[v][np.maximum(sel - 1, 0)], 24, axis=0)
+        hourly[v] = np.where(frac == 0, prev, today * frac)
+    write_cds_netcdf(cds_dataset(hourly, hours, era.lat, era.lon % 360.0, layout="new"), path)
 
 
 def _write_truth_day(
