@@ -95,14 +95,15 @@ def _guarded(label: str, opener, *args):
     except InputDataError:
         raise
     except Exception as exc:  # noqa: BLE001 - netCDF/HDF5/ecCodes raise many types
+        detail = " ".join(str(exc).split())  # one line, whatever the library printed
         raise InputDataError(
-            f"ERA5-Land file {label} is not a readable NetCDF/GRIB file ({exc})"
+            f"ERA5-Land file {label} is not a readable NetCDF/GRIB file ({detail})"
         ) from exc
 
 
 def _open_netcdf_file(path: Path) -> xr.Dataset:
-    with xr.open_dataset(path, engine="netcdf4") as ds:
-        return ds.load()
+    """Lazily: an hourly China month is ~10 GB, read one selected variable at a time."""
+    return xr.open_dataset(path, engine="netcdf4")
 
 
 def _open_netcdf_bytes(name: str, data: bytes) -> xr.Dataset:
@@ -110,12 +111,11 @@ def _open_netcdf_bytes(name: str, data: bytes) -> xr.Dataset:
     import netCDF4
 
     nc = netCDF4.Dataset(name, mode="r", memory=data)
-    with xr.open_dataset(xr.backends.NetCDF4DataStore(nc)) as ds:
-        return ds.load()
+    return xr.open_dataset(xr.backends.NetCDF4DataStore(nc))
 
 
-def _open_grib(path: Path) -> list[xr.Dataset]:
-    """cfgrib hypercubes, loaded.
+def _open_grib(path: Path, load: bool = False) -> list[xr.Dataset]:
+    """cfgrib hypercubes (read into memory with ``load``, e.g. before ``path`` is removed).
 
     ``indexpath`` must travel in ``backend_kwargs``: ``cfgrib.open_datasets(path,
     backend_kwargs={}, **kwargs)`` builds its file index from ``backend_kwargs`` only and
@@ -132,7 +132,7 @@ def _open_grib(path: Path) -> list[xr.Dataset]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # xarray's merge defaults, in cfgrib
             datasets = cfgrib.open_datasets(str(path), backend_kwargs={"indexpath": index})
-            return [ds.load() for ds in datasets]
+    return [ds.load() for ds in datasets] if load else datasets
 
 
 def _open_zip(path: Path) -> list[tuple[str, xr.Dataset]]:
@@ -170,7 +170,7 @@ def _grib_bytes(data: bytes) -> list[xr.Dataset]:
     with tempfile.TemporaryDirectory(prefix="smci-grib-") as tmp:
         member = Path(tmp) / "member.grib"
         member.write_bytes(data)
-        return _open_grib(member)
+        return _open_grib(member, load=True)
 
 
 def _time_axis(ds: xr.Dataset, label: str) -> xr.Dataset:
@@ -499,19 +499,25 @@ class Era5LandArchive:
         pieces: dict[str, list[xr.DataArray]] = {v: [] for v in variables}
         grid = None
         for path in self.paths:
-            for name, found in read_file(path).items():
-                if name not in pieces:
-                    continue
-                for label, da in found:
-                    _check_statistic(name, da, label)
-                    _check_units(name, da, label)
-                    grid = _same_grid(grid, da, label)
-                da = _one_series(name, found, path)
-                t = pd.DatetimeIndex(da["time"].values)
-                if t.max() < start or t.min() > end + pd.Timedelta(days=1):
-                    continue
-                pieces[name].append(self._daily(name, da, start, end, points))
+            # Values are read lazily: a file damaged past its header fails here, named.
+            grid = _guarded(str(path), self._read_into, path, pieces, grid, start, end, points)
         return self._assemble(pieces, start, end, allow_missing_days)
+
+    def _read_into(self, path: Path, pieces: dict, grid, start, end, points):
+        """Append ``path``'s daily pieces of the wanted variables; return the shared grid."""
+        for name, found in read_file(path).items():
+            if name not in pieces:
+                continue
+            for label, da in found:
+                _check_statistic(name, da, label)
+                _check_units(name, da, label)
+                grid = _same_grid(grid, da, label)
+            da = _one_series(name, found, path)
+            t = pd.DatetimeIndex(da["time"].values)
+            if t.max() < start or t.min() > end + pd.Timedelta(days=1):
+                continue
+            pieces[name].append(self._daily(name, da, start, end, points))
+        return grid
 
     @staticmethod
     def _daily(name, da, start, end, points) -> xr.DataArray:
