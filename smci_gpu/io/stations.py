@@ -90,12 +90,14 @@ def read_station_file(
         raise InputDataError(f"station file {path} lacks column(s) {missing}; expected {COLUMNS}")
     if df.empty:
         raise InputDataError(f"station file {path} has no records")
-    time = to_utc(df["time"], parse_timezone(timezone), path, df["station_id"])
-    df = df.assign(time=time, sm=pd.to_numeric(df["sm"], errors="coerce"))
-    _check_stations(df, path)
+    _check_station_ids(df, path)
     extra = [c for c in IN_SITU_COVARIATES if c in df.columns]
+    for name in ("lat", "lon", "depth_cm", "sm", *extra):
+        df[name] = _numbers(df, name, path)
+    time = to_utc(df["time"], parse_timezone(timezone), path, df["station_id"])
+    df = df.assign(time=time)
+    _check_stations(df, path)
     for name in extra:
-        df[name] = pd.to_numeric(df[name], errors="coerce")
         _check_covariate(df, name, path)
     known = df["depth_cm"].isin(layers)
     drops = {"unknown_depth": int((~known).sum()), "ismn_flagged": 0}
@@ -190,7 +192,7 @@ def to_utc(
     if parsed.isna().any():
         i = int(np.flatnonzero(parsed.isna())[0])
         raise InputDataError(
-            f"station file {path}, {_record(path, i)}: bad time {times.iloc[i]!r}"
+            f"station file {path}, {_record(path, i)}: bad time {_shown(times.iloc[i])}"
             f"{_of(stations, i)} (ISO 8601 expected)"
         )
     if aware:
@@ -240,8 +242,50 @@ def _record(path: Path, i: int) -> str:
     return f"line {i + 2}" if path.suffix.lower() == ".csv" else f"row {i + 1}"
 
 
+def _shown(value) -> str:
+    """A cell as an error shows it: text quoted, numbers plain, a missing one as such."""
+    if isinstance(value, str):
+        return repr(value)
+    return "(empty)" if pd.isna(value) else f"{value:g}" if isinstance(value, float) else str(value)
+
+
 def _of(stations: pd.Series | None, i: int) -> str:
     return f" (station {stations.iloc[i]})" if stations is not None else ""
+
+
+#: Columns that must hold a number on every record, with their range; ``sm`` and the
+#: covariates may be empty (missing), never text.
+_REQUIRED = {"lat": (-90.0, 90.0), "lon": (-180.0, 180.0), "depth_cm": (0.0, 1000.0)}
+
+
+def _check_station_ids(df: pd.DataFrame, path: Path) -> None:
+    """Every record names its station (a record without one would vanish in grouping)."""
+    missing = df["station_id"].isna() | (df["station_id"].astype("string").str.strip() == "")
+    if missing.any():
+        i = int(np.flatnonzero(missing)[0])
+        raise InputDataError(f"station file {path}, {_record(path, i)}: no station_id")
+
+
+def _numbers(df: pd.DataFrame, name: str, path: Path) -> pd.Series:
+    """A numeric column: text is an error naming the record; so is a missing or
+    out-of-range value where :data:`_REQUIRED` asks for one."""
+    raw = df[name]
+    values = pd.to_numeric(raw, errors="coerce")
+    blank = raw.isna()
+    if not pd.api.types.is_numeric_dtype(raw.dtype):  # text columns: "" and "  " are blank
+        blank |= raw.astype("string").str.strip().fillna("") == ""
+    lo, hi = _REQUIRED.get(name, (-np.inf, np.inf))
+    bad = (values.isna() & ~blank) | (values.notna() & ((values < lo) | (values > hi)))
+    if name in _REQUIRED:
+        bad |= blank
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        span = f"a number in {lo:g}..{hi:g}" if name in _REQUIRED else "a number or empty"
+        raise InputDataError(
+            f"station file {path}, {_record(path, i)} (station {df['station_id'].iloc[i]}): "
+            f"{name} {_shown(raw.iloc[i])} is not {span}"
+        )
+    return values
 
 
 def _check_covariate(df: pd.DataFrame, name: str, path: Path) -> None:
