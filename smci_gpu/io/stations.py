@@ -15,8 +15,8 @@ Two sources, chosen by suffix (:data:`READERS`):
   (``p``) files, where present, become the covariate columns above.
 
 Records at depths outside the layer table are dropped and counted; anything that would
-make a silently wrong table (bad dates, % units, moving stations) is an error naming
-the file and station.
+make a silently wrong table (bad or zone-mixed times, text in a number column, % units,
+moving stations) is a one-line error naming the file, line and station.
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ def read_station_file(
     if path.suffix.lower() in (".stm", ".zip"):
         return _read_ismn(path, layers, ismn_tolerance_cm)
     try:
-        if path.suffix == ".parquet":
+        if path.suffix.lower() == ".parquet":
             df = pd.read_parquet(path)
         else:
             df = pd.read_csv(path, dtype={"station_id": str})
