@@ -127,6 +127,27 @@ class QCConfig(_Section):
     )
 
 
+class StationsConfig(_Section):
+    """Station files (CSV/Parquet): the time zone of times written without a UTC offset."""
+
+    timezone: str = Field(
+        "UTC",
+        description="IANA name (Asia/Shanghai: Chinese networks) or fixed offset (+08:00) "
+        "of naive station times; times with an offset are converted as written",
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, v: str) -> str:
+        from smci_gpu.io.stations import parse_timezone  # imported only when the key is set
+
+        try:
+            parse_timezone(v)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+        return v
+
+
 class MatchingConfig(_Section):
     """Which ERA5-Land layer each in-situ layer is matched to (mean/std matching)."""
 
@@ -184,6 +205,7 @@ class Config(_Section):
     forest: ForestConfig = Field(default_factory=ForestConfig)
     tune: TuneConfig = Field(default_factory=TuneConfig)
     qc: QCConfig = Field(default_factory=QCConfig)
+    stations: StationsConfig = Field(default_factory=StationsConfig)
     matching: MatchingConfig = Field(default_factory=MatchingConfig)
     experiments: ExperimentConfig = Field(default_factory=ExperimentConfig)
     produce: ProduceConfig = Field(default_factory=ProduceConfig)

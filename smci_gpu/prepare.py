@@ -112,7 +112,10 @@ def build_table(
     """
     grid = cfg.product_grid()
     obs, drops = read_stations(
-        cfg.path("inputs", "stations"), cfg.layers, cfg.qc.depth_tolerance_cm
+        cfg.path("inputs", "stations"),
+        cfg.layers,
+        cfg.qc.depth_tolerance_cm,
+        timezone=cfg.stations.timezone,
     )
     sites = obs.groupby("station_id")[["lat", "lon"]].first()
     inside = grid.contains(sites.lat.values, sites.lon.values)

@@ -276,3 +276,42 @@ def test_ismn_soil_temperature_and_precipitation_reach_the_records(tmp_path, pac
     np.testing.assert_array_equal(df.soil_temperature, [-1.5, np.nan, 2.0])
     np.testing.assert_allclose(df.precipitation, [0.0, 3.2, 0.0])
     assert "air_temperature" not in df.columns
+
+
+@pytest.mark.parametrize(
+    "cell, message",
+    [
+        ({"sm": "abc"}, r"line 3 \(station S1\): sm 'abc' is not a number or empty"),
+        ({"depth_cm": "10cm"}, r"line 3 \(station S1\): depth_cm '10cm' is not a number"),
+        ({"lat": "40,5"}, r"line 3 \(station S1\): lat '40,5' is not a number in -90..90"),
+        ({"lat": 95.0}, r"line 3 \(station S1\): lat 95 is not a number in -90..90"),
+        ({"lon": ""}, r"line 3 \(station S1\): lon \(empty\) is not a number"),
+        ({"station_id": ""}, r"line 3: no station_id"),
+        ({"soil_temperature": "warm"}, r"line 3 \(station S1\): soil_temperature 'warm' is not"),
+    ],
+)
+def test_bad_cells_name_the_line_and_station(tmp_path, cell, message):
+    """Text in a numeric column used to become NaN (or a whole file of unknown depths)."""
+    good = {"station_id": "S1", "lat": 40.5, "lon": 115.0, "time": "2018-07-01T00:00"}
+    good |= {"depth_cm": 10, "sm": 0.25, "soil_temperature": 5.0}
+    rows = pd.DataFrame([good, {**good, "time": "2018-07-01T01:00", **cell}])
+    rows.to_csv(tmp_path / "bad.csv", index=False)
+    with pytest.raises(InputDataError, match=r"station file .*bad.csv, " + message) as info:
+        read_station_file(tmp_path / "bad.csv", LAYERS)
+    assert "\n" not in str(info.value)
+
+
+def test_an_empty_sm_cell_is_a_missing_value(tmp_path):
+    rows = pd.DataFrame(
+        {
+            "station_id": "S1",
+            "lat": 40.5,
+            "lon": 115.0,
+            "time": ["2018-07-01T00:00", "2018-07-01T01:00"],
+            "depth_cm": 10,
+            "sm": ["0.25", ""],
+        }
+    )
+    rows.to_csv(tmp_path / "gap.csv", index=False)
+    df, _ = read_station_file(tmp_path / "gap.csv", LAYERS)
+    assert df.sm.iloc[0] == 0.25 and np.isnan(df.sm.iloc[1])
