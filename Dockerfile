@@ -7,6 +7,11 @@ WORKDIR /opt/smci-gpu
 COPY pyproject.toml README.md ./
 COPY smci_gpu ./smci_gpu
 COPY kernels ./kernels
-RUN pip install --no-cache-dir -e ".[test]" nvforest-cu12 dask-jobqueue
+COPY tests ./tests
+# The geo stack comes as the PyPI wheels pinned in pyproject.toml (the set the CPU venv tests),
+# each with private GDAL/PROJ/HDF5/netCDF/ecCodes copies; the build fails if user scripts that
+# import them together do not exit cleanly in this image (issue #19 item 11).
+RUN pip install --no-cache-dir -e ".[test]" nvforest-cu12 dask-jobqueue \
+    && python -m pytest -q -p no:cacheprovider tests/test_environment.py
 ENTRYPOINT ["smci"]
 CMD ["--help"]
