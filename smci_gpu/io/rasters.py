@@ -13,6 +13,7 @@ sinusoidal tiles) with ``average`` / ``mode`` resampling.
 from __future__ import annotations
 
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -109,7 +110,9 @@ def _open(path: Path, names):
     """The rasterio dataset holding the variable (a NetCDF/HDF4 subdataset if needed)."""
     import rasterio
 
-    src = rasterio.open(path)
+    with warnings.catch_warnings():  # a NetCDF/HDF4 container has no geotransform itself
+        warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+        src = rasterio.open(path)
     if src.count == 0 and src.subdatasets:
         sub = _pick_subdataset(path, src.subdatasets, names)
         src.close()
