@@ -474,7 +474,7 @@ def _check_range(data: np.ndarray, path: Path, name: str, unit_hint: str) -> Non
 def _check_classes(data: np.ndarray, path: Path) -> None:
     entry = variable_table()["static"]["landcover"]
     lo, hi = entry["classes"]
-    classes = np.unique(data[np.isfinite(data) & (data != 0)])
+    classes = np.unique(data[np.isfinite(data)])
     bad = classes[(classes < lo) | (classes > hi)]
     if bad.size:
         raise InputDataError(
@@ -520,6 +520,8 @@ def static_on_grid(
     if band.scale is not None or band.offset is not None:
         data = data * np.float32(band.scale or 1.0) + np.float32(band.offset or 0.0)
     data[bad] = np.nan
+    if categorical:
+        _check_classes(data, path)  # before the majority, where 0 means "no class"
     try:
         out = to_target(data, band.transform, band.crs, grid, categorical, path)
     except InputDataError:
@@ -528,7 +530,6 @@ def static_on_grid(
         raise InputDataError(f"raster {path} could not be read: {exc}") from exc
     _check_coverage(out, path, grid, categorical)
     if categorical:
-        _check_classes(out, path)
         return out
     out *= np.float32(factor)
     _check_range(out, path, name, hint)
