@@ -231,3 +231,19 @@ def test_two_tiles_of_one_date_are_mosaicked(tmp_path):
             np.testing.assert_allclose(got[i, j], want, rtol=1e-5, err_msg=f"{key} {i} {j}")
     assert min(seen.values()) > 0, seen
     assert np.nanmax(comps[1]) == pytest.approx(1.5)  # the second date: one tile, 15 → 1.5
+
+
+def test_twin_world_lai_carries_modis_codes(tiny_world):
+    # The demo's composites hold water/urban/snow codes and real fill, and none of them
+    # reaches the 1 km LAI (all values within 0-10 m2 m-2).
+    from smci_gpu import demo
+
+    files = sorted((tiny_world / "inputs" / "lai").glob("*.tif"))
+    with rasterio.open(files[0]) as src:
+        raw = src.read(1)
+        assert src.nodata == demo.LAI_FILL
+    codes = set(np.unique(raw[raw > 100]).tolist())
+    assert {demo.MODIS_URBAN, demo.MODIS_SNOW, demo.LAI_FILL} <= codes <= set(range(248, 256))
+    region = target_grid(*demo.TINY.region)
+    comps, _ = read_lai(tiny_world / "inputs" / "lai", region, "2018-06-01", "2018-06-01")
+    assert np.nanmax(comps) <= 10.0 and np.isfinite(comps).mean() > 0.5
