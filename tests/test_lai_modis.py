@@ -247,3 +247,15 @@ def test_twin_world_lai_carries_modis_codes(tiny_world):
     region = target_grid(*demo.TINY.region)
     comps, _ = read_lai(tiny_world / "inputs" / "lai", region, "2018-06-01", "2018-06-01")
     assert np.nanmax(comps) <= 10.0 and np.isfinite(comps).mean() > 0.5
+
+
+def test_tile_whose_far_corners_cross_the_antimeridian_is_not_dropped(tmp_path):
+    # h29v03 (50-60° N) starts at x = 29 · 1111950.5197 − πR: lon 171.1° E at 50° N, and its
+    # eastern corners map beyond 180°; a region at 172° E, 50° N lies inside it.
+    _write_tile(
+        tmp_path / "MCD15A2H.A2018001.h29v03.061.1.tif", 29, 3, np.full((2400,) * 2, 40, np.uint8)
+    )
+    x0 = modis.tile_transform(29, 3)[0]
+    assert math.degrees(x0 / (R * math.cos(math.radians(50)))) == pytest.approx(171.13, abs=0.01)
+    region = target_grid(172.0, 50.0, 172.25, 50.25)
+    np.testing.assert_allclose(_read_one(tmp_path, region), 4.0, rtol=1e-6)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -216,6 +216,10 @@ def _grid_window(transform, crs, shape, grid: RegularGrid):
 
     box = array_bounds(shape[0], shape[1], transform)  # west, south, east, north
     west, south, east, north = transform_bounds(crs, "EPSG:4326", *box, densify_pts=21)
+    if not np.isfinite([west, south, east, north]).all():
+        return 0, grid.ny, 0, grid.nx
+    if west > east:  # across the antimeridian (e.g. a sinusoidal tile's far corners)
+        west, east = -180.0, 180.0
     c0 = max(int(np.floor((west - grid.west) / grid.res)) - 1, 0)
     c1 = min(int(np.ceil((east - grid.west) / grid.res)) + 1, grid.nx)
     r0 = max(int(np.floor((grid.north - north) / grid.res)) - 1, 0)
@@ -308,7 +312,7 @@ def decode_lai(band: Band, product: str | None = None) -> np.ndarray:
         scale = band.scale if band.scale is not None else source["scale_factor"]
         offset = band.offset if band.offset is not None else source["add_offset"]
         if band.valid_range is None:
-            band.valid_range = tuple(source["valid_range"])
+            band = replace(band, valid_range=tuple(source["valid_range"]))
     else:
         scale = 1.0 if band.scale is None else band.scale
         offset = 0.0 if band.offset is None else band.offset
@@ -346,7 +350,8 @@ def lai_files(folder: str | Path) -> pd.DataFrame:
     """
     folder = Path(folder)
     rows = []
-    for path in sorted(p for p in folder.iterdir() if p.suffix.lower() in RASTER_SUFFIXES):
+    names = (p for p in folder.iterdir() if not p.name.startswith("."))  # "." : temp files
+    for path in sorted(p for p in names if p.suffix.lower() in RASTER_SUFFIXES):
         g = modis.parse_name(path)
         rows.append({"path": path, "start": g.start, "tile": g.tile, "product": g.product})
     if not rows:
