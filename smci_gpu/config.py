@@ -185,6 +185,25 @@ class ProduceConfig(_Section):
     clip_max: float = Field(0.6, gt=0)
 
 
+class StaticConfig(_Section):
+    """Static maps: the unit of a map whose file does not say it (e.g. SoilGrids g/kg)."""
+
+    units: dict[str, str] = Field(
+        default_factory=dict,
+        description="map name -> unit of its file, e.g. {cl = 'g/kg', bd = 'cg/cm3'}",
+    )
+
+    @field_validator("units")
+    @classmethod
+    def _known_maps(cls, v: dict[str, str]) -> dict[str, str]:
+        from smci_gpu.variables import STATIC_FEATURES
+
+        unknown = sorted(set(v) - set(STATIC_FEATURES))
+        if unknown:
+            raise ValueError(f"unknown static maps {unknown}; known: {list(STATIC_FEATURES)}")
+        return v
+
+
 class DaskConfig(_Section):
     """Where the work runs: a local cluster, or an existing one by address."""
 
@@ -209,6 +228,7 @@ class Config(_Section):
     matching: MatchingConfig = Field(default_factory=MatchingConfig)
     experiments: ExperimentConfig = Field(default_factory=ExperimentConfig)
     produce: ProduceConfig = Field(default_factory=ProduceConfig)
+    static: StaticConfig = Field(default_factory=StaticConfig)
     dask: DaskConfig = Field(default_factory=DaskConfig)
 
     @field_validator("layers")
@@ -235,6 +255,8 @@ class Config(_Section):
         # The period asked for and retry counts do not change any day's values.
         for key in ("retries", "start", "end"):
             payload["produce"].pop(key, None)
+        if not payload["static"]["units"]:  # no declared units: hashes as before they existed
+            payload.pop("static")
         text = json.dumps(payload, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 

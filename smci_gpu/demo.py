@@ -50,6 +50,8 @@ WATER_CLASS = 17  # IGBP water bodies
 FOREST_CLASSES = (1, 4, 5)
 LAI_SCALE = 0.1
 LAI_FILL = 255
+#: MCD15A2H Lai_500m class codes (outside the valid 0-100) the twin world writes.
+MODIS_URBAN, MODIS_SNOW, MODIS_WATER = 250, 252, 254
 #: Bumped whenever the generator's output changes, so an old world is regenerated.
 GENERATOR_VERSION = 3
 FAULT_TYPES = ("spike", "break", "plateau", "range", "frozen", "gap")
@@ -697,14 +699,18 @@ def _write_lai(
     lai_curve: np.ndarray,
     spec: DemoSpec,
 ) -> None:
-    """8-day composites (days 1, 9, 17, … of each year) at 500 m, uint8 × 0.1, fill 255."""
+    """8-day composites (days 1, 9, 17, … of each year) at 500 m as MODIS MCD15A2H codes
+    them: uint8 × 0.1, valid 0–100, and the special codes where LAI is not retrieved —
+    254 water, 250 urban (scattered built-up cells), 252 permanent snow/ice (the highest
+    ground), 255 fill (cloud-contaminated gaps, the GeoTIFF's nodata)."""
     grid500 = RegularGrid(target.west, target.south, target.res / 2, target.ny * 2, target.nx * 2)
-    base = lai_base[r0 : r0 + target.ny, c0 : c0 + target.nx]
+    win = (slice(r0, r0 + target.ny), slice(c0, c0 + target.nx))
+    base = lai_base[win]
     base500 = np.kron(base, np.ones((2, 2))) * (1 + 0.1 * _smooth_field(rng, grid500.shape, 2))
-    water = np.kron(
-        st.landcover[r0 : r0 + target.ny, c0 : c0 + target.nx] == WATER_CLASS,
-        np.ones((2, 2), dtype=bool),
-    )
+    water = np.kron(st.landcover[win] == WATER_CLASS, np.ones((2, 2), dtype=bool))
+    urban = rng.random(grid500.shape) < 0.01
+    dem500 = np.kron(st.dem[win], np.ones((2, 2)))
+    glacier = dem500 > np.quantile(dem500, 0.99)
     first, last = pd.Timestamp(spec.start), pd.Timestamp(spec.end)
     for year in range(first.year, last.year + 1):
         for doy in range(1, 366, 8):
@@ -716,7 +722,9 @@ def _write_lai(
             curve = lai_curve[i[i >= 0]].mean() if (i >= 0).any() else lai_curve.mean()
             lai = np.clip(base500 * curve + rng.normal(0, 0.05, grid500.shape), 0, 10)
             stored = np.round(lai / LAI_SCALE).astype(np.uint8)
-            stored[water] = LAI_FILL
+            stored[urban] = MODIS_URBAN
+            stored[glacier] = MODIS_SNOW
+            stored[water] = MODIS_WATER
             cloudy = _smooth_field(rng, grid500.shape, 4) > 1.8  # cloud-contaminated gaps
             stored[cloudy] = LAI_FILL
             write_geotiff(

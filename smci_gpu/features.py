@@ -40,14 +40,14 @@ def column_plan(features: list[str], era_vars: list[str], fine_vars: list[str]):
 _STATIC: dict[tuple, np.ndarray] = {}
 
 
-def static_maps(folder, grid, names: list[str]) -> np.ndarray:
+def static_maps(folder, grid, names: list[str], units: dict[str, str] | None = None) -> np.ndarray:
     """Static maps on the grid, read once per process while their files are unchanged
-    (a Dask worker keeps them across its tasks)."""
+    (a Dask worker keeps them across its tasks); ``units``: declared file units by map."""
     stamps = tuple(sorted((p.name, p.stat().st_mtime_ns) for p in Path(folder).glob("*")))
-    key = (str(folder), grid, tuple(names), stamps)
+    key = (str(folder), grid, tuple(names), tuple(sorted((units or {}).items())), stamps)
     if key not in _STATIC:
         _STATIC.clear()
-        _STATIC[key] = read_static(folder, grid, names)
+        _STATIC[key] = read_static(folder, grid, names, units)
     return _STATIC[key].copy()
 
 
@@ -116,7 +116,9 @@ class Predictors:
             coarse = kernels.fill_nearest_valid(coarse)
         iy, ix = index_maps(grid, ds["lat"].values, ds["lon"].values)
         static_vars = list(STATIC_FEATURES)
-        static = static_maps(config.path("inputs", "static"), grid, static_vars)
+        static = static_maps(
+            config.path("inputs", "static"), grid, static_vars, config.static.units
+        )
         comp, dates = read_lai(
             config.path("inputs", "lai"), grid, days[0], days[-1], margin=LAI_SEARCH + 1
         )

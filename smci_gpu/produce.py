@@ -216,7 +216,7 @@ def produce(cfg: Config, console: Console, start=None, end=None) -> dict[str, An
 
 def _land_pixels(cfg: Config) -> int:
     names = list(STATIC_FEATURES)
-    static = static_maps(cfg.path("inputs", "static"), cfg.product_grid(), names)
+    static = static_maps(cfg.path("inputs", "static"), cfg.product_grid(), names, cfg.static.units)
     return int(land_mask(static, names).sum())
 
 

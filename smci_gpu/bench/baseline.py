@@ -61,7 +61,7 @@ def baseline_day(cfg: Config, day, forests: dict[int, Any], path: Path) -> tuple
     )
     lai_day = lai.interp(time=[np.datetime64(day, "ns")]).isel(time=0).fillna(0.0).values
     static_vars = list(STATIC_FEATURES)
-    static = read_static(cfg.path("inputs", "static"), grid, static_vars)
+    static = read_static(cfg.path("inputs", "static"), grid, static_vars, cfg.static.units)
     read_s = time.perf_counter() - t0
     land = land_mask(static, static_vars)
     columns = {v: on_grid[v].values[land] for v in era_vars}

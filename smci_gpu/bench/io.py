@@ -68,7 +68,7 @@ def run(
     add(
         "read_static",
         "smci",
-        lambda: read_static(static_folder, grid, STATIC_FEATURES),
+        lambda: read_static(static_folder, grid, STATIC_FEATURES, cfg.static.units),
         _files_bytes(static_folder.glob("*.tif")),
         len(STATIC_FEATURES),
         "maps",

@@ -1,4 +1,4 @@
-"""GeoTIFF writing for the demo and tests (reading goes through rioxarray in ``static``)."""
+"""GeoTIFF writing for the demo and tests (reading is :mod:`smci_gpu.io.rasters`)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ def write_geotiff(
     scale: float | None = None,
     crs: str | None = "EPSG:4326",
     tags: dict[str, str] | None = None,
+    units: str | None = None,
 ) -> Path:
     """Write a north-up single-band GeoTIFF of ``data`` (rows south → north, as the grid).
 
@@ -30,6 +31,11 @@ def write_geotiff(
         Written as the band's nodata value and scale factor (the reader applies them).
     crs
         ``None`` writes a file without CRS (for bad-input tests).
+    tags
+        GDAL metadata items (e.g. ``valid_range``, ``_FillValue`` as ``gdal_translate``
+        keeps them from HDF4/NetCDF sources).
+    units
+        The band's unit (GDAL's unit type, e.g. ``"g/kg"``).
     """
     import rasterio
     from rasterio.transform import from_origin
@@ -60,4 +66,6 @@ def write_geotiff(
                 dst.offsets = (0.0,)
             if tags:
                 dst.update_tags(**tags)
+            if units is not None:
+                dst.units = (units,)
     return path
