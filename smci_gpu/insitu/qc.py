@@ -530,7 +530,9 @@ def flag(
     out["D09"] = flag_low_plateau(
         plausible, out["D07"].to_numpy(), cfg.plateau_hours, cfg.low_plateau_max_relative_variance
     )
-    highest = np.nanmax(plausible) if np.isfinite(plausible).any() else None
+    # The series' highest value, spikes aside (they are not the soil's saturation).
+    kept = np.where(out["D06"], np.nan, plausible)
+    highest = np.nanmax(kept) if np.isfinite(kept).any() else None
     out["D10"] = flag_saturated_plateau(
         plausible,
         cfg.plateau_hours,
