@@ -107,6 +107,11 @@ class QCConfig(_Section):
 
     sm_min: float = Field(0.0, description="C01: below this (m3/m3)")
     sm_max: float = Field(0.6, description="C02: above this (m3/m3)")
+    saturation_from_por: bool = Field(
+        False,
+        description="C03: take the porosity map POR at the station as its saturation point "
+        "(off: a 1 km map's porosity is not the sensor's calibration; see README)",
+    )
     frozen_soil_temperature_c: float = Field(0.0, description="D01/D03: soil below this (degC)")
     frozen_air_temperature_c: float = Field(0.0, description="D02: air below this (degC)")
     rise_std_factor: float = Field(
