@@ -389,6 +389,16 @@ def place_stations(
     )
 
 
+def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """``(start, stop)`` of each run of True (``stop`` exclusive)."""
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], mask.astype(int), [0]])))
+    return list(zip(edges[::2].tolist(), edges[1::2].tolist(), strict=True))
+
+
+#: Hours over which a frozen sensor's reading climbs back as the soil thaws.
+THAW_HOURS = 6
+
+
 def inject_faults(
     rng: np.random.Generator,
     sm: np.ndarray,
@@ -409,8 +419,10 @@ def inject_faults(
     * ``plateau`` – a saturated plateau (D10): a rain-like jump to the series' highest
       level, spikes and range faults aside (or 0.03 above the value before), held for
       1–4 days with sensor-resolution noise, then a drainage over 4 hours back;
-    * ``range`` – 6–72 hours at −0.05 or 0.75 m³/m³ (C01/C02);
-    * ``frozen`` – the frozen spells, read at 0.45 of the value (D01–D03);
+    * ``range`` – 6–72 hours at −0.05 or 0.75 m³/m³, and any hour the miscalibrated
+      sensor reads below 0 or above 0.6 on its own (C01/C02);
+    * ``frozen`` – the frozen spells, read at 0.45 of the value and thawing back over
+      their last :data:`THAW_HOURS` hours (D01–D03; a thaw, not a break);
     * ``gap`` – missing records (not a fault the QC flags; not scored).
     """
     sm = sm.copy()
@@ -425,9 +437,12 @@ def inject_faults(
     def add(kind: str, s: int, e: int) -> None:
         faults.append({"fault": kind, "start": hours[s], "end": hours[e - 1]})
 
+    # A miscalibrated sensor may read below 0 or above 0.6 on its own: C01/C02 faults.
+    odd = (sm < 0.0) | (sm > 0.6)  # spike and range hours: not the series' highest value
+    for s, e in _runs(odd):
+        add("range", s, e)
     # frozen and gaps are added separately; plateaus last, at the level the others left
     kinds = [FAULT_TYPES[rng.integers(0, 4)] for _ in range(rng.poisson(rate))]
-    odd = np.zeros(n, bool)  # spike and range hours: not the series' own highest value
     for kind in sorted(kinds, key=lambda k: k == "plateau"):
         if kind == "spike":
             s, e = span(1, 2)
@@ -437,7 +452,9 @@ def inject_faults(
         elif kind == "break":
             s, e = span(24 * 2, 24 * 10)
             shift = rng.choice([-1, 1]) * rng.uniform(0.08, 0.15)
-            # a drop leaves a plausible (positive) reading: a break, not a range fault
+            # the shifted readings stay plausible (0 to 0.6): a break, not a range fault
+            if np.nanmax(sm[s:e]) + shift > 0.58:
+                shift = -shift
             sm[s:e] += max(shift, -0.7 * float(np.nanmin(sm[s:e])))
             add(kind, s, s + 1)
             if e < n:
@@ -456,9 +473,11 @@ def inject_faults(
             odd[s:e] = True
             add(kind, s, e)
     # Frozen soil: every permittivity sensor reads far too low while the soil is frozen.
-    edges = np.flatnonzero(np.diff(np.concatenate([[0], frozen_hours.astype(int), [0]])))
-    for s, e in zip(edges[::2], edges[1::2], strict=True):
-        sm[s:e] *= 0.45
+    for s, e in _runs(frozen_hours):
+        factor = np.full(e - s, 0.45)
+        k = min(THAW_HOURS, e - s)  # the sensor thaws over the spell's last hours
+        factor[e - s - k :] = 0.45 + 0.55 * np.arange(1, k + 1) / (k + 1)
+        sm[s:e] *= factor
         add("frozen", s, e)
     if rng.random() < 0.5:
         s, e = span(24 * 2, 24 * 20)

@@ -316,12 +316,9 @@ def test_prepare_scores_qc_against_the_twin_worlds_faults(tmp_path):
     assert report["qc_flag_hours"]["D03"] > 0 and report["qc_flag_hours"]["D01"] == 0
     scores = report["qc_vs_injected_faults"]
     assert set(scores) == {*qc_score.FLAGS_FOR_FAULT, "all"}
-    # Spikes, saturated plateaus, range and frozen faults by the published definitions,
-    # and the break steps (the values D07/D08 judge), are found; see the README for the
-    # break precision (the published D08 also flags the first value after every thaw).
+    # Every injected fault is one by the published definitions (breaks: the two step
+    # values D07/D08 judge); each type is found with recall and precision >= 0.9.
     for fault in ("range", "spike", "plateau", "frozen", "break", "all"):
         assert scores[fault]["fault_hours"] > 0
         assert scores[fault]["recall"] >= 0.9, (fault, scores[fault])
-    for fault in ("spike", "plateau", "frozen", "all"):
         assert scores[fault]["precision"] >= 0.9, (fault, scores[fault])
-    assert scores["break"]["precision"] >= 0.5, scores["break"]
