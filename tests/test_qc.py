@@ -69,6 +69,36 @@ def test_frozen_flag_is_named_by_the_temperature_that_found_it():
         assert f["any"].sum() == 60
 
 
+def test_sensor_frozen_beyond_the_models_spell():
+    """The model says frozen for hours 500-700; the sensor froze 20 h earlier and thawed
+    50 h later (0.45 of its reading). Published tests: the freeze step is a D07, the
+    constant low values after it D09, the thaw step (the first good value) a D08."""
+    temp = np.full(HOURS.size, 5.0)
+    temp[500:700] = -2.0
+    sm = smooth_series()
+    sm[480:750] *= 0.45
+    f = run_flags(sm, soil_temperature=temp)
+    assert np.flatnonzero(f.D01).tolist() == list(range(500, 700))
+    assert np.flatnonzero(f.D07).tolist() == [480] and np.flatnonzero(f.D08).tolist() == [750]
+    assert np.flatnonzero(f.D09).tolist() == list(range(480, 750))
+    assert np.flatnonzero(f["any"]).tolist() == list(range(480, 751))
+
+
+def test_frozen_spell_reaches_the_sensors_own_freeze_step_in_noisy_series():
+    """Where the series is too noisy for D09, the frozen flag itself reaches back to the
+    sensor's freeze step and on to its thaw (``frozen_edge_hours``)."""
+    temp = np.full(HOURS.size, 5.0)
+    temp[500:700] = -2.0
+    sm = 0.3 + np.random.default_rng(1).normal(0, 0.003, HOURS.size)
+    sm[480:750] *= 0.45
+    f = run_flags(sm, soil_temperature=temp)
+    assert f.D01.to_numpy()[480:750].all() and not f.D09.any()
+    short = qc.flag(
+        pd.DataFrame({"sm": sm, "soil_temperature": temp}, HOURS), qc.QCConfig(frozen_edge_hours=0)
+    )
+    assert np.flatnonzero(short.D01).tolist() == list(range(500, 700))
+
+
 def test_rain_before_by_hand():
     p = np.array([1.0, 0.0, 2.0, np.nan, 0.5, 0.0])
     got = qc.rain_before(p, hours=2)
@@ -322,3 +352,17 @@ def test_prepare_scores_qc_against_the_twin_worlds_faults(tmp_path):
         assert scores[fault]["fault_hours"] > 0
         assert scores[fault]["recall"] >= 0.9, (fault, scores[fault])
         assert scores[fault]["precision"] >= 0.9, (fault, scores[fault])
+
+
+def test_prepare_takes_c03_saturation_from_the_porosity_map_when_asked():
+    from types import SimpleNamespace
+
+    from smci_gpu.config import Config
+    from smci_gpu.prepare import _saturation_at
+
+    por = np.array([[0.45, np.nan], [0.40, 0.50]])
+    pred = SimpleNamespace(static_vars=["dem", "por"], static=np.stack([por * 0, por]))
+    rows, cols, ids = np.array([0, 1, 0]), np.array([0, 1, 1]), ["A", "B", "C"]
+    assert _saturation_at(Config(), pred, rows, cols, ids) == {}  # off by default
+    cfg = Config(qc={"saturation_from_por": True})
+    assert _saturation_at(cfg, pred, rows, cols, ids) == {"A": 0.45, "B": 0.50}
