@@ -252,8 +252,10 @@ def build_table(
             "frozen_soil": "ERA5-Land soil temperature of the sensor's layer (D03)",
             "precipitation": "ERA5-Land tp (D05)"
             if "tp" in at_sites
-            else "none: tp is not among the features, so no D05, and upward breaks "
-            "cannot be told from rain (only downward ones are flagged)",
+            else "none: tp is not among the features, so no D05",
+            "saturation_point": "porosity map POR at the station (C03)"
+            if saturation
+            else "none (C03 off; qc.saturation_from_por)",
         },
     }
     return table, report
