@@ -351,8 +351,8 @@ def _trailing_median(x: np.ndarray, window: int, lag: int = 1) -> np.ndarray:
     return med.to_numpy()
 
 
-#: Hours without a valid value that interrupt a series: a step across them is the change
-#: over the gap, not a break.
+#: Hours without a valid value that interrupt a series: a step across them is not a
+#: freeze/thaw step, and a saturated plateau does not bridge them.
 INTERRUPTION_HOURS = 24
 
 
@@ -392,8 +392,8 @@ def extend_frozen(
     starts or thaws a few days after it ends; its reading drops, or rises, in one step
     there. A downward step within ``within`` hours before a spell, or an upward step
     within ``within`` hours after one, moves the spell's edge to that step. Without this,
-    the step would be taken for a break and the thawed values between two such steps
-    for the shifted ones.
+    the frozen readings between the step and the spell's edge would stay in (the break
+    tests flag only the step itself). This extension is this project's, not the paper's.
 
     Parameters
     ----------
