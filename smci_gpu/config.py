@@ -98,20 +98,63 @@ class TuneConfig(_Section):
 
 
 class QCConfig(_Section):
-    """Thresholds of the in-situ quality control (Dorigo et al. 2013 tests)."""
+    """Thresholds of the in-situ quality control (Dorigo et al. 2013, VZJ 12(3); ISMN flags).
 
-    sm_min: float = 0.0
-    sm_max: float = 0.6
-    frozen_soil_temperature_c: float = 0.0
-    frozen_air_temperature_c: float = 0.0
-    spike_ratio: float = Field(0.15, gt=0, description="relative jump that makes a spike")
-    break_ratio: float = Field(0.10, gt=0, description="relative level shift that makes a break")
-    plateau_hours: int = Field(24 * 5, ge=2, description="constant values this long")
-    rise_min: float = Field(
-        0.02, gt=0, description="an hourly rise above this needs rain (D04/D05), m3/m3"
+    Defaults are the published ones, restated in m³/m³ where ISMN works in vol-% (ISMN's
+    reference code, TUW-GEO ``flagit``, states its thresholds in vol-%: 1 vol-% = 0.01).
+    Windows are in hours of an hourly series.
+    """
+
+    sm_min: float = Field(0.0, description="C01: below this (m3/m3)")
+    sm_max: float = Field(0.6, description="C02: above this (m3/m3)")
+    saturation_from_por: bool = Field(
+        False,
+        description="C03: take the porosity map POR at the station as its saturation point "
+        "(off: a 1 km map's porosity is not the sensor's calibration; see README)",
+    )
+    frozen_soil_temperature_c: float = Field(0.0, description="D01/D03: soil below this (degC)")
+    frozen_air_temperature_c: float = Field(0.0, description="D02: air below this (degC)")
+    rise_std_factor: float = Field(
+        2.0, gt=0, description="D04/D05: 24 h rise larger than this many std of 25 h"
     )
     rain_min_mm: float = Field(
-        0.5, ge=0, description="precipitation in 24 h that explains a rise (D04/D05), mm"
+        0.2, ge=0, description="D04/D05: 24 h precipitation that explains a rise, mm"
+    )
+    rise_max_depth_cm: float = Field(
+        10.0, ge=0, description="D04/D05 apply to sensors this shallow or shallower (ISMN)"
+    )
+    spike_ratio: float = Field(
+        0.15, gt=0, description="D06: value/previous beyond 1 +- this (Eq. 4)"
+    )
+    spike_curvature_tolerance: float = Field(
+        0.2, gt=0, description="D06: |theta''(t-1)/theta''(t+1)| within 1 +- this (Eq. 5)"
+    )
+    spike_max_relative_variance: float = Field(
+        0.01, gt=0, description="D06: var/mean of t-12..t+12 h below this, m3/m3 (Eq. 6)"
+    )
+    break_ratio: float = Field(0.10, gt=0, description="D07/D08: |step|/value above this (Eq. 7)")
+    break_min_step: float = Field(0.01, gt=0, description="D07/D08: |step| above this, m3/m3")
+    break_derivative_factor: float = Field(
+        10.0, gt=0, description="D07/D08: |theta'| over this times the 25 h mean (Eq. 8)"
+    )
+    break_curvature_tolerance: float = Field(
+        0.05, gt=0, description="D07/D08: |theta''(t-1)/theta''(t)| within 1 +- this (Eq. 9)"
+    )
+    break_curvature_ratio: float = Field(
+        10.0, gt=0, description="D07/D08: |theta''(t)/theta''(t+2)| above this (Eq. 9)"
+    )
+    plateau_hours: int = Field(12, ge=2, description="D09/D10: low-variance window, hours")
+    plateau_max_variance: float = Field(
+        5e-6, gt=0, description="D10: variance of 12 h below this, (m3/m3)^2 (Eq. 10)"
+    )
+    plateau_rise_min: float = Field(
+        0.0025, gt=0, description="D10: a rise this steep (m3/m3 per h) starts it (Eq. 11)"
+    )
+    plateau_level: float = Field(
+        0.95, gt=0, le=1, description="D10: mean above this fraction of the series max (Eq. 13)"
+    )
+    low_plateau_max_relative_variance: float = Field(
+        1e-5, gt=0, description="D09: var/mean of 13 h after a D07 below this, m3/m3 (Eq. 14)"
     )
     frozen_edge_hours: int = Field(
         24 * 7,

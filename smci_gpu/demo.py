@@ -392,6 +392,16 @@ def place_stations(
     )
 
 
+def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """``(start, stop)`` of each run of True (``stop`` exclusive)."""
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], mask.astype(int), [0]])))
+    return list(zip(edges[::2].tolist(), edges[1::2].tolist(), strict=True))
+
+
+#: Hours over which a frozen sensor's reading climbs back as the soil thaws.
+THAW_HOURS = 6
+
+
 def inject_faults(
     rng: np.random.Generator,
     sm: np.ndarray,
@@ -399,7 +409,25 @@ def inject_faults(
     frozen_hours: np.ndarray,
     rate: float,
 ) -> tuple[np.ndarray, list[dict]]:
-    """Corrupt one hourly series; return it and the list of injected faults."""
+    """Corrupt one hourly series; return it and the list of injected faults.
+
+    Each fault is one by the published definitions (Dorigo et al. 2013, as
+    :mod:`smci_gpu.insitu.qc` implements them), and the manifest lists the hours those
+    definitions call faulty:
+
+    * ``spike`` – one hour multiplied by 0.45 or 1.7 (D06 judges single values);
+    * ``break`` – a sharp level shift of 0.08–0.15 m³/m³ lasting 2–10 days; the manifest
+      lists the first value after each of its two steps, the values D07/D08 flag (the
+      paper judges the step, not the shifted values);
+    * ``plateau`` – a saturated plateau (D10): a rain-like jump to the series' highest
+      level, spikes and range faults aside (or 0.03 above the value before), held for
+      1–4 days with sensor-resolution noise, then a drainage over 4 hours back;
+    * ``range`` – 6–72 hours at −0.05 or 0.75 m³/m³, and any hour the miscalibrated
+      sensor reads below 0 or above 0.6 on its own (C01/C02);
+    * ``frozen`` – the frozen spells, read at 0.45 of the value and thawing back over
+      their last :data:`THAW_HOURS` hours (D01–D03; a thaw, not a break);
+    * ``gap`` – missing records (not a fault the QC flags; not scored).
+    """
     sm = sm.copy()
     n = sm.size
     faults: list[dict] = []
@@ -409,30 +437,55 @@ def inject_faults(
         start = int(rng.integers(24, max(25, n - length - 24)))
         return start, min(start + length, n)
 
-    for _ in range(rng.poisson(rate)):
-        kind = FAULT_TYPES[rng.integers(0, 4)]  # frozen and gaps are added separately
+    def add(kind: str, s: int, e: int) -> None:
+        faults.append({"fault": kind, "start": hours[s], "end": hours[e - 1]})
+
+    # A miscalibrated sensor may read below 0 or above 0.6 on its own: C01/C02 faults.
+    odd = (sm < 0.0) | (sm > 0.6)  # spike and range hours: not the series' highest value
+    for s, e in _runs(odd):
+        add("range", s, e)
+    # frozen and gaps are added separately; plateaus last, at the level the others left
+    kinds = [FAULT_TYPES[rng.integers(0, 4)] for _ in range(rng.poisson(rate))]
+    for kind in sorted(kinds, key=lambda k: k == "plateau"):
         if kind == "spike":
-            s, e = span(1, 3)
-            sm[s:e] *= rng.choice([0.45, 1.7])
+            s, e = span(1, 2)
+            sm[s] *= rng.choice([0.45, 1.7])
+            odd[s] = True
+            add(kind, s, s + 1)
         elif kind == "break":
-            s, e = span(24 * 15, 24 * 60)
-            sm[s:e] += rng.choice([-1, 1]) * rng.uniform(0.06, 0.1)
+            s, e = span(24 * 2, 24 * 10)
+            shift = rng.choice([-1, 1]) * rng.uniform(0.08, 0.15)
+            # the shifted readings stay plausible (0 to 0.6): a break, not a range fault
+            if np.nanmax(sm[s:e]) + shift > 0.58:
+                shift = -shift
+            sm[s:e] += max(shift, -0.7 * float(np.nanmin(sm[s:e])))
+            add(kind, s, s + 1)
+            if e < n:
+                add(kind, e, e + 1)
         elif kind == "plateau":
-            s, e = span(24 * 6, 24 * 20)
-            sm[s:e] = sm[s]
+            s, e = span(24, 24 * 4)
+            level = max(np.nanmax(np.where(odd, np.nan, sm)), sm[s - 1] + 0.03)
+            sm[s:e] = level + rng.normal(0, 0.0005, e - s)
+            drain = np.arange(e, min(e + 4, n))
+            w = (drain - e + 1) / 5.0  # the plateau drains into the series over 4 h
+            sm[drain] = (1 - w) * level + w * sm[drain]
+            add(kind, s, e)
         elif kind == "range":
             s, e = span(6, 72)
             sm[s:e] = rng.choice([-0.05, 0.75]) + rng.normal(0, 0.005, e - s)
-        faults.append({"fault": kind, "start": hours[s], "end": hours[e - 1]})
+            odd[s:e] = True
+            add(kind, s, e)
     # Frozen soil: every permittivity sensor reads far too low while the soil is frozen.
-    edges = np.flatnonzero(np.diff(np.concatenate([[0], frozen_hours.astype(int), [0]])))
-    for s, e in zip(edges[::2], edges[1::2], strict=True):
-        sm[s:e] *= 0.45
-        faults.append({"fault": "frozen", "start": hours[s], "end": hours[e - 1]})
+    for s, e in _runs(frozen_hours):
+        factor = np.full(e - s, 0.45)
+        k = min(THAW_HOURS, e - s)  # the sensor thaws over the spell's last hours
+        factor[e - s - k :] = 0.45 + 0.55 * np.arange(1, k + 1) / (k + 1)
+        sm[s:e] *= factor
+        add("frozen", s, e)
     if rng.random() < 0.5:
         s, e = span(24 * 2, 24 * 20)
         sm[s:e] = np.nan
-        faults.append({"fault": "gap", "start": hours[s], "end": hours[e - 1]})
+        add("gap", s, e)
     return sm, faults
 
 
@@ -444,7 +497,8 @@ def hourly_series(
     t = np.arange(n_hours)
     hourly = np.interp(t, t_day, daily)
     diurnal = 0.003 * np.exp(-depth_index) * np.sin(2 * np.pi * (t % 24 - 9) / 24)
-    return hourly + diurnal + rng.normal(0, 0.002, n_hours)
+    # Sensor noise at about the resolution real loggers report (0.001 m3/m3 in ISMN files).
+    return hourly + diurnal + rng.normal(0, 0.001, n_hours)
 
 
 # --------------------------------------------------------------------------- writing

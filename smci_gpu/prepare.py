@@ -50,6 +50,7 @@ def qc_series(
     precipitation_daily: pd.Series | None = None,
     depth_cm: float | None = None,
     in_situ: pd.DataFrame | None = None,
+    saturation: float | None = None,
 ):
     """QC, null-window removal and refill of one station-depth series → daily means.
 
@@ -57,7 +58,8 @@ def qc_series(
     station: the modelled soil temperature (D03) and precipitation (D05) of the QC; a
     day's precipitation is spread evenly over its hours. ``in_situ``: the station's own
     hourly ``soil_temperature`` / ``air_temperature`` (°C) / ``precipitation`` (mm/h),
-    any of them, on ``hourly``'s times (D01/D02/D04).
+    any of them, on ``hourly``'s times (D01/D02/D04). ``saturation``: the soil's
+    saturation point at the station, m³/m³ (C03; None: not tested).
     """
     full = hourly.reindex(pd.date_range(hourly.index[0], hourly.index[-1], freq="h"))
     days = full.index.normalize()
@@ -70,7 +72,8 @@ def qc_series(
     for name in IN_SITU_COVARIATES:
         if in_situ is not None and name in in_situ and in_situ[name].notna().any():
             columns[name] = in_situ[name].reindex(full.index).to_numpy(dtype=np.float64)
-    flags = flag(pd.DataFrame(columns, index=full.index), cfg.qc, where=where, depth_cm=depth_cm)
+    frame = pd.DataFrame(columns, index=full.index)
+    flags = flag(frame, cfg.qc, where=where, depth_cm=depth_cm, saturation=saturation)
     clean = full.mask(flags["any"].to_numpy())
     nulls = D.null_windows(clean, cfg.qc.null_window_days, cfg.qc.min_valid_fraction_null_window)
     clean = clean.mask(nulls)
@@ -99,6 +102,15 @@ def _fault_manifest(cfg: Config) -> pd.DataFrame | None:
     """The twin world's injected-fault manifest, when the working folder has one."""
     path = cfg.path("truth", "faults.csv")
     return qc_score.read_manifest(path) if path.exists() else None
+
+
+def _saturation_at(cfg: Config, pred, rows, cols, ids) -> dict[str, float]:
+    """C03's saturation point per station: the porosity map ``POR`` at its pixel (m³/m³),
+    when ``qc.saturation_from_por`` is on and the pixel has a value."""
+    if not cfg.qc.saturation_from_por or "por" not in pred.static_vars:
+        return {}
+    por = np.asarray(pred.static[pred.static_vars.index("por")])[rows, cols]
+    return {sid: float(v) for sid, v in zip(ids, por, strict=True) if np.isfinite(v)}
 
 
 def build_table(
@@ -139,6 +151,7 @@ def build_table(
         for v in ("stl1", "stl2", "stl3", "tp")
         if v in pred.era_vars
     }
+    saturation = _saturation_at(cfg, pred, rows, cols, sites.index)
     daily_parts, qc_counts = [], {k: 0 for k in (*FLAGS, "null_window")}
     manifest = _fault_manifest(cfg)
     scores, per_series = [], []
@@ -150,7 +163,7 @@ def build_table(
         g = g.set_index("time")
         rain = at_sites["tp"][sid] if "tp" in at_sites else None
         day_sm, counts, flags = qc_series(
-            g["sm"], at_sites[layer][sid], cfg, where, rain, float(depth), in_situ=g
+            g["sm"], at_sites[layer][sid], cfg, where, rain, float(depth), g, saturation.get(sid)
         )
         delivered = g["sm"].reindex(flags.index).notna().to_numpy()
         if manifest is not None:
@@ -242,8 +255,10 @@ def build_table(
             "frozen_soil": "ERA5-Land soil temperature of the sensor's layer (D03)",
             "precipitation": "ERA5-Land tp (D05)"
             if "tp" in at_sites
-            else "none: tp is not among the features, so no D05, and upward breaks "
-            "cannot be told from rain (only downward ones are flagged)",
+            else "none: tp is not among the features, so no D05",
+            "saturation_point": "porosity map POR at the station (C03)"
+            if saturation
+            else "none (C03 off; qc.saturation_from_por)",
         },
     }
     return table, report

@@ -1,4 +1,6 @@
-"""In-situ QC: each flag on hand-built hourly series, and scoring against injected faults."""
+"""In-situ QC: each Dorigo et al. (2013) test on hand-worked series at and just past its
+threshold, the failing inputs of issue #20 on the real ISMN samples, the agreement with
+ISMN's own flags, and scoring against the twin world's injected faults."""
 
 from __future__ import annotations
 
@@ -7,32 +9,23 @@ import dataclasses
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from smci_gpu.errors import InputDataError
-from smci_gpu.insitu import qc, qc_score
+from smci_gpu.insitu import qc, qc_ismn_score, qc_score
 
 HOURS = pd.date_range("2018-04-01", periods=24 * 60, freq="h")
+SCAN_SOILSCAPE = "ismn_header_values_scan_soilscape.zip"
 
 
 def smooth_series(seed: int = 0, level: float = 0.3) -> np.ndarray:
-    """A slowly drying series with small noise (no step larger than 0.01)."""
+    """A slowly drying series with sensor-resolution noise (no test fires on it)."""
     rng = np.random.default_rng(seed)
     t = np.arange(HOURS.size)
-    return level - 0.03 * t / t.size + rng.normal(0, 0.002, t.size)
+    return level - 0.03 * t / t.size + rng.normal(0, 0.0005, t.size)
 
 
 def run_flags(sm: np.ndarray, **cols) -> pd.DataFrame:
     return qc.flag(pd.DataFrame({"sm": sm, **cols}, index=HOURS[: sm.size]))
-
-
-DRY = np.zeros(HOURS.size)  # a rain gauge that saw no rain
-
-
-def run_dry(sm: np.ndarray, **cols) -> pd.DataFrame:
-    """The QC with in-situ precipitation all zero: no step can be put down to rain."""
-    return run_flags(sm, precipitation=DRY[: sm.size], **cols)
 
 
 def test_clean_series_raises_no_flag():
@@ -76,150 +69,42 @@ def test_frozen_flag_is_named_by_the_temperature_that_found_it():
         assert f["any"].sum() == 60
 
 
+def test_sensor_frozen_beyond_the_models_spell():
+    """The model says frozen for hours 500-700; the sensor froze 20 h earlier and thawed
+    50 h later (0.45 of its reading). Published tests: the freeze step is a D07, the
+    constant low values after it D09, the thaw step (the first good value) a D08."""
+    temp = np.full(HOURS.size, 5.0)
+    temp[500:700] = -2.0
+    sm = smooth_series()
+    sm[480:750] *= 0.45
+    f = run_flags(sm, soil_temperature=temp)
+    assert np.flatnonzero(f.D01).tolist() == list(range(500, 700))
+    assert np.flatnonzero(f.D07).tolist() == [480] and np.flatnonzero(f.D08).tolist() == [750]
+    assert np.flatnonzero(f.D09).tolist() == list(range(480, 750))
+    assert np.flatnonzero(f["any"]).tolist() == list(range(480, 751))
+
+
+def test_frozen_spell_reaches_the_sensors_own_freeze_step_in_noisy_series():
+    """Where the series is too noisy for D09, the frozen flag itself reaches back to the
+    sensor's freeze step and on to its thaw (``frozen_edge_hours``)."""
+    temp = np.full(HOURS.size, 5.0)
+    temp[500:700] = -2.0
+    sm = 0.3 + np.random.default_rng(1).normal(0, 0.003, HOURS.size)
+    sm[480:750] *= 0.45
+    f = run_flags(sm, soil_temperature=temp)
+    assert f.D01.to_numpy()[480:750].all() and not f.D09.any()
+    short = qc.flag(
+        pd.DataFrame({"sm": sm, "soil_temperature": temp}, HOURS), qc.QCConfig(frozen_edge_hours=0)
+    )
+    assert np.flatnonzero(short.D01).tolist() == list(range(500, 700))
+
+
 def test_rain_before_by_hand():
     p = np.array([1.0, 0.0, 2.0, np.nan, 0.5, 0.0])
     got = qc.rain_before(p, hours=2)
     np.testing.assert_array_equal(got[:3], [1.0, 1.0, 2.0])
     assert np.isnan(got[3]) and np.isnan(got[4])  # a missing hour in the window
     assert got[5] == 0.5
-
-
-def test_rise_without_rain_d04_in_situ_d05_model():
-    sm = smooth_series()
-    sm[600:] += 0.03  # a lasting rise of 0.03 in one hour (too small for a break)
-    dry, wet = np.zeros(HOURS.size), np.zeros(HOURS.size)
-    wet[590:600] = 1.0  # 10 mm in the ten hours before it
-    f = run_flags(sm, model_precipitation=dry)
-    assert np.flatnonzero(f.D05).tolist() == [600] and not f.D04.any()
-    assert np.flatnonzero(run_flags(sm, precipitation=dry).D04).tolist() == [600]
-    assert not run_flags(sm, model_precipitation=wet)["any"].any()
-    # unknown precipitation raises nothing
-    assert not run_flags(sm, precipitation=np.full(HOURS.size, np.nan))["any"].any()
-
-
-def test_unpaired_upward_step_after_enough_rain_is_not_a_break():
-    sm = smooth_series()
-    sm[1000:] += 0.08  # would need 8 mm to explain it (a 10 cm layer wetted by 0.08)
-    rain = np.zeros(HOURS.size)
-    rain[990:1000] = 0.5  # 5 mm: not enough
-    assert run_flags(sm, precipitation=rain).D08[1000:].all()
-    rain[990:1000] = 1.0  # 10 mm
-    f = run_flags(sm, precipitation=rain)
-    assert not (f.D07.any() or f.D08.any() or f.D04.any())
-    # at 80 cm the same rain cannot wet the 80 cm above the sensor by 0.08 (64 mm needed)
-    deep = qc.flag(pd.DataFrame({"sm": sm, "precipitation": rain}, HOURS), depth_cm=80)
-    assert deep.D08[1000:].all()
-    # nor does it start a shift that a later drop would end; the drop undoes a shift that
-    # rain may have begun, so neither side of it is known to be shifted
-    sm[1200:] -= 0.08
-    f = run_flags(sm, precipitation=rain)
-    assert not f.D08.any() and np.flatnonzero(f.D07).tolist() == [1200]
-
-
-def test_break_segment_is_flagged_whole_even_across_a_gap():
-    sm = smooth_series()
-    sm[400:900] += 0.08
-    sm[600:660] = np.nan  # the logger was off inside the shifted stretch
-    f = run_dry(sm)
-    assert f.D08[400:900].all()
-    assert not f.D08[:400].any() and not f.D08[900:].any()
-    assert not f.D07.any()
-
-
-def test_negative_break_flags_d07():
-    sm = smooth_series()
-    sm[300:700] -= 0.07
-    f = run_dry(sm)
-    assert f.D07[300:700].all() and f.D07.sum() == 400
-
-
-def test_shift_running_into_an_interruption_is_flagged_up_to_it():
-    sm = smooth_series()
-    sm[400:800] += 0.08  # never seen to end: the record breaks off at 800 ...
-    sm[800:900] = np.nan
-    f = run_dry(sm)  # ... and resumes at the old level
-    assert f.D08[400:800].all() and not f.D08[900:].any()
-
-
-def test_shift_ending_after_an_interruption_is_flagged_since_it():
-    sm = smooth_series()
-    sm[300:400] = np.nan
-    sm[400:700] -= 0.08  # the record resumes low; the step at 700 undoes the shift
-    f = run_dry(sm)
-    assert f.D07[400:700].all() and not f.D07[:300].any() and not f.D07[701:].any()
-
-
-def test_break_soon_after_an_interruption_is_its_own_shift():
-    # Snowmelt wets the soil while the record is off: it resumes higher. A negative break a
-    # few days later brings it back near the old level and is undone later: the break is
-    # the shift, not the days between the gap and the break's first step.
-    sm = smooth_series()
-    sm[300:400] = np.nan
-    sm[400:] += 0.08
-    sm[500:800] -= 0.08
-    f = run_dry(sm)
-    assert f.D07[500:800].all() and not f.D07[801:].any()
-    assert not (f.D07[400:500].any() or f.D08[400:500].any())
-
-
-def test_record_that_starts_shifted_is_flagged_up_to_the_step_that_ends_it():
-    # The step that began the shift happened before the record starts.
-    sm = smooth_series()
-    sm[:300] -= 0.08
-    f = run_dry(sm)
-    assert np.flatnonzero(f.D07).tolist() == list(range(300))
-    assert not f.D08.any()
-
-
-def test_hidden_partner_marks_the_nearer_end_only_within_max_segment():
-    sm = smooth_series()
-    sm[1000:] += 0.08  # never undone before the record ends, 440 h later
-    neg, pos = qc.flag_breaks(sm, 0.1, rain_24h=DRY)
-    assert np.flatnonzero(pos).tolist() == list(range(1000, sm.size)) and not neg.any()
-    # the same step with both ends farther than max_segment: a lasting change of level
-    # (a sensor replaced) is not a segment; only the step itself is flagged
-    neg, pos = qc.flag_breaks(sm, 0.1, max_segment=400, rain_24h=DRY)
-    assert np.flatnonzero(pos).tolist() == [1000] and not neg.any()
-
-
-def test_steps_farther_apart_than_max_segment_in_time_do_not_pair_across_a_gap():
-    # 30 days apart in time but only a few valid values apart: a long gap between them
-    sm = smooth_series()
-    sm[300:1000] = np.nan
-    sm[200:300] += 0.08
-    sm[1000:1100] += 0.08
-    neg, pos = qc.flag_breaks(sm, 0.1, max_segment=24 * 20, rain_24h=DRY)
-    assert pos[200:300].all() and pos[1000:1100].all()
-    assert not neg.any()
-
-
-def test_frozen_spell_reaches_the_sensors_own_thaw_and_freeze_steps():
-    # The model soil temperature says frozen for hours 500-700; the sensor thaws 50 h
-    # later (its reading rises in one step) and froze 20 h earlier (it dropped).
-    temp = np.full(HOURS.size, 5.0)
-    temp[500:700] = -2.0
-    sm = smooth_series()
-    sm[480:750] *= 0.45
-    f = run_dry(sm, soil_temperature=temp)
-    assert np.flatnonzero(f.D01).tolist() == list(range(480, 750))
-    assert not (f.D07.any() or f.D08.any())
-    # a thaw farther from the spell than frozen_edge_hours is left to the break test:
-    # the low values before the step are a negative shift whose start the spell hides
-    cfg = qc.QCConfig(frozen_edge_hours=24)
-    g = qc.flag(
-        pd.DataFrame({"sm": sm, "soil_temperature": temp, "precipitation": DRY}, HOURS), cfg
-    )
-    assert np.flatnonzero(g.D01).tolist() == list(range(480, 700))
-    assert np.flatnonzero(g.D07).tolist() == list(range(700, 750))
-
-
-def test_plateau_low_and_high():
-    sm = smooth_series()
-    sm[100:300] = sm[100]  # 200 h constant, above the median (early, wetter)
-    sm[1000:1200] = 0.2  # below the median
-    f = run_flags(sm)
-    assert f.D10[100:300].all() and f.D09[1000:1200].all()
-    assert f.D09.sum() == 200 and f.D10.sum() == 200
 
 
 def test_percent_units_and_bad_index_are_clear_errors():
@@ -231,25 +116,6 @@ def test_percent_units_and_bad_index_are_clear_errors():
     dup = pd.DataFrame({"sm": [0.2, 0.2]}, index=[HOURS[0], HOURS[0]])
     with pytest.raises(InputDataError, match="station Y"):
         qc.flag(dup, where="station Y")
-
-
-@settings(max_examples=25, deadline=None)
-@given(
-    st.integers(0, 10_000),
-    st.integers(50, 1000),
-    st.floats(0.05, 0.12),
-    st.sampled_from([-1, 1]),
-)
-def test_any_isolated_break_is_found(seed, start, size, sign):
-    sm = smooth_series(seed)
-    end = min(start + 24 * 20, sm.size - 50)
-    sm[start:end] += sign * size
-    f = run_dry(sm)
-    col = f.D08 if sign > 0 else f.D07
-    assert col[start:end].all()
-    # the rise that ends a negative break lies outside it: D04 (a rise without rain)
-    assert f["any"].sum() == end - start + (sign < 0)
-    assert np.flatnonzero(f.D04).tolist() == [start if sign > 0 else end]
 
 
 def test_score_series_hand_worked():
@@ -276,6 +142,187 @@ def test_score_series_hand_worked():
     assert total["all"]["fault_hours"] == 8
 
 
+@pytest.mark.parametrize(("value", "flagged"), [(0.232, True), (0.228, False)])
+def test_spike_ratio_threshold_by_hand(value, flagged):
+    """Eq. 4: θ(t)/θ(t−1) beyond 1 ± 0.15; 0.232/0.2 = 1.16 is past it, 1.14 is not (the
+    curvature ratio is 1 and the neighbours do not vary, so only Eq. 4 decides)."""
+    sm = np.full(200, 0.2)
+    sm[100] = value
+    assert qc.flag_spike(sm)[100] == flagged
+    assert qc.flag_spike(sm).sum() == flagged
+
+
+def test_spike_needs_the_series_to_come_back():
+    """Eq. 5: after a one-hour jump the series must return the way it left; a jump that
+    stays at the new level is no spike."""
+    sm = np.full(200, 0.2)
+    sm[100:] = 0.25
+    assert not qc.flag_spike(sm).any()
+
+
+@pytest.mark.parametrize(
+    ("sign", "step", "flagged"),
+    [(1, 0.023, True), (1, 0.022, False), (-1, 0.0201, True), (-1, 0.0199, False)],
+)
+def test_break_relative_change_threshold_by_hand(sign, step, flagged):
+    """Eq. 7: |Δθ|/θ(t) > 0.1, θ(t) the value after the step. Up from 0.2: Δ > 0.1 (0.2 +
+    Δ), Δ > 0.0222; down to 0.2: Δ > 0.02. Eq. 8 holds (|θ'| = Δ/2 against 10 Δ/25) and
+    Eq. 9 too (θ'' = Δ, −Δ, 0, 0)."""
+    sm = np.full(200, 0.2 if sign > 0 else 0.2 + step)
+    sm[100:] = 0.2 + step if sign > 0 else 0.2
+    found = qc.flag_breaks(sm)[0 if sign < 0 else 1]
+    assert found[100] == flagged and found.sum() == flagged
+
+
+def test_break_below_the_absolute_step_is_none():
+    """Eq. 7 also asks |Δθ| > 0.01 m³/m³: a 0.009 step at 0.05 (18 %) is no break."""
+    sm = np.full(200, 0.05)
+    sm[100:] = 0.059
+    neg, pos = qc.flag_breaks(sm)
+    assert not (neg.any() or pos.any())
+
+
+def test_low_plateau_after_a_negative_break_by_hand():
+    """D09: a drop to 0.05 that stays constant 30 h is a D07 at the drop, and D09 over the
+    30 h (13-hour windows of zero relative variance from the break on)."""
+    sm = np.full(300, 0.2)
+    sm[100:130] = 0.05
+    f = run_flags(sm)
+    assert np.flatnonzero(f.D07).tolist() == [100]
+    assert np.flatnonzero(f.D08).tolist() == [130]
+    assert np.flatnonzero(f.D09).tolist() == list(range(100, 130))
+
+
+@pytest.mark.parametrize(("hump", "flagged"), [(0.315, True), (0.317, False)])
+def test_saturated_plateau_level_threshold_by_hand(hump, flagged):
+    """D10, Eq. 13: a 24 h plateau at 0.30 after a rain-like rise counts when its mean is
+    above 0.95 × the series' highest value: 0.30 > 0.95 × 0.315 = 0.299, not 0.95 × 0.317
+    = 0.301. The highest value is a 48 h hump (too variable to be a plateau itself)."""
+    sm = np.full(400, 0.25)
+    sm[50:98] = 0.25 + (hump - 0.25) * (1 - np.abs(np.arange(48) - 24) / 24)  # peak: hump
+    sm[200:224] = 0.30
+    f = qc.flag_saturated_plateau(sm)
+    assert f[200:224].all() == flagged
+    assert f.sum() == 24 * flagged
+
+
+def test_saturated_plateau_variance_threshold_by_hand():
+    """Eq. 10: 12 h windows with variance at most 5e-6 (0.05 vol-%²). Alternating
+    ±0.002 around 0.30 has variance 4.4e-6 (a plateau); ±0.0025 has 6.8e-6 (none)."""
+    for amp, flagged in ((0.002, True), (0.0025, False)):
+        sm = np.full(400, 0.25)
+        sm[200:236] = 0.30 + amp * (-1.0) ** np.arange(36)
+        assert qc.flag_saturated_plateau(sm)[205:230].all() == flagged, amp
+
+
+def test_rise_without_rain_d04_in_situ_d05_model():
+    """D04/D05: a lasting rise of 0.03 in an hour (over 2 std of the 25 h up to it) with
+    less than 0.2 mm in 24 h; 10 mm before it explains it; not tested below 10 cm."""
+    sm = np.linspace(0.3, 0.27, HOURS.size)  # drying, noise-free: nothing else rises
+    sm[600:] += 0.03
+    dry, wet = np.zeros(HOURS.size), np.zeros(HOURS.size)
+    wet[590:600] = 1.0
+    d05 = run_flags(sm, model_precipitation=dry).D05.to_numpy()
+    assert d05[600] and not d05[:600].any()
+    assert run_flags(sm, precipitation=dry).D04.to_numpy()[600]
+    assert not run_flags(sm, model_precipitation=wet).D05.any()
+    deep = qc.flag(pd.DataFrame({"sm": sm, "precipitation": dry}, index=HOURS), depth_cm=20)
+    assert not deep.D04.any()
+    # unknown precipitation raises nothing
+    assert not run_flags(sm, precipitation=np.full(HOURS.size, np.nan)).D04.any()
+
+
+def test_saturation_point_c03_and_a_bad_one_is_a_clear_error():
+    sm = smooth_series()
+    sm[10:13] = 0.45
+    f = qc.flag(pd.DataFrame({"sm": sm}, index=HOURS), saturation=0.44)
+    assert np.flatnonzero(f.C03).tolist() == [10, 11, 12]
+    assert not qc.flag(pd.DataFrame({"sm": sm}, index=HOURS)).C03.any()
+    with pytest.raises(InputDataError, match="station Z.*saturation point 44"):
+        qc.flag(pd.DataFrame({"sm": sm}, index=HOURS), where="station Z", saturation=44.0)
+
+
+def _real_series(shared_data, station: str) -> pd.DataFrame:
+    from smci_gpu.io import ismn
+
+    records = ismn.read_ismn(shared_data / "ismn" / SCAN_SOILSCAPE)
+    return qc_ismn_score.hourly_series(records[records.station_id == station])
+
+
+@pytest.mark.parametrize(
+    ("station", "code", "at", "values"),
+    [
+        # issue #20's failing inputs, read from the real file
+        ("SCAN:Adams_Ranch_#1", "D06", "2007-11-27 04:00", [0.047, 0.049, 0.050, 0.042]),
+        ("SCAN:Abrams", "D08", "2008-04-08 10:00", [0.130, 0.133, 0.132, 0.170]),
+        ("SCAN:AAMU-jtg", "D07", "2010-06-10 03:00", [0.488, 0.469, 0.402]),
+    ],
+)
+def test_issue_failing_inputs_on_the_real_series(shared_data, station, code, at, values):
+    s = _real_series(shared_data, station)
+    t = pd.Timestamp(at)
+    got = s.sm.loc[t - pd.Timedelta(hours=len(values) - 1) : t].tolist()
+    assert got == pytest.approx(values)  # the issue's numbers are the file's
+    assert code in s.ismn_flag.loc[t]
+    f = qc.flag(s[["sm"]], where=station)
+    assert f.loc[t, code]
+    # and only there within a day either side
+    near = f[code].loc[t - pd.Timedelta(hours=24) : t + pd.Timedelta(hours=24)]
+    assert near.sum() == 1
+
+
+def test_issue_d10_plateau_on_the_real_series(shared_data):
+    """SOILSCAPE node505, 2013-02-19 23:00 to 2013-02-22 19:00 (69 h, 0.3245–0.3331, the
+    station's highest value 0.3363): ISMN flags D10, and so do we, every hour."""
+    s = _real_series(shared_data, "SOILSCAPE:node505")
+    span = slice(pd.Timestamp("2013-02-19 23:00"), pd.Timestamp("2013-02-22 19:00"))
+    assert s.sm.loc[span].between(0.3245, 0.3331).all() and s.sm.loc[span].size == 69
+    f = qc.flag(s[["sm"]])
+    assert f.D10.loc[span].all()
+
+
+def test_agreement_with_ismn_flags_on_the_real_samples(shared_data):
+    """Recall against ISMN's own flags on SCAN/SOILSCAPE (hourly, 5 cm): ≥ 0.9 for D06,
+    D07, D08 and C03, ≥ 0.6 for D10 (the README lists the table and the precisions).
+    C03: the sample lacks AAMU-jtg's saturation point; its flags bracket it in
+    (0.426, 0.427], so 0.4265 checks only that C03 is "above the saturation point"."""
+    _, total = qc_ismn_score.score_archive(
+        shared_data / "ismn" / SCAN_SOILSCAPE, saturation={"SCAN:AAMU-jtg": 0.4265}
+    )
+    assert total.loc["D06", "ismn"] == 64 and total.loc["D10", "ismn"] == 1152
+    for code in ("C03", "D06", "D07", "D08"):
+        assert total.loc[code, "recall"] >= 0.9, (code, total.loc[code].to_dict())
+    assert total.loc["D10", "recall"] >= 0.6, total.loc["D10"].to_dict()
+    for code in ("D06", "D08", "D10"):
+        assert total.loc[code, "precision"] >= 0.6, (code, total.loc[code].to_dict())
+    assert total.loc["C02", "ismn"] == 0 and total.loc["C02", "ours"] == 0
+
+
+def test_ismn_scorer_command_prints_the_table(shared_data, capsys):
+    assert qc_ismn_score.main([str(shared_data / "ismn" / SCAN_SOILSCAPE)]) == 0
+    out = capsys.readouterr().out
+    assert "| D08 | 22 | " in out and "| flag | ISMN | ours | both |" in out
+    with pytest.raises(SystemExit):
+        qc_ismn_score.main(["/nonexistent/ismn.zip"])
+
+
+def test_bitmask_round_trip_and_bit_values():
+    """The first twelve bits keep the layout earlier versions wrote; C03 is bit 12."""
+    f = run_flags(smooth_series())
+    f.loc[f.index[[3, 7]], "D07"] = True
+    f.loc[f.index[7], "C01"] = True
+    f.loc[f.index[9], "C03"] = True
+    bits = qc.to_bitmask(f)
+    assert bits.dtype == np.uint16
+    assert bits[3] == qc.BITS["D07"] == 1 << 8
+    assert bits[7] == qc.BITS["D07"] | 1  # C01 is bit 0
+    assert bits[9] == 1 << 12 and qc.BITS["D10"] == 1 << 11 and qc.BITS["D01"] == 1 << 2
+    back = qc.from_bitmask(bits)
+    for code in qc.FLAGS:
+        np.testing.assert_array_equal(back[code], f[code].to_numpy())
+    assert back["any"].sum() == 3
+
+
 def test_prepare_scores_qc_against_the_twin_worlds_faults(tmp_path):
     """A two-year world with many faults: the prepare report scores every fault type."""
     from smci_gpu import demo
@@ -299,98 +346,23 @@ def test_prepare_scores_qc_against_the_twin_worlds_faults(tmp_path):
     assert report["qc_flag_hours"]["D03"] > 0 and report["qc_flag_hours"]["D01"] == 0
     scores = report["qc_vs_injected_faults"]
     assert set(scores) == {*qc_score.FLAGS_FOR_FAULT, "all"}
+    # Every injected fault is one by the published definitions (breaks: the two step
+    # values D07/D08 judge); each type is found with recall and precision >= 0.9.
     for fault in ("range", "spike", "plateau", "frozen", "break", "all"):
         assert scores[fault]["fault_hours"] > 0
         assert scores[fault]["recall"] >= 0.9, (fault, scores[fault])
         assert scores[fault]["precision"] >= 0.9, (fault, scores[fault])
-    # Breaks: recall 0.931, precision 0.972 here. What is missed is mostly a break nested
-    # inside an opposite one (the values between are right, though the manifest lists
-    # them) and an end step masked by a rain-driven rise.
-    assert scores["break"]["recall"] >= 0.9 and scores["break"]["precision"] >= 0.9
 
 
-def test_upward_step_alone_is_no_break_without_precipitation():
-    # With no rain data a sharp lasting rise may be a wetting front; a drop may not.
-    up, down = smooth_series(), smooth_series()
-    up[1000:] += 0.08
-    down[1000:] -= 0.08
-    assert not run_flags(up)["any"].any()
-    assert np.flatnonzero(run_flags(down).D07).tolist() == list(range(1000, down.size))
+def test_prepare_takes_c03_saturation_from_the_porosity_map_when_asked():
+    from types import SimpleNamespace
 
+    from smci_gpu.config import Config
+    from smci_gpu.prepare import _saturation_at
 
-@pytest.mark.parametrize(
-    "archive", ["ismn_header_values_scan_soilscape.zip", "ismn_ceop_cosmos.zip"]
-)
-def test_real_ismn_series_raise_few_breaks(shared_data, archive):
-    """Real hourly records (SCAN, SOILSCAPE, COSMOS; no precipitation given) are full of
-    rain-driven steps, and COSMOS Barrow lies on permafrost. ISMN's own QC marks D07/D08
-    on < 0.1 % of their hours; the break test here must stay near that, not mistake
-    wetting or thaw for shifts. (Earlier versions of it flagged 10-30 % of some.)"""
-    from smci_gpu.io import ismn
-
-    records = ismn.read_ismn(shared_data / "ismn" / archive)
-    # No soil temperature comes with them: ISMN's own frozen-soil flags stand in for the
-    # modelled soil temperature of the engine's D03 (-1 °C where flagged, else 5 °C).
-    frozen = records.ismn_flag.str.contains("D01|D02|D03")
-    records = records.assign(t=np.where(frozen, -1.0, 5.0))
-    for station, g in records.groupby("station_id"):
-        g = g.set_index("time").sort_index()
-        g = g[~g.index.duplicated()]
-        sm = g["sm"]
-        hours = pd.date_range(sm.index[0], sm.index[-1], freq="h")
-        t = g["t"].reindex(hours).ffill().to_numpy()
-        frame = pd.DataFrame({"sm": sm.reindex(hours), "model_soil_temperature": t})
-        f = qc.flag(frame, where=station)
-        valid = sm.reindex(hours).notna().to_numpy()
-        share = ((f.D07 | f.D08).to_numpy() & valid).sum() / valid.sum()
-        ismn_share = g.ismn_flag.str.contains("D07|D08").mean()
-        assert ismn_share < 0.001, station
-        assert share < 0.02, (station, share)
-        if station.startswith("SCAN"):  # 2007-2013, hourly: no break flagged at all
-            assert share == 0, station
-
-
-@settings(max_examples=25, deadline=None)
-@given(
-    st.integers(0, 10_000),
-    st.integers(100, 400),
-    st.integers(100, 300),
-    st.integers(48, 600),
-    st.floats(0.05, 0.12),
-    st.sampled_from([-1, 1]),
-)
-def test_break_whose_start_a_frozen_spell_hides_is_removed(seed, s0, length, tail, size, sign):
-    # The model says frozen over [s0, s1); a break began unseen inside the spell and
-    # ends at b1, after it: every hour from the spell's start to the break's end goes.
-    sm = smooth_series(seed)
-    s1 = s0 + length
-    b1 = s1 + tail
-    sm[s0 + length // 2 : b1] += sign * size
-    temp = np.full(HOURS.size, 5.0)
-    temp[s0:s1] = -1.0
-    f = run_dry(sm, model_soil_temperature=temp)
-    assert f["any"][s0:b1].all()
-    assert not f["any"][:s0].any() and not f["any"][b1 + 1 :].any()
-
-
-def test_missing_rain_hours_count_as_possible_rain():
-    sm = smooth_series()
-    sm[1000:] += 0.08
-    gauge = np.zeros(HOURS.size)
-    gauge[995] = np.nan  # the gauge missed an hour in the day before the rise
-    f = run_flags(sm, precipitation=gauge)
-    assert not (f.D08.any() or f.D04.any())
-
-
-def test_bitmask_round_trip_and_bit_values():
-    f = run_dry(smooth_series())
-    f.loc[f.index[[3, 7]], "D07"] = True
-    f.loc[f.index[7], "C01"] = True
-    bits = qc.to_bitmask(f)
-    assert bits.dtype == np.uint16
-    assert bits[3] == qc.BITS["D07"] == 1 << qc.FLAGS.index("D07")
-    assert bits[7] == qc.BITS["D07"] | 1  # C01 is bit 0
-    back = qc.from_bitmask(bits)
-    for code in qc.FLAGS:
-        np.testing.assert_array_equal(back[code], f[code].to_numpy())
-    assert back["any"].sum() == 2
+    por = np.array([[0.45, np.nan], [0.40, 0.50]])
+    pred = SimpleNamespace(static_vars=["dem", "por"], static=np.stack([por * 0, por]))
+    rows, cols, ids = np.array([0, 1, 0]), np.array([0, 1, 1]), ["A", "B", "C"]
+    assert _saturation_at(Config(), pred, rows, cols, ids) == {}  # off by default
+    cfg = Config(qc={"saturation_from_por": True})
+    assert _saturation_at(cfg, pred, rows, cols, ids) == {"A": 0.45, "B": 0.50}

@@ -24,7 +24,7 @@ from smci_gpu.errors import InputDataError
 
 #: The ISMN flags meant to catch each injected fault type.
 FLAGS_FOR_FAULT: dict[str, tuple[str, ...]] = {
-    "range": ("C01", "C02"),
+    "range": ("C01", "C02", "C03"),
     "spike": ("D06",),
     "break": ("D07", "D08"),
     "plateau": ("D09", "D10"),
