@@ -465,7 +465,8 @@ def tuning_section(cfg: Config, tune_dir: Path, out: Path) -> str | None:
         "only advises. Random folds share days of one station between training and test, "
         "so they reward settings that memorise stations; station folds keep every station "
         "in one fold and score what a map needs, skill where no station was seen. More "
-        "features per split also costs training and prediction time roughly in proportion. "
+        "features per split cost training time roughly in proportion, and a smaller "
+        "min_samples_leaf grows deeper trees that are slower to predict over every pixel. "
         "The table says what the configured cell costs in CV RMSE; to use the best, set "
         "<code>forest.max_features</code> and <code>forest.min_samples_leaf</code>.</p>"
     )
@@ -475,7 +476,9 @@ def tuning_section(cfg: Config, tune_dir: Path, out: Path) -> str | None:
 
 def twin_section(twin: pd.DataFrame) -> str:
     mean = twin.groupby(["layer_cm", "source"])[["ubrmse", "r", "bias"]].mean().unstack("source")
-    mean.columns = [f"{m} {s}" for m, s in mean.columns]
+    names = {"ubrmse": "ubRMSE", "r": "R", "bias": "bias"}
+    sources = {"model": "product", "era5land": "ERA5-Land"}
+    mean.columns = [f"{names[m]} {sources.get(s, s)} ({METRIC_UNITS[m]})" for m, s in mean.columns]
     return (
         "<p>Product and ERA5-Land (matched layer, nearest cell) against the hidden truth at "
         "every land pixel of the produced days (mean over days).</p>"
