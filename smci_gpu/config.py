@@ -247,6 +247,75 @@ class StaticConfig(_Section):
         return v
 
 
+class MetadataConfig(_Section):
+    """Discovery metadata written into every product file (CF-1.8 and ACDD-1.3 globals).
+
+    Who made and publishes the product; ``summary``, ``keywords`` and the ``creator_*`` and
+    ``publisher_*`` contacts are what data centres ask for (ACDD-1.3 "highly recommended"
+    and "recommended" attributes). None of these change a value, so they are left out of
+    the config hash: editing them does not make ``produce`` redo finished days.
+    """
+
+    summary: str = (
+        "Daily volumetric soil moisture at 10 layers (0-10 ... 90-100 cm) on a 30 arc-second "
+        "grid, predicted by per-layer random forests trained on quality-controlled in-situ "
+        "soil moisture with ERA5-Land, MODIS LAI, land cover, elevation and soil properties "
+        "as predictors (the SMCI1.0 method, Li et al. 2022)."
+    )
+    keywords: str = (
+        "EARTH SCIENCE > LAND SURFACE > SOILS > SOIL MOISTURE/WATER CONTENT, "
+        "soil moisture, random forest, in-situ, ERA5-Land, China"
+    )
+    keywords_vocabulary: str = "GCMD Science Keywords"
+    institution: str = "unknown institution (set metadata.institution)"
+    project: str = "SMCI1.0 regeneration (smci-gpu)"
+    creator_name: str = "unknown (set metadata.creator_name)"
+    creator_email: str = "unknown (set metadata.creator_email)"
+    creator_url: str = "https://github.com/ljz1228/SMCI1.0"
+    creator_type: Literal["person", "group", "institution", "position"] = "group"
+    publisher_name: str = "unknown (set metadata.publisher_name)"
+    publisher_email: str = "unknown (set metadata.publisher_email)"
+    publisher_url: str = "https://doi.org/10.11888/Terre.tpdc.272415"
+    license: str = Field(
+        "not set (set metadata.license before distributing this product)",
+        description="e.g. an SPDX id; the paper states no licence for the SMCI1.0 files",
+    )
+    references: str = (
+        "Li, Q., Shi, G., Shangguan, W., et al.: A 1-km daily soil moisture dataset over China "
+        "using in situ measurement and machine learning, Earth Syst. Sci. Data, 14, "
+        "5267-5286, https://doi.org/10.5194/essd-14-5267-2022, 2022; dataset: Shangguan, W., "
+        "et al.: SMCI1.0, National Tibetan Plateau Data Center, "
+        "https://doi.org/10.11888/Terre.tpdc.272415, 2022"
+    )
+    acknowledgement: str = (
+        "Contains modified Copernicus Climate Change Service information (ERA5-Land)."
+    )
+    comment: str = (
+        "Daily means. Years without in-situ training data (2000-2009 in SMCI1.0) are a "
+        "hindcast by the same forests and are less certain (Li et al. 2022, section 2)."
+    )
+    naming_authority: str = Field("", description="reverse-DNS of who assigns ``id``")
+    id: str = Field("", description="dataset identifier within ``naming_authority``")
+
+
+class LockConfig(_Section):
+    """The output folder's lock on shared (cluster) file systems (see ``smci_gpu.io.lock``)."""
+
+    stale_after_s: float = Field(
+        900.0, gt=0, description="a lock from another host with an older heartbeat is stale"
+    )
+    heartbeat_s: float = Field(60.0, gt=0, description="how often a run refreshes its lock")
+
+    @model_validator(mode="after")
+    def _beats_in_time(self) -> LockConfig:
+        if self.heartbeat_s * 3 > self.stale_after_s:
+            raise ValueError(
+                f"heartbeat_s ({self.heartbeat_s}) must be at most a third of stale_after_s "
+                f"({self.stale_after_s}), or a live run could look stale"
+            )
+        return self
+
+
 class DaskConfig(_Section):
     """Where the work runs: a local cluster, or an existing one by address."""
 
@@ -273,6 +342,8 @@ class Config(_Section):
     produce: ProduceConfig = Field(default_factory=ProduceConfig)
     static: StaticConfig = Field(default_factory=StaticConfig)
     dask: DaskConfig = Field(default_factory=DaskConfig)
+    metadata: MetadataConfig = Field(default_factory=MetadataConfig)
+    lock: LockConfig = Field(default_factory=LockConfig)
 
     @field_validator("layers")
     @classmethod
@@ -294,7 +365,9 @@ class Config(_Section):
 
     def hash(self) -> str:
         """Short hash of everything that changes the product (not paths, device, dask)."""
-        payload = self.model_dump(mode="json", exclude={"workdir", "device", "dask"})
+        payload = self.model_dump(
+            mode="json", exclude={"workdir", "device", "dask", "metadata", "lock"}
+        )
         # The period asked for and retry counts do not change any day's values.
         for key in ("retries", "start", "end"):
             payload["produce"].pop(key, None)

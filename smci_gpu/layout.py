@@ -27,7 +27,18 @@ from smci_gpu.config import Config
 from smci_gpu.errors import GridError, InputDataError
 from smci_gpu.grid import RegularGrid
 from smci_gpu.io.atomic import atomic_path
-from smci_gpu.io.writer import FILL, day_file_name, encode_int16, product_dataset, write_day
+from smci_gpu.io.writer import (
+    CONVENTIONS,
+    DEPTH_ATTRS,
+    FILL,
+    coverage_attributes,
+    crs_attributes,
+    day_file_name,
+    encode_int16,
+    history_line,
+    product_dataset,
+    write_day,
+)
 
 #: The published SMCI1.0 grids.
 PUBLISHED = {
@@ -92,7 +103,8 @@ def aggregate(cfg: Config, start=None, end=None, factor: int | None = None) -> d
                 "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
             }
         )
-        ds = product_dataset(coarse, day, depths, coarse_grid, keep)
+        action = f"smci aggregate: {factor}x{factor} block mean of {path.name}"
+        ds = product_dataset(coarse, day, depths, coarse_grid, keep, action=action)
         ds.attrs["title"] = "SMCI-style 9 km daily soil moisture (aggregated from 1 km)"
         write_day(target, ds)
         written += 1
@@ -176,21 +188,81 @@ def smci1_layout(cfg: Config, resolution: str = "1km", years: list[int] | None =
     return {"path": str(out), "written": written, "current": current}
 
 
+#: Global attributes of a daily file that describe the product, not one file or day.
+_DISCOVERY_KEYS = (
+    "summary",
+    "keywords",
+    "keywords_vocabulary",
+    "institution",
+    "project",
+    "creator_name",
+    "creator_email",
+    "creator_url",
+    "creator_type",
+    "publisher_name",
+    "publisher_email",
+    "publisher_url",
+    "license",
+    "references",
+    "acknowledgement",
+    "comment",
+    "id",
+    "naming_authority",
+    "standard_name_vocabulary",
+    "cdm_data_type",
+    "processing_level",
+    "product_version",
+)
+
+
 def _year_layer_file(nc, grid: RegularGrid, days, depth: int, attrs: dict, resolution: str):
-    """Create the dimensions, coordinates and the ``SMCI`` variable of a year-layer file."""
+    """Create the dimensions, coordinates and the ``SMCI`` variable of a year-layer file.
+
+    The published layout (``SMCI(time, lat, lon)``, integer 0.001 m³/m³, fill −999) with
+    the same CF/ACDD metadata as the daily files: ``crs`` (full WGS 84 WKT), lat/lon/time
+    bounds, a scalar ``depth`` coordinate with its layer bounds, ``cell_methods``.
+    """
     nc.createDimension("time", None)
     nc.createDimension("lat", grid.ny)
     nc.createDimension("lon", grid.nx)
+    nc.createDimension("nv", 2)
     t = nc.createVariable("time", "i4", ("time",))
-    t.units, t.calendar, t.standard_name = "days since 1970-01-01", "standard", "time"
+    t.setncatts(
+        {
+            "units": "days since 1970-01-01",
+            "calendar": "standard",
+            "standard_name": "time",
+            "long_name": "time",
+            "axis": "T",
+            "bounds": "time_bnds",
+        }
+    )
     t[:] = [(d - pd.Timestamp("1970-01-01")).days for d in days]
-    for name, values, units in (
-        ("lat", grid.lat, "degrees_north"),
-        ("lon", grid.lon, "degrees_east"),
+    tb = nc.createVariable("time_bnds", "i4", ("time", "nv"))
+    tb[:] = np.stack([t[:], t[:] + 1], axis=1)
+    for name, values, bounds, units, sn in (
+        ("lat", grid.lat, grid.lat_bounds(), "degrees_north", "latitude"),
+        ("lon", grid.lon, grid.lon_bounds(), "degrees_east", "longitude"),
     ):
         v = nc.createVariable(name, "f8", (name,))
-        v.units, v.standard_name = units, {"lat": "latitude", "lon": "longitude"}[name]
+        axis = "Y" if name == "lat" else "X"
+        v.setncatts(
+            {
+                "units": units,
+                "standard_name": sn,
+                "long_name": sn,
+                "axis": axis,
+                "bounds": f"{name}_bnds",
+            }
+        )
         v[:] = values
+        nc.createVariable(f"{name}_bnds", "f8", (name, "nv"))[:] = bounds
+    d = nc.createVariable("depth", "f4", ())
+    d.setncatts(DEPTH_ATTRS)
+    d[:] = float(depth)
+    nc.createVariable("depth_bnds", "f4", ("nv",))[:] = [depth - 10.0, float(depth)]
+    crs = nc.createVariable("crs", "i4", ())
+    crs.setncatts(crs_attributes())
     chunk = (1, min(512, grid.ny), min(512, grid.nx))
     v = nc.createVariable(
         "SMCI",
@@ -202,20 +274,36 @@ def _year_layer_file(nc, grid: RegularGrid, days, depth: int, attrs: dict, resol
         chunksizes=chunk,
         fill_value=np.int16(FILL),
     )
-    v.units = "0.001 m3/m3"
-    v.long_name = f"volumetric soil moisture at {depth} cm"
-    v.missing_value = np.int16(FILL)
+    # The published unit: integer counts of 0.001 m3/m3 (UDUNITS reads "0.001 m3/m3" as a
+    # scaled volume fraction, so the CF standard name still applies to the counts).
+    v.setncatts(
+        {
+            "standard_name": "volume_fraction_of_condensed_water_in_soil",
+            "units": "0.001 m3/m3",
+            "long_name": f"volumetric soil moisture at {depth - 10}-{depth} cm",
+            "missing_value": np.int16(FILL),
+            "cell_methods": "time: mean",
+            "coverage_content_type": "modelResult",
+            "coordinates": "depth",
+            "grid_mapping": "crs",
+        }
+    )
     # Cells outside the product region are never written: HDF5 stores no chunk for them
     # and they read as the fill value, so a full-China file costs what the region costs.
+    meta = {k: str(attrs[k]) for k in _DISCOVERY_KEYS if str(attrs.get(k, "")) != ""}
     nc.setncatts(
         {
             "title": f"SMCI1.0-layout {resolution} soil moisture, {depth} cm",
-            "Conventions": "CF-1.8",
+            "Conventions": CONVENTIONS,
+            **meta,
+            **coverage_attributes(grid, days[0], days[-1], [depth]),
             "depth_cm": depth,
             "smci_gpu_version": __version__,
             "config_hash": str(attrs.get("config_hash", "")),
             "model_digests": str(attrs.get("model_digests", "")),
             "source": "assembled from the daily smci-gpu product files",
+            "history": history_line(f"smci layout: {len(days)} daily files, {depth} cm"),
             "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "date_created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         }
     )

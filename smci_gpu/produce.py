@@ -9,7 +9,6 @@ match this config and these models) is skipped, so a re-run resumes.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import time
@@ -24,9 +23,16 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from smci_gpu import __version__, backend, kernels
 from smci_gpu.config import Config
-from smci_gpu.errors import OutputError, SmciError
+from smci_gpu.errors import SmciError
 from smci_gpu.features import Predictors, land_mask, static_maps
-from smci_gpu.io.writer import day_file_name, product_dataset, verify_day, write_day
+from smci_gpu.io.lock import output_lock
+from smci_gpu.io.writer import (
+    day_file_name,
+    discovery_attributes,
+    product_dataset,
+    verify_day,
+    write_day,
+)
 from smci_gpu.model.forest import NvForestPredictor
 from smci_gpu.model.train import layer_dir, load_layer, stale_layers
 from smci_gpu.pipeline import stage
@@ -44,6 +50,7 @@ def provenance(cfg: Config, cards: dict[int, dict]) -> dict[str, Any]:
         "source": "random forests on QC'd in-situ soil moisture; ERA5-Land, LAI, land cover, "
         "DEM and soil predictors (SMCI1.0 method)",
         "inputs": "inputs/era5land, inputs/lai, inputs/static",
+        **discovery_attributes(cfg.metadata),
     }
 
 
@@ -148,36 +155,6 @@ def load_forests(cfg: Config) -> tuple[dict, dict]:
     return forests, cards
 
 
-@contextlib.contextmanager
-def output_lock(folder: Path):
-    """Hold an exclusive lock on an output folder for one run, then clear stale temp files.
-
-    A second run on the same folder refuses with :class:`OutputError` instead of racing
-    the first. The lock is the kernel's (``flock``), so it dies with its process, even
-    a killed one; temporary files left by a killed run are removed once the lock is ours.
-    """
-    import fcntl
-
-    path = folder / ".smci-produce.lock"
-    handle = open(path, "a+")  # noqa: SIM115 - held for the whole run
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.close()
-        raise OutputError(
-            f"another `smci produce` is writing to {folder} (lock {path}); "
-            "wait for it to finish or use another working folder"
-        ) from None
-    try:
-        for stale in folder.glob(".SMCI_*.tmp"):
-            log.warning("removing %s left by an interrupted run", stale.name)
-            stale.unlink(missing_ok=True)
-        yield
-    finally:
-        fcntl.flock(handle, fcntl.LOCK_UN)
-        handle.close()
-
-
 def produce(cfg: Config, console: Console, start=None, end=None) -> dict[str, Any]:
     """Produce every day of ``start..end`` (default: the config's period) that is not done.
 
@@ -205,7 +182,7 @@ def produce(cfg: Config, console: Console, start=None, end=None) -> dict[str, An
     shape = (1, len(cfg.layers), *grid.shape)
     days = pd.date_range(start, end, freq="D")
     res = cfg.produce.resolution
-    with output_lock(out_dir):
+    with output_lock(out_dir, cfg.lock.stale_after_s, cfg.lock.heartbeat_s):
         todo = [d for d in days if not verify_day(out_dir / day_file_name(d, res), check, shape)]
         run = _run_on_dask if distributed and todo else _run_here
         stats = run(cfg, console, device, todo)

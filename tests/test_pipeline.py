@@ -83,8 +83,8 @@ def test_product_values_equal_rounded_forest_predictions(world):
     day = pd.Timestamp(cfg.produce.start)
     path = cfg.path("product", "1km", f"SMCI_1km_{day:%Y%m%d}.nc")
     raw = xr.open_dataset(path, mask_and_scale=False, engine="netcdf4")
-    assert raw.sm.dtype == np.int16 and raw.sm.attrs["scale_factor"] == SCALE
-    assert raw.sm.attrs["_FillValue"] == FILL and raw.attrs["Conventions"] == "CF-1.8"
+    assert raw.sm.dtype == np.int16 and raw.sm.attrs["scale_factor"] == np.float32(SCALE)
+    assert raw.sm.attrs["_FillValue"] == FILL and raw.attrs["Conventions"] == "CF-1.8, ACDD-1.3"
     assert raw.attrs["config_hash"] == cfg.hash()
     pred = Predictors.load(cfg, day, day)
     land = pred.land_mask()
