@@ -253,7 +253,7 @@ def _real_series(shared_data, station: str) -> pd.DataFrame:
     ("station", "code", "at", "values"),
     [
         # issue #20's failing inputs, read from the real file
-        ("SCAN:Adams_Ranch_#1", "D06", "2007-11-27 04:00", [0.047, 0.049, 0.050, 0.042]),
+        ("SCAN:AdamsRanch#1", "D06", "2007-11-27 04:00", [0.047, 0.049, 0.050, 0.042]),
         ("SCAN:Abrams", "D08", "2008-04-08 10:00", [0.130, 0.133, 0.132, 0.170]),
         ("SCAN:AAMU-jtg", "D07", "2010-06-10 03:00", [0.488, 0.469, 0.402]),
     ],
