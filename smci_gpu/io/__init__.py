@@ -1,8 +1,10 @@
 """Readers and writers: every file format the engine meets, behind canonical names/units."""
 
-# Several wheels bundle their own copies of GDAL/PROJ/HDF5/netCDF/ecCodes libraries. Loaded
-# in the wrong order they corrupt each other and the process aborts (at exit, or on the
-# first GRIB read): rasterio's GDAL first, then pyproj's PROJ, then netCDF4 and ecCodes.
+# Several wheels bundle their own copies of GDAL/PROJ/HDF5/netCDF/ecCodes libraries. The
+# crash at exit that once followed some import orders came from findlibs < 0.1.4 loading
+# ecCodes' eckitlib (with its own PROJ) into the global symbol namespace; pyproject pins
+# findlibs >= 0.1.4 and tests/test_environment.py checks every order. Loading GDAL and PROJ
+# first is kept as a cheap guard for environments assembled by hand.
 try:
     import rasterio  # noqa: F401
 except ImportError:  # GPU-only machines may lack rasterio; kernels and forests do not need it
