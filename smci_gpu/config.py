@@ -244,6 +244,14 @@ class StaticConfig(_Section):
         unknown = sorted(set(v) - set(STATIC_FEATURES))
         if unknown:
             raise ValueError(f"unknown static maps {unknown}; known: {list(STATIC_FEATURES)}")
+        from smci_gpu.io.rasters import unit_key
+        from smci_gpu.variables import variable_table
+
+        for name, unit in v.items():
+            entry = variable_table()["static"][name]
+            known = [entry["units"], *entry.get("convert", {})]
+            if unit_key(unit) not in {unit_key(u) for u in known}:
+                raise ValueError(f"{name}: unit '{unit}' has no conversion; known: {known}")
         return v
 
 

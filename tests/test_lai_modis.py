@@ -161,7 +161,44 @@ def test_hdf4_without_driver_names_the_conversion(tmp_path):
     msg = str(err.value)
     assert "\n" not in msg and "no HDF4 driver" in msg
     assert f"gdal_translate 'HDF4_EOS:EOS_GRID:\"{path}\":MOD_Grid_MOD15A2H:Lai_500m'" in msg
-    assert msg.endswith("MCD15A2H.A2018001.h26v05.061.2021350123456.tif")
+    assert msg.endswith(f"'{path.with_suffix('.tif')}'")  # beside the .hdf, in inputs/lai
+
+
+def test_converted_granule_is_read_instead_of_its_hdf4_original(tmp_path):
+    # What the HDF4 message asks for: the GeoTIFF beside the .hdf; the two are one composite.
+    region = target_grid(114.0, 40.0, 114.0 + 1 / 120, 40.0 + 1 / 120)
+    name = "MCD15A2H.A2018001.h26v05.061.2021350123456"
+    (tmp_path / f"{name}.hdf").write_bytes(b"\x0e\x03\x13\x01" + bytes(64))
+    raw = np.array([[30, 50], [254, 255]], np.uint8)
+    write_geotiff(tmp_path / f"{name}.tif", raw, _fine(region), nodata=255)
+    assert [p.name for p in lai_files(tmp_path).path] == [f"{name}.tif"]
+    assert _read_one(tmp_path, region)[0, 0] == pytest.approx(4.0)
+
+
+def test_netcdf_with_cf_latitude_longitude_and_no_grid_mapping_is_wgs84(tmp_path):
+    # CF: axes in degrees_north/degrees_east without a grid mapping are latitude_longitude.
+    import netCDF4
+
+    region = target_grid(114.0, 40.0, 114.0 + 1 / 120, 40.0 + 1 / 120)
+    fine = _fine(region)
+    with netCDF4.Dataset(tmp_path / "LAI_2018001.nc", "w") as nc:
+        nc.createDimension("lat", fine.ny)
+        nc.createDimension("lon", fine.nx)
+        nc.createVariable("lat", "f8", ("lat",))[:] = fine.lat
+        nc["lat"].units = "degrees_north"
+        nc.createVariable("lon", "f8", ("lon",))[:] = fine.lon
+        nc["lon"].units = "degrees_east"
+        var = nc.createVariable("Lai_500m", "u1", ("lat", "lon"), fill_value=255)
+        var.set_auto_maskandscale(False)
+        var[:] = np.array([[20, 40], [254, 255]], np.uint8)
+    assert _read_one(tmp_path, region)[0, 0] == pytest.approx(3.0)
+    (tmp_path / "LAI_2018001.nc").unlink()
+    with netCDF4.Dataset(tmp_path / "LAI_2018001.nc", "w") as nc:  # axes without units
+        nc.createDimension("y", fine.ny)
+        nc.createDimension("x", fine.nx)
+        nc.createVariable("Lai_500m", "u1", ("y", "x"))[:] = np.full(fine.shape, 20, np.uint8)
+    with pytest.raises(InputDataError, match="has no CRS"):
+        _read_one(tmp_path, region)
 
 
 # --------------------------------------------------------------------------- tiles

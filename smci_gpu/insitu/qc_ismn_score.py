@@ -39,6 +39,8 @@ def hourly_series(records: pd.DataFrame) -> pd.DataFrame:
 
     Returns a frame with ``sm`` (NaN where no record) and ``ismn_flag`` (``""`` there).
     """
+    if records.empty:
+        raise InputDataError("no ISMN records for this station and depth")
     g = records.sort_values("time").drop_duplicates("time", keep="first").set_index("time")
     hours = pd.date_range(g.index[0].floor("h"), g.index[-1].ceil("h"), freq="h")
     out = g[["sm", "ismn_flag"]].reindex(hours)

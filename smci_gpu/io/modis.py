@@ -110,9 +110,10 @@ def hdf4_subdataset(path: str | Path, field: str = "Lai_500m") -> str:
 def hdf4_missing_message(path: str | Path, field: str = "Lai_500m") -> str:
     """One line: this GDAL cannot read HDF4, and the ``gdal_translate`` that converts it."""
     path = Path(path)
-    out = path.with_suffix(".tif").name
+    out = path.with_suffix(".tif")
     return (
         f"LAI file {path} is HDF4-EOS and the GDAL of the installed rasterio has no HDF4 "
-        f"driver; convert it to GeoTIFF (keeping the name, so the date and tile are read): "
-        f"gdal_translate '{hdf4_subdataset(path, field)}' {out}"
+        f"driver; convert it to GeoTIFF beside it (keeping the name, so the date and tile "
+        f"are read; the .tif is then read instead of the .hdf): "
+        f"gdal_translate '{hdf4_subdataset(path, field)}' '{out}'"
     )

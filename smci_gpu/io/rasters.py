@@ -120,6 +120,21 @@ def _open(path: Path, names):
     return src
 
 
+def _cf_latitude_longitude(path: Path) -> bool:
+    """A NetCDF without a grid mapping whose axes are CF latitude and longitude (units
+    ``degrees_north``/``degrees_east``): CF's latitude_longitude grid, taken as WGS 84."""
+    if path.suffix.lower() != ".nc":
+        return False
+    import netCDF4
+
+    try:
+        with netCDF4.Dataset(path) as nc:
+            units = {str(getattr(v, "units", "")).lower() for v in nc.variables.values()}
+    except OSError:
+        return False
+    return {"degrees_north", "degrees_east"} <= units
+
+
 def read_band(path: str | Path, names=()) -> Band:
     """Read the first band of a raster (or its variable ``names``) raw, with its attributes.
 
@@ -149,6 +164,10 @@ def read_band(path: str | Path, names=()) -> Band:
         raise
     except Exception as exc:  # noqa: BLE001 - rasterio/GDAL raise several types
         raise InputDataError(f"raster {path} could not be read: {exc}") from exc
+    if crs is None and _cf_latitude_longitude(path):
+        from rasterio.crs import CRS
+
+        crs = CRS.from_epsg(4326)
     if crs is None:
         raise InputDataError(f"raster {path} has no CRS; expected e.g. EPSG:4326")
     scale = _number(attrs, "scale_factor")
@@ -350,8 +369,15 @@ def lai_files(folder: str | Path) -> pd.DataFrame:
     """
     folder = Path(folder)
     rows = []
-    names = (p for p in folder.iterdir() if not p.name.startswith("."))  # "." : temp files
-    for path in sorted(p for p in names if p.suffix.lower() in RASTER_SUFFIXES):
+    names = [p for p in folder.iterdir() if not p.name.startswith(".")]  # "." : temp files
+    paths = [p for p in names if p.suffix.lower() in RASTER_SUFFIXES]
+    # A granule converted to GeoTIFF beside its HDF4 original (what the HDF4 error asks for)
+    # is one composite: read the GeoTIFF, skip the .hdf.
+    converted = {p.with_suffix("").name for p in paths if p.suffix.lower() in (".tif", ".tiff")}
+    paths = [
+        p for p in paths if not (p.suffix.lower() == ".hdf" and p.with_suffix("").name in converted)
+    ]
+    for path in sorted(paths):
         g = modis.parse_name(path)
         rows.append({"path": path, "start": g.start, "tile": g.tile, "product": g.product})
     if not rows:
