@@ -20,9 +20,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-from smci_gpu import __version__, backend, kernels
+from smci_gpu import __version__, backend, kernels, progress
 from smci_gpu.config import Config
 from smci_gpu.errors import OutputError, SmciError
 from smci_gpu.features import Predictors, land_mask, static_maps
@@ -233,30 +232,16 @@ def _empty_stats() -> dict[str, Any]:
     return {"written": 0, "failed": {}, "clipped": 0, "nan_feature_pixels": 0, "seconds": {}}
 
 
-def _progress(console: Console) -> Progress:
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total} days"),
-        TextColumn("{task.fields[rate]}"),
-        TimeRemainingColumn(),
-    )
-    return Progress(*columns, console=console, transient=True)
-
-
 def _run_here(cfg: Config, console: Console, device: str, todo: list) -> dict[str, Any]:
-    """All days in this process, with a progress bar (days/s and ETA)."""
+    """All days in this process, with progress (a bar, or log lines in a batch job)."""
     stats = _empty_stats()
     if not todo:
         return stats
-    with _progress(console) as progress:
-        task = progress.add_task(f"producing on {device}", total=len(todo), rate="")
-        t_start = time.perf_counter()
+    with progress.track(console, f"produce on {device}", len(todo), "days") as bar:
 
         def advance(day_stats: dict[str, Any]) -> None:
             _merge(stats, day_stats)
-            rate = (stats["written"] + len(stats["failed"])) / (time.perf_counter() - t_start)
-            progress.update(task, advance=1, rate=f"{rate:.2f} days/s")
+            bar.update(stats["written"] + len(stats["failed"]))
 
         produce_chunk(cfg, device, todo, on_day=advance)
     return stats
@@ -287,9 +272,7 @@ def _run_on_dask(cfg: Config, console: Console, device: str, todo: list) -> dict
             ): chunk
             for chunk in chunks
         }
-        with _progress(console) as progress:
-            task = progress.add_task(f"producing on {workers} worker(s)", total=len(todo), rate="")
-            t_start = time.perf_counter()
+        with progress.track(console, f"produce on {workers} worker(s)", len(todo), "days") as bar:
             for future in as_completed(futures):
                 chunk = futures[future]
                 try:
@@ -297,9 +280,7 @@ def _run_on_dask(cfg: Config, console: Console, device: str, todo: list) -> dict
                 except Exception as exc:  # noqa: BLE001 - a lost worker, after retries
                     for day in chunk:
                         stats["failed"][f"{day:%Y-%m-%d}"] = f"worker task failed: {exc}"
-                done = stats["written"] + len(stats["failed"])
-                rate = done / (time.perf_counter() - t_start)
-                progress.update(task, completed=done, rate=f"{rate:.2f} days/s")
+                bar.update(stats["written"] + len(stats["failed"]))
     finally:
         client.close()
         if cluster is not None:
