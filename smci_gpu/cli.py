@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+import os
 import re
 import sys
 import typing
@@ -82,6 +83,8 @@ _SHARED: dict[str, Any] = {
     "verbose": (VerboseOption, False),
     "progress_interval": (IntervalOption, None),
 }
+#: Whether the user set Dask's log level in the environment (then it is left alone).
+_USER_DASK_LOGGING = "DASK_LOGGING__DISTRIBUTED" in os.environ
 #: Loggers of the Dask cluster, kept at WARNING unless ``--verbose``.
 QUIET_LOGGERS = ("distributed", "dask", "tornado", "bokeh", "asyncio", "numba")
 
@@ -108,6 +111,10 @@ def _apply_shared(
     if progress_interval is not None:
         progress.set_interval(progress_interval)
     level = logging.INFO if state.verbose else logging.WARNING
+    # Dask reads its logging levels when it is imported, here and in worker processes
+    # (which inherit the environment): INFO only with --verbose. A user's setting stays.
+    if not _USER_DASK_LOGGING:
+        os.environ["DASK_LOGGING__DISTRIBUTED"] = "info" if state.verbose else "warning"
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", force=True)
     logging.getLogger().setLevel(level)
     for name in QUIET_LOGGERS:
@@ -189,7 +196,7 @@ def config_check() -> None:
     cfg = state.config()  # a ConfigError names the key and where it came from
     source = state.config_file or state.workdir / DEFAULT_CONFIG_NAME
     where = str(source) if Path(source).exists() else "defaults (no config file)"
-    out.print(f"config OK: {where}, hash {cfg.hash()}", highlight=False)
+    typer.echo(f"config OK: {where}, hash {cfg.hash()}")
 
 
 @app.command()

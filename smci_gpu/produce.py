@@ -247,6 +247,18 @@ def _run_here(cfg: Config, console: Console, device: str, todo: list) -> dict[st
     return stats
 
 
+#: Fewest days per Dask task where there are enough days: each task reads its inputs
+#: (static maps, LAI, ERA5-Land) once, which costs about as much as predicting 10-20 days
+#: of the tiny world, so one-day tasks spent most of their time re-reading the same files.
+MIN_DAYS_PER_TASK = 8
+
+
+def _n_chunks(n_days: int, workers: int) -> int:
+    """Tasks for ``n_days``: one per worker at least, up to four per worker (for balance
+    and retries) while each keeps :data:`MIN_DAYS_PER_TASK` days."""
+    return max(1, min(n_days, max(workers, min(4 * workers, n_days // MIN_DAYS_PER_TASK))))
+
+
 def _chunks(days: list, n: int) -> list[list]:
     """``days`` in at most ``n`` contiguous, nearly equal runs."""
     n = max(1, min(n, len(days)))
@@ -265,7 +277,7 @@ def _run_on_dask(cfg: Config, console: Console, device: str, todo: list) -> dict
     stats = _empty_stats()
     try:
         workers = max(1, len(client.scheduler_info()["workers"]))
-        chunks = _chunks(todo, 4 * workers)
+        chunks = _chunks(todo, _n_chunks(len(todo), workers))
         futures = {
             client.submit(
                 produce_chunk, cfg, device, chunk, retries=cfg.produce.retries, pure=False
@@ -284,8 +296,24 @@ def _run_on_dask(cfg: Config, console: Console, device: str, todo: list) -> dict
     finally:
         client.close()
         if cluster is not None:
-            cluster.close()
+            with _quiet_nanny():
+                cluster.close()
     return stats
+
+
+@contextlib.contextmanager
+def _quiet_nanny():
+    """Hide the nannies' "still alive after 4 s, killing" at the end of a run (unless INFO
+    is logged): the results are in by then, and a worker that imported Numba can take
+    longer than that to exit on a busy machine."""
+    nanny = logging.getLogger("distributed.nanny")
+    level = nanny.level
+    if not logging.getLogger().isEnabledFor(logging.INFO):
+        nanny.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        nanny.setLevel(level)
 
 
 #: Forests already loaded in this process (a Dask worker keeps them across its tasks).

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
 
 from rich.console import Console
 from rich.progress import (
@@ -27,6 +28,8 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+
+T = TypeVar("T")
 
 #: Seconds between two progress lines when no terminal is attached (the CLI sets it).
 interval: float = 30.0
@@ -130,3 +133,21 @@ def track(console: Console, description: str, total: int, unit: str = "steps") -
         return
     yield tracker
     tracker._print(tracker.line())
+
+
+def iterate(
+    console: Console, items: Iterable[T], description: str, total: int, unit: str = "steps"
+) -> Iterator[T]:
+    """Yield ``items`` while reporting them as steps of :func:`track` (one per item)."""
+    with track(console, description, total, unit) as tracker:
+        for item in items:
+            yield item
+            tracker.advance()
+
+
+def counted(items: Iterable[T], on_done: Callable[[], Any] | None) -> Iterator[T]:
+    """Yield ``items`` and call ``on_done()`` after each (also after a ``continue``)."""
+    for item in items:
+        yield item
+        if on_done is not None:
+            on_done()
