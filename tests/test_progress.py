@@ -76,3 +76,24 @@ def test_a_terminal_gets_a_bar_not_lines(clock):
     with progress.track(console, "produce", 2, "days") as bar:
         bar.advance(2)
     assert "days/s" not in buf.getvalue()
+
+
+def test_a_dask_worker_runs_numba_on_its_own_threads_only(monkeypatch):
+    import types
+
+    import distributed
+    import numba
+
+    from smci_gpu import produce
+
+    before = numba.get_num_threads()
+    worker = types.SimpleNamespace(state=types.SimpleNamespace(nthreads=1))
+    monkeypatch.setattr(distributed, "get_worker", lambda: worker)
+    try:
+        produce._share_cores_with_other_workers()
+        assert numba.get_num_threads() == 1
+    finally:
+        numba.set_num_threads(before)
+    monkeypatch.undo()
+    produce._share_cores_with_other_workers()  # outside a worker: left alone
+    assert numba.get_num_threads() == before
