@@ -7,8 +7,13 @@ and exit non-zero; ``--debug`` shows the traceback.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import logging
+import os
+import re
 import sys
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -35,6 +40,7 @@ class State:
     config_file: Path | None = None
     device: str | None = None
     debug: bool = False
+    verbose: bool = False
 
     def config(self, **overrides: Any):
         """The effective config for this invocation (file → env → CLI)."""
@@ -48,23 +54,131 @@ class State:
 
 state = State()
 
+# The options every command takes. They are accepted before the subcommand (``smci
+# --workdir DIR produce``) and after it (``smci produce --workdir DIR``); given in both
+# places, the one after the subcommand wins (it comes later on the command line).
+WorkdirOption = Annotated[
+    Path | None,
+    typer.Option("--workdir", "-w", help="working folder (default: .)"),
+]
+ConfigOption = Annotated[
+    Path | None, typer.Option("--config", "-c", help="TOML config (default: DIR/smci.toml)")
+]
+DeviceOption = Annotated[str | None, typer.Option("--device", help="auto | cpu | gpu")]
+DebugOption = Annotated[bool, typer.Option("--debug", help="show tracebacks")]
+VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="log INFO")]
+IntervalOption = Annotated[
+    float | None,
+    typer.Option(
+        "--progress-interval",
+        min=0,
+        help="seconds between progress lines when no terminal is attached (default: 30)",
+    ),
+]
+_SHARED: dict[str, Any] = {
+    "workdir": (WorkdirOption, None),
+    "config": (ConfigOption, None),
+    "device": (DeviceOption, None),
+    "debug": (DebugOption, False),
+    "verbose": (VerboseOption, False),
+    "progress_interval": (IntervalOption, None),
+}
+#: Whether the user set Dask's log level in the environment (then it is left alone).
+_USER_DASK_LOGGING = "DASK_LOGGING__DISTRIBUTED" in os.environ
+#: Loggers of the Dask cluster, kept at WARNING unless ``--verbose``.
+QUIET_LOGGERS = ("distributed", "dask", "tornado", "bokeh", "asyncio", "numba")
+
+
+def _apply_shared(
+    workdir: Path | None = None,
+    config: Path | None = None,
+    device: str | None = None,
+    debug: bool = False,
+    verbose: bool = False,
+    progress_interval: float | None = None,
+) -> None:
+    """Merge shared options into :data:`state` (a given value replaces the earlier one)."""
+    from smci_gpu import progress
+
+    if workdir is not None:
+        state.workdir = workdir
+    if config is not None:
+        state.config_file = config
+    if device is not None:
+        state.device = device
+    state.debug = state.debug or debug
+    state.verbose = state.verbose or verbose
+    if progress_interval is not None:
+        progress.set_interval(progress_interval)
+    level = logging.INFO if state.verbose else logging.WARNING
+    # Dask reads its logging levels when it is imported, here and in worker processes
+    # (which inherit the environment): INFO only with --verbose. A user's setting stays.
+    if not _USER_DASK_LOGGING:
+        os.environ["DASK_LOGGING__DISTRIBUTED"] = "info" if state.verbose else "warning"
+    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", force=True)
+    logging.getLogger().setLevel(level)
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(level)
+
+
+def shared_options(func=None, *, device: bool = True):
+    """Give a command the shared options too, so they work after the subcommand.
+
+    ``device=False`` leaves ``--device`` out (``bench`` has its own ``--device``).
+    """
+    if func is None:
+        return functools.partial(shared_options, device=device)
+    names = [n for n in _SHARED if device or n != "device"]
+    sig = inspect.signature(func)
+    hints = typing.get_type_hints(func, include_extras=True)
+    params = [
+        p.replace(annotation=hints.get(p.name, p.annotation)) for p in sig.parameters.values()
+    ]
+    for name in names:
+        annotation, default = _SHARED[name]
+        params.append(
+            inspect.Parameter(
+                name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation
+            )
+        )
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        _apply_shared(**{n: kwargs.pop(n) for n in names})
+        return func(*args, **kwargs)
+
+    wrapper.__signature__ = sig.replace(parameters=params)
+    wrapper.__annotations__ = {p.name: p.annotation for p in params}
+    return wrapper
+
+
+def _version(value: bool) -> None:
+    if value:
+        from smci_gpu import __version__
+
+        typer.echo(f"smci-gpu {__version__}")
+        raise typer.Exit()
+
 
 @app.callback()
 def _global(
-    workdir: Annotated[Path, typer.Option("--workdir", "-w", help="working folder")] = Path("."),
-    config: Annotated[Path | None, typer.Option("--config", "-c", help="TOML config")] = None,
-    device: Annotated[str | None, typer.Option(help="auto | cpu | gpu")] = None,
-    debug: Annotated[bool, typer.Option(help="show tracebacks")] = False,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="log INFO")] = False,
+    workdir: WorkdirOption = None,
+    config: ConfigOption = None,
+    device: DeviceOption = None,
+    debug: DebugOption = False,
+    verbose: VerboseOption = False,
+    progress_interval: IntervalOption = None,
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="print the version"),
+    ] = False,
 ) -> None:
-    state.workdir, state.config_file, state.device, state.debug = workdir, config, device, debug
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
+    """Options given here apply to the command that follows; each command takes them too."""
+    _apply_shared(workdir, config, device, debug, verbose, progress_interval)
 
 
 @config_app.command("show")
+@shared_options
 def config_show() -> None:
     """Print the effective configuration as TOML (with its hash)."""
     from smci_gpu.config import to_toml
@@ -73,7 +187,20 @@ def config_show() -> None:
     typer.echo(f"# config hash {cfg.hash()}\n{to_toml(cfg)}", nl=False)
 
 
+@config_app.command("check")
+@shared_options
+def config_check() -> None:
+    """Validate the effective configuration; print OK or what is wrong (exit 2)."""
+    from smci_gpu.config import DEFAULT_CONFIG_NAME
+
+    cfg = state.config()  # a ConfigError names the key and where it came from
+    source = state.config_file or state.workdir / DEFAULT_CONFIG_NAME
+    where = str(source) if Path(source).exists() else "defaults (no config file)"
+    typer.echo(f"config OK: {where}, hash {cfg.hash()}")
+
+
 @app.command()
+@shared_options
 def demo(
     size: Annotated[str, typer.Option(help="default | tiny")] = "default",
     seed: Annotated[int, typer.Option(help="world seed")] = 42,
@@ -104,13 +231,88 @@ def _run_stage(name: str, stage_args: dict[str, Any] | None = None, **overrides:
     return pipeline.STAGES[name](cfg, out, **(stage_args or {}))
 
 
+_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def _day(value: str | None, option: str) -> str | None:
+    """``value`` checked as a calendar day written YYYY-MM-DD (None passes through)."""
+    from datetime import date
+
+    from smci_gpu.errors import ConfigError
+
+    if value is None:
+        return None
+    try:
+        if not _DAY.fullmatch(value):
+            raise ValueError
+        return date.fromisoformat(value).isoformat()
+    except ValueError:
+        raise ConfigError(f"{option} {value!r}: expected a day as YYYY-MM-DD") from None
+
+
+def _check_layers(layers: list[int] | None, cfg: Any) -> None:
+    """Every ``--layer`` must be one of the config's layers (an unknown one is an error)."""
+    from smci_gpu.errors import ConfigError
+
+    bad = [d for d in layers or () if d not in cfg.layers]
+    if bad:
+        raise ConfigError(
+            f"--layer {', '.join(map(str, bad))}: not a layer of this config; "
+            f"layers are {cfg.layers} (cm)"
+        )
+
+
+def _check_period(cfg: Any) -> None:
+    """The produce period must run forwards (an empty period is an error, not a no-op)."""
+    from smci_gpu.errors import ConfigError
+
+    start, end = cfg.produce.start, cfg.produce.end
+    if start > end:
+        raise ConfigError(f"produce: start {start} is after end {end}; nothing to produce")
+
+
+def _era5land_period(folder: Path) -> tuple[Any, Any] | None:
+    """First and last time stamp in the ERA5-Land files of ``folder`` (None if unreadable)."""
+    import numpy as np
+    import pandas as pd
+
+    from smci_gpu.io import era5land
+
+    stamps = []
+    try:
+        for path in era5land.Era5LandArchive.from_folder(folder).paths:
+            for ds in era5land._open(path):
+                name = "valid_time" if "valid_time" in ds.coords else era5land._time_name(ds, path)
+                t = pd.DatetimeIndex(np.ravel(ds[name].values))
+                stamps += [t.min(), t.max()]
+    except SmciError:
+        return None
+    return (min(stamps).date(), max(stamps).date()) if stamps else None
+
+
+def _outside_inputs(exc: SmciError, cfg: Any) -> SmciError:
+    """A clearer error when the period misses the ERA5-Land files altogether."""
+    from smci_gpu.errors import InputDataError
+
+    folder = cfg.path("inputs", "era5land")
+    period = _era5land_period(folder) if "not found in the ERA5-Land files" in str(exc) else None
+    if period is None:
+        return exc
+    return InputDataError(
+        f"produce: {cfg.produce.start}..{cfg.produce.end} lies outside the ERA5-Land files in "
+        f"{folder}, which cover {period[0]}..{period[1]}; choose days inside, or add files"
+    )
+
+
 @app.command()
+@shared_options
 def prepare() -> None:
     """Stations → QC → daily → matching → station-day table (work/station_days.parquet)."""
     _run_stage("prepare")
 
 
 @app.command()
+@shared_options
 def tune(
     groups: Annotated[str | None, typer.Option(help="random | station | both")] = None,
     layer: Annotated[list[int] | None, typer.Option(help="layer (cm) to tune; repeatable")] = None,
@@ -119,10 +321,13 @@ def tune(
     """Cross-validated grid over max_features × min_samples_leaf (work/tune/)."""
     section = {"groups": groups, "layers": layer, "folds": folds}
     section = {k: v for k, v in section.items() if v is not None}
-    _run_stage("tune", **({"tune": section} if section else {}))
+    overrides = {"tune": section} if section else {}
+    _check_layers(layer, state.config(**overrides))
+    _run_stage("tune", **overrides)
 
 
 @app.command()
+@shared_options
 def train(
     layer: Annotated[list[int] | None, typer.Option(help="layer (cm) to train; repeatable")] = None,
     trees: Annotated[
@@ -130,11 +335,13 @@ def train(
     ] = None,
 ) -> None:
     """Train one random forest per layer from the station-day table (models/)."""
-    overrides = {"forest": {"n_estimators": trees}} if trees else {}
+    overrides = {"forest": {"n_estimators": trees}} if trees is not None else {}
+    _check_layers(layer, state.config(**overrides))  # --trees 0 is a ConfigError here
     _run_stage("train", {"layers": layer}, **overrides)
 
 
 @app.command()
+@shared_options
 def produce(
     start: Annotated[str | None, typer.Option(help="first day, YYYY-MM-DD")] = None,
     end: Annotated[str | None, typer.Option(help="last day, YYYY-MM-DD")] = None,
@@ -148,8 +355,8 @@ def produce(
 ) -> None:
     """Predict every land pixel, day and layer; write one CF NetCDF per day (product/)."""
     chosen = (
-        ("start", start),
-        ("end", end),
+        ("start", _day(start, "--start")),
+        ("end", _day(end, "--end")),
         ("inference", inference),
         ("layout", layout),
         ("resolution", resolution),
@@ -160,12 +367,18 @@ def produce(
     overrides = {"produce": section} if section else {}
     if cluster:
         overrides["dask"] = cluster
-    stats = _run_stage("produce", **overrides)
+    cfg = state.config(**overrides)
+    _check_period(cfg)
+    try:
+        stats = _run_stage("produce", **overrides)
+    except SmciError as exc:
+        raise _outside_inputs(exc, cfg) from exc
     if stats["failed"]:  # the other days are written; the job still reports the failure
         raise typer.Exit(code=1)
 
 
 @app.command()
+@shared_options
 def aggregate(
     start: Annotated[str | None, typer.Option(help="first day, YYYY-MM-DD")] = None,
     end: Annotated[str | None, typer.Option(help="last day, YYYY-MM-DD")] = None,
@@ -173,21 +386,34 @@ def aggregate(
     """Average the 1 km daily product to 9 km (product/9km_from_1km/)."""
     from smci_gpu.layout import aggregate as run
 
-    done = run(state.config(), start, end)
+    done = run(state.config(), _day(start, "--start"), _day(end, "--end"))
     out.print(
         f"aggregate: {done['written']} day(s) written, {done['skipped']} current → {done['path']}"
     )
 
 
 @app.command()
+@shared_options
 def layout(
     resolution: Annotated[str, typer.Option(help="1km | 9km")] = "1km",
     year: Annotated[list[int] | None, typer.Option(help="year to assemble; repeatable")] = None,
 ) -> None:
     """Assemble SMCI1.0-layout year/layer files from the daily files (product/smci1_1km/)."""
+    from smci_gpu.errors import ConfigError, InputDataError
     from smci_gpu.layout import smci1_layout
 
-    done = smci1_layout(state.config(), resolution, year)
+    if resolution not in ("1km", "9km"):
+        raise ConfigError(f"--resolution {resolution!r}: expected 1km or 9km")
+    cfg = state.config()
+    folder = cfg.path("product", resolution)
+    have = sorted({int(f.stem[-8:-4]) for f in folder.glob(f"SMCI_{resolution}_????????.nc")})
+    missing = [y for y in year or () if y not in have]
+    if missing:
+        raise InputDataError(
+            f"layout: no daily SMCI_{resolution}_YYYYMMDD.nc files for year(s) "
+            f"{', '.join(map(str, missing))} in {folder} (years there: {have or 'none'})"
+        )
+    done = smci1_layout(cfg, resolution, year)
     out.print(
         f"layout: {len(done['written'])} file(s) written, {len(done['current'])} current "
         f"→ {done['path']}"
@@ -195,18 +421,21 @@ def layout(
 
 
 @app.command()
+@shared_options
 def validate() -> None:
     """Year-to-year and station-to-station experiments vs ERA5-Land (work/validation/)."""
     _run_stage("validate")
 
 
 @app.command()
+@shared_options
 def report() -> None:
     """HTML report of validation, importance, maps and QC (report/index.html)."""
     _run_stage("report")
 
 
 @app.command()
+@shared_options
 def selftest(
     quick: Annotated[bool, typer.Option(help="kernels and forests only (no demo day)")] = False,
 ) -> None:
@@ -230,6 +459,7 @@ def selftest(
 
 
 @app.command()
+@shared_options(device=False)
 def bench(
     suites: Annotated[
         list[str] | None,
@@ -251,8 +481,14 @@ def bench(
     import json
 
     from smci_gpu.bench.suite import SUITES, available_devices, run_suite
+    from smci_gpu.errors import ConfigError
 
     names = list(SUITES) if not suites or suites == ["all"] else suites
+    unknown = [n for n in names if n not in SUITES]
+    if unknown:
+        raise ConfigError(
+            f"bench: unknown suite(s) {', '.join(unknown)}; choose from all, {', '.join(SUITES)}"
+        )
     devices = available_devices(bench_device)
     folder = state.workdir / out_dir
     doc = run_suite(names, devices, size, folder, repeats, log=out.print, workdir=state.workdir)

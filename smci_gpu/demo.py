@@ -651,6 +651,8 @@ def generate(workdir: str | Path, spec: DemoSpec = DemoSpec(), progress=None) ->
 
     def on_day(i: int, theta: np.ndarray) -> None:
         coarse_sm[i] = coarse_mean(theta, cell, era.size)
+        if (i + 1) % max(1, days_out.size // 10) == 0:  # a tenth of the days
+            step(f"truth model, day {i + 1}/{days_out.size}")
         if days_out[i] in prod_days:
             window = theta.reshape(N_LAYERS, *sim.shape)[
                 :, r0 : r0 + target.ny, c0 : c0 + target.nx

@@ -61,6 +61,30 @@ def _write_demo_config(path: Path, text: str, console: Console) -> None:
     path.write_text(text)
 
 
+def _generate_world(workdir: Path, spec: Any, console: Console) -> dict[str, Any]:
+    """``demo.generate`` with its steps on a status line, or as log lines without a terminal."""
+    from smci_gpu import demo
+    from smci_gpu.progress import stamp
+
+    if not console.is_terminal:
+        t0 = time.perf_counter()
+
+        def note(message: str) -> None:
+            elapsed = time.perf_counter() - t0
+            console.print(
+                f"{stamp()} world: {message} ({elapsed:.0f} s)",
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
+            )
+
+        world = demo.generate(workdir, spec, progress=note)
+        note("done")
+        return world
+    with console.status("generating the twin world") as status:
+        return demo.generate(workdir, spec, progress=lambda m: status.update(f"world: {m}"))
+
+
 def run_demo(
     workdir: str | Path,
     size: str = "default",
@@ -81,8 +105,7 @@ def run_demo(
 
         spec = replace(spec, seed=seed)
     t0 = time.perf_counter()
-    with console.status("generating the twin world") as status:
-        world = demo.generate(workdir, spec, progress=lambda m: status.update(f"world: {m}"))
+    world = _generate_world(workdir, spec, console)
     _write_demo_config(workdir / DEFAULT_CONFIG_NAME, demo.demo_config_toml(spec), console)
     summary: dict[str, Any] = {
         "workdir": str(workdir.resolve()),

@@ -20,6 +20,7 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
+from smci_gpu import progress
 from smci_gpu.backend import frame_module, resolve_device
 from smci_gpu.config import Config
 from smci_gpu.errors import DeviceError, GridError, InputDataError
@@ -155,7 +156,10 @@ def build_table(
     daily_parts, qc_counts = [], {k: 0 for k in (*FLAGS, "null_window")}
     manifest = _fault_manifest(cfg)
     scores, per_series = [], []
-    for (sid, depth), g in obs.groupby(["station_id", "depth_cm"], sort=True):
+    series = obs.groupby(["station_id", "depth_cm"], sort=True)
+    report_to = console or Console(quiet=True)
+    steps = progress.iterate(report_to, series, "prepare: QC", series.ngroups, "series")
+    for (sid, depth), g in steps:
         where = f"station {sid}, {depth} cm"
         layer = soil_temperature_layer(int(depth))
         if layer not in at_sites:

@@ -19,9 +19,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-from smci_gpu import __version__, backend, kernels
+from smci_gpu import __version__, backend, kernels, progress
 from smci_gpu.config import Config
 from smci_gpu.errors import SmciError
 from smci_gpu.features import Predictors, land_mask, static_maps
@@ -210,33 +209,31 @@ def _empty_stats() -> dict[str, Any]:
     return {"written": 0, "failed": {}, "clipped": 0, "nan_feature_pixels": 0, "seconds": {}}
 
 
-def _progress(console: Console) -> Progress:
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total} days"),
-        TextColumn("{task.fields[rate]}"),
-        TimeRemainingColumn(),
-    )
-    return Progress(*columns, console=console, transient=True)
-
-
 def _run_here(cfg: Config, console: Console, device: str, todo: list) -> dict[str, Any]:
-    """All days in this process, with a progress bar (days/s and ETA)."""
+    """All days in this process, with progress (a bar, or log lines in a batch job)."""
     stats = _empty_stats()
     if not todo:
         return stats
-    with _progress(console) as progress:
-        task = progress.add_task(f"producing on {device}", total=len(todo), rate="")
-        t_start = time.perf_counter()
+    with progress.track(console, f"produce on {device}", len(todo), "days") as bar:
 
         def advance(day_stats: dict[str, Any]) -> None:
             _merge(stats, day_stats)
-            rate = (stats["written"] + len(stats["failed"])) / (time.perf_counter() - t_start)
-            progress.update(task, advance=1, rate=f"{rate:.2f} days/s")
+            bar.update(stats["written"] + len(stats["failed"]))
 
         produce_chunk(cfg, device, todo, on_day=advance)
     return stats
+
+
+#: Fewest days per Dask task where there are enough days: each task reads its inputs
+#: (static maps, LAI, ERA5-Land) once, which costs about as much as predicting 10-20 days
+#: of the tiny world, so one-day tasks spent most of their time re-reading the same files.
+MIN_DAYS_PER_TASK = 8
+
+
+def _n_chunks(n_days: int, workers: int) -> int:
+    """Tasks for ``n_days``: one per worker at least, up to four per worker (for balance
+    and retries) while each keeps :data:`MIN_DAYS_PER_TASK` days."""
+    return max(1, min(n_days, max(workers, min(4 * workers, n_days // MIN_DAYS_PER_TASK))))
 
 
 def _chunks(days: list, n: int) -> list[list]:
@@ -257,16 +254,14 @@ def _run_on_dask(cfg: Config, console: Console, device: str, todo: list) -> dict
     stats = _empty_stats()
     try:
         workers = max(1, len(client.scheduler_info()["workers"]))
-        chunks = _chunks(todo, 4 * workers)
+        chunks = _chunks(todo, _n_chunks(len(todo), workers))
         futures = {
             client.submit(
                 produce_chunk, cfg, device, chunk, retries=cfg.produce.retries, pure=False
             ): chunk
             for chunk in chunks
         }
-        with _progress(console) as progress:
-            task = progress.add_task(f"producing on {workers} worker(s)", total=len(todo), rate="")
-            t_start = time.perf_counter()
+        with progress.track(console, f"produce on {workers} worker(s)", len(todo), "days") as bar:
             for future in as_completed(futures):
                 chunk = futures[future]
                 try:
@@ -274,14 +269,28 @@ def _run_on_dask(cfg: Config, console: Console, device: str, todo: list) -> dict
                 except Exception as exc:  # noqa: BLE001 - a lost worker, after retries
                     for day in chunk:
                         stats["failed"][f"{day:%Y-%m-%d}"] = f"worker task failed: {exc}"
-                done = stats["written"] + len(stats["failed"])
-                rate = done / (time.perf_counter() - t_start)
-                progress.update(task, completed=done, rate=f"{rate:.2f} days/s")
+                bar.update(stats["written"] + len(stats["failed"]))
     finally:
         client.close()
         if cluster is not None:
-            cluster.close()
+            with _quiet_nanny():
+                cluster.close()
     return stats
+
+
+@contextlib.contextmanager
+def _quiet_nanny():
+    """Hide the nannies' "still alive after 4 s, killing" at the end of a run (unless INFO
+    is logged): the results are in by then, and a worker that imported Numba can take
+    longer than that to exit on a busy machine."""
+    nanny = logging.getLogger("distributed.nanny")
+    level = nanny.level
+    if not logging.getLogger().isEnabledFor(logging.INFO):
+        nanny.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        nanny.setLevel(level)
 
 
 #: Forests already loaded in this process (a Dask worker keeps them across its tasks).
@@ -320,6 +329,25 @@ def _worker_forests(cfg: Config, device: str) -> tuple[dict, dict]:
     return _FORESTS[key]
 
 
+def _share_cores_with_other_workers() -> None:
+    """In a Dask worker, run Numba's parallel kernels on the worker's own threads only.
+
+    Numba starts one thread per core in every process, so N local workers on N cores ran
+    N x N threads (measured on 2 cores: a worker predicted 2 demo days in 9.5 s, one
+    process 4 days in 5.9 s). The worker's ``nthreads`` is its share of the node's cores
+    (``threads_per_worker``; dask-jobqueue's cores / processes).
+    """
+    try:
+        from distributed import get_worker
+
+        nthreads = get_worker().state.nthreads
+    except (ImportError, ValueError, AttributeError):
+        return  # not in a Dask worker: this process has the node to itself
+    import numba
+
+    numba.set_num_threads(max(1, min(nthreads, numba.config.NUMBA_NUM_THREADS)))
+
+
 def produce_chunk(cfg: Config, device: str, days: list, on_day=None) -> dict[str, Any]:
     """Produce ``days`` (contiguous) with models and inputs loaded once; return the stats.
 
@@ -330,6 +358,7 @@ def produce_chunk(cfg: Config, device: str, days: list, on_day=None) -> dict[str
     """
     from concurrent.futures import ThreadPoolExecutor
 
+    _share_cores_with_other_workers()
     forests, cards = _worker_forests(cfg, device)
     out_dir = Path(cfg.path("product", cfg.produce.resolution))
     prov = provenance(cfg, cards)

@@ -5,6 +5,8 @@ import subprocess
 import sys
 import tomllib
 
+import pytest
+
 
 def smci(*args, cwd=None, env=None):
     return subprocess.run(
@@ -66,3 +68,146 @@ def test_produce_exits_non_zero_when_a_day_fails(trained, tmp_path):
     assert result.returncode == 1
     assert "failed 2018-07-01: ERA5-Land lacks this day" in result.stdout.replace("\n", " ")
     assert (wd / "product" / "1km" / "SMCI_1km_20180630.nc").exists()
+
+
+def one_error_line(r) -> str:
+    """The single non-empty stderr line of a failed command (no traceback)."""
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert "Traceback" not in r.stderr, r.stderr
+    assert len(lines) == 1, r.stderr
+    return lines[0]
+
+
+def test_shared_options_work_after_the_subcommand(tmp_path):
+    (tmp_path / "smci.toml").write_text("[forest]\nn_estimators = 7\n")
+    before = smci("--workdir", str(tmp_path), "config", "show")
+    after = smci("config", "show", "--workdir", str(tmp_path))
+    assert before.returncode == after.returncode == 0, after.stderr
+    assert tomllib.loads(after.stdout)["forest"]["n_estimators"] == 7
+    assert before.stdout == after.stdout
+
+
+def test_an_option_given_before_and_after_the_subcommand_takes_the_later(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    for folder, trees in ((a, 3), (b, 5)):
+        folder.mkdir()
+        (folder / "smci.toml").write_text(f"[forest]\nn_estimators = {trees}\n")
+    r = smci("--workdir", str(a), "config", "show", "--workdir", str(b))
+    assert r.returncode == 0, r.stderr
+    assert tomllib.loads(r.stdout)["forest"]["n_estimators"] == 5
+
+
+def test_device_after_the_subcommand_is_accepted():
+    r = smci("config", "show", "--device", "cpu")
+    assert r.returncode == 0, r.stderr
+    assert tomllib.loads(r.stdout)["device"] == "cpu"
+
+
+def test_version():
+    from smci_gpu import __version__
+
+    r = smci("--version")
+    assert r.returncode == 0 and r.stdout.strip() == f"smci-gpu {__version__}"
+
+
+def test_config_check_says_ok_or_what_is_wrong(tmp_path):
+    (tmp_path / "smci.toml").write_text("[forest]\nn_estimators = 10\n")
+    r = smci("config", "check", "--workdir", str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith(f"config OK: {tmp_path / 'smci.toml'}, hash ")
+    (tmp_path / "smci.toml").write_text("[forest]\nn_estimators = -1\n")
+    r = smci("config", "check", "--workdir", str(tmp_path))
+    assert r.returncode == 2
+    assert "'forest.n_estimators'" in one_error_line(r)
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (
+            ["produce", "--start", "2018-07-12", "--end", "2018-07-10"],
+            2,
+            "produce: start 2018-07-12 is after end 2018-07-10; nothing to produce",
+        ),
+        (["produce", "--start", "20180710"], 2, "--start '20180710': expected a day as YYYY-MM-DD"),
+        (["produce", "--end", "2018-02-30"], 2, "--end '2018-02-30': expected a day as YYYY-MM-DD"),
+        (["aggregate", "--start", "1/7/2018"], 2, "--start '1/7/2018': expected a day"),
+        (["train", "--trees", "0"], 2, "'forest.n_estimators': Input should be greater than"),
+        (["train", "--layer", "15"], 2, "--layer 15: not a layer of this config; layers are [10,"),
+        (["tune", "--layer", "15"], 2, "--layer 15: not a layer of this config"),
+        (["bench", "nosuch"], 2, "bench: unknown suite(s) nosuch; choose from all, kernels"),
+        (["layout", "--resolution", "5km"], 2, "--resolution '5km': expected 1km or 9km"),
+    ],
+)
+def test_a_request_that_would_do_nothing_is_one_clear_error(tmp_path, args, code, message):
+    r = smci(*args, "--workdir", str(tmp_path), env={**os.environ, "COLUMNS": "300"})
+    assert r.returncode == code, r.stderr
+    assert message in one_error_line(r)
+    assert not (tmp_path / "product").exists() and not (tmp_path / "models").exists()
+
+
+def test_layout_for_a_year_without_daily_files_is_an_error(tmp_path):
+    folder = tmp_path / "product" / "1km"
+    folder.mkdir(parents=True)
+    (folder / "SMCI_1km_20180601.nc").write_bytes(b"")  # the check reads names only
+    r = smci("layout", "--year", "2017", "--workdir", str(tmp_path))
+    assert r.returncode == 4
+    assert "no daily SMCI_1km_YYYYMMDD.nc files for year(s) 2017" in one_error_line(r)
+    assert "(years there: [2018])" in r.stderr
+    assert not (tmp_path / "product" / "smci1_1km").exists()
+
+
+def test_produce_outside_the_era5land_files_names_their_period(trained, tmp_path):
+    import shutil
+
+    wd = tmp_path / "w"
+    shutil.copytree(trained, wd, ignore=shutil.ignore_patterns("product"))
+    r = smci(
+        "produce",
+        "--workdir",
+        str(wd),
+        "--device",
+        "cpu",
+        "--start",
+        "2019-01-01",
+        "--end",
+        "2019-01-02",
+    )
+    assert r.returncode == 4
+    line = one_error_line(r)
+    # the tiny world's ERA5-Land files run from its spin-up to the day after its last day
+    assert "produce: 2019-01-01..2019-01-02 lies outside the ERA5-Land files in" in line
+    assert "which cover 2018-03-01..2018-07-01" in line
+    assert not list((wd / "product" / "1km").glob("*.nc"))
+
+
+def test_produce_logs_progress_lines_without_a_terminal(trained, tmp_path):
+    import re
+    import shutil
+
+    wd = tmp_path / "w"
+    shutil.copytree(trained, wd, ignore=shutil.ignore_patterns("product"))
+    r = smci(
+        "produce",
+        "--workdir",
+        str(wd),
+        "--device",
+        "cpu",
+        "--start",
+        "2018-06-01",
+        "--end",
+        "2018-06-03",
+        "--progress-interval",
+        "0",
+    )
+    assert r.returncode == 0, r.stderr
+    stamp = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"
+    lines = re.findall(
+        rf"^{stamp} produce on cpu: (\d)/3 days \((\d+) %\), [\d.]+ days/s, "
+        r"(ETA \d+:\d\d:\d\d|done in \d+:\d\d:\d\d)$",
+        r.stdout,
+        re.M,
+    )
+    assert [(d, p) for d, p, _ in lines] == [("1", "33"), ("2", "67"), ("3", "100")], r.stdout
+    assert lines[-1][2].startswith("done in") and lines[0][2].startswith("ETA")
+    assert "\x1b[" not in r.stdout  # no terminal control codes in a batch log

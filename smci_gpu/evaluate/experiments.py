@@ -9,6 +9,7 @@ also compared with the hidden truth at every land pixel of the produced days.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from smci_gpu import backend
+from smci_gpu import backend, progress
 from smci_gpu.config import Config
 from smci_gpu.evaluate.importance import permutation_importance
 from smci_gpu.evaluate.metrics import all_metrics
@@ -55,15 +56,17 @@ def run_experiment(
     experiment: str,
     importance: bool = False,
     repeat: int = 0,
+    on_layer: Callable[[], Any] | None = None,
 ) -> ExperimentResult:
     """Metrics per layer for the model and the ERA5-Land baseline on the test rows.
 
-    ``repeat`` seeds a different station split (station experiment only).
+    ``repeat`` seeds a different station split (station experiment only); ``on_layer()``
+    is called as each layer is done (progress).
     """
     device = backend.resolve_device(cfg.device)
     train, test = split_rows(table, cfg, experiment, repeat)
     result = ExperimentResult()
-    for depth in cfg.layers:
+    for depth in progress.counted(cfg.layers, on_layer):
         layer = table.depth_cm == depth
         tr, te = table[layer & train], table[layer & test]
         if tr.empty or te.empty:
@@ -192,11 +195,19 @@ def validate(cfg: Config, console: Console, experiments=("year", "station")) -> 
     """
     table = load_table(cfg)
     out = Path(cfg.path("work", "validation"))
-    runs = [
-        run_experiment(table, cfg, e, importance=(i == 0 and k == 0), repeat=k)
+    plan = [
+        (i, e, k)
         for i, e in enumerate(experiments)
         for k in range(cfg.experiments.repeats if e == "station" else 1)
     ]
+    steps = len(plan) * len(cfg.layers)
+    with progress.track(console, "validate", steps, "layer runs") as bar:
+        runs = [
+            run_experiment(
+                table, cfg, e, importance=(i == 0 and k == 0), repeat=k, on_layer=bar.advance
+            )
+            for i, e, k in plan
+        ]
     results = [r for run in runs for r in run.metrics]
     frame = pd.DataFrame(results)
     predictions = [p for run in runs for p in run.predictions]
