@@ -9,6 +9,7 @@ match this config and these models) is skipped, so a re-run resumes.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time

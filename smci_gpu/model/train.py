@@ -16,10 +16,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from rich.console import Console
-from rich.progress import Progress
 from rich.table import Table
 
-from smci_gpu import __version__, backend
+from smci_gpu import __version__, backend, progress
 from smci_gpu.config import Config
 from smci_gpu.errors import InputDataError, ModelError
 from smci_gpu.io.atomic import atomic_path
@@ -187,15 +186,15 @@ def train(cfg: Config, console: Console, layers: list[int] | None = None) -> dic
     device = backend.resolve_device(cfg.device)
     table = load_table(cfg)
     cards, skipped = [], []
-    with Progress(console=console, transient=True) as progress:
-        task = progress.add_task("training forests", total=len(layers or cfg.layers))
-        for depth in layers or cfg.layers:
+    todo = layers or cfg.layers
+    with progress.track(console, "train", len(todo), "layers") as bar:
+        for depth in todo:
             if not (table.depth_cm == depth).any():
                 console.print(f"[yellow]warning:[/] no station rows for layer {depth} cm: skipped")
                 skipped.append(depth)
             else:
                 cards.append(train_layer(cfg, table, depth, device))
-            progress.advance(task)
+            bar.advance()
     t = Table(title=f"train: {cfg.forest.n_estimators} trees per layer on {device}")
     for col in ("layer", "rows", "stations", "nodes", "seconds"):
         t.add_column(col, justify="right")

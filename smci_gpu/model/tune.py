@@ -22,10 +22,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from rich.console import Console
-from rich.progress import Progress
 from rich.table import Table
 
-from smci_gpu import backend
+from smci_gpu import backend, progress
 from smci_gpu.config import Config
 from smci_gpu.errors import ConfigError, InputDataError
 from smci_gpu.io.atomic import atomic_path
@@ -186,14 +185,14 @@ def tune(
     n_cells = len(cfg.tune.max_features) * len(cfg.tune.min_samples_leaf)
     per_layer = n_cells * cfg.tune.folds
     results, best = [], []
-    with Progress(console=console, transient=True) as progress:
-        task = progress.add_task("tuning", total=per_layer * len(layers) * len(modes))
+    total = per_layer * len(layers) * len(modes)
+    with progress.track(console, "tune", total, "fits") as bar:
         for mode in modes:
             for depth in layers:
                 if not (table.depth_cm == depth).any():
                     console.print(f"[yellow]warning:[/] no rows for layer {depth} cm: not tuned")
                     continue
-                folds = tune_layer(table, cfg, depth, mode, device, lambda: progress.advance(task))
+                folds = tune_layer(table, cfg, depth, mode, device, bar.advance)
                 results.append(folds)
                 cells = summarise(folds)
                 title = f"{depth} cm, {cfg.tune.folds} {mode} folds, {cfg.tune.n_estimators} trees"
