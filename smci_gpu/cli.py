@@ -273,21 +273,13 @@ def _check_period(cfg: Any) -> None:
 
 def _era5land_period(folder: Path) -> tuple[Any, Any] | None:
     """First and last time stamp in the ERA5-Land files of ``folder`` (None if unreadable)."""
-    import numpy as np
-    import pandas as pd
+    from smci_gpu.io.era5land import Era5LandArchive
 
-    from smci_gpu.io import era5land
-
-    stamps = []
     try:
-        for path in era5land.Era5LandArchive.from_folder(folder).paths:
-            for ds in era5land._open(path):
-                name = "valid_time" if "valid_time" in ds.coords else era5land._time_name(ds, path)
-                t = pd.DatetimeIndex(np.ravel(ds[name].values))
-                stamps += [t.min(), t.max()]
+        first, last = Era5LandArchive.from_folder(folder).period()
     except SmciError:
         return None
-    return (min(stamps).date(), max(stamps).date()) if stamps else None
+    return first.date(), last.date()
 
 
 def _outside_inputs(exc: SmciError, cfg: Any) -> SmciError:

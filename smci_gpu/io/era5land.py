@@ -473,6 +473,24 @@ class Era5LandArchive:
             raise InputDataError(f"no ERA5-Land NetCDF/GRIB/zip files in {folder}")
         return cls(paths)
 
+    def period(self) -> tuple[pd.Timestamp, pd.Timestamp]:
+        """First and last valid time held by the files (time stamps, not days).
+
+        Raises
+        ------
+        InputDataError
+            A file cannot be read or has no time axis.
+        """
+        stamps: list[pd.Timestamp] = []
+        for path in self.paths:
+            for label, ds in _open(path):
+                t = pd.DatetimeIndex(np.ravel(_time_axis(ds, label)["time"].values))
+                if t.size:
+                    stamps += [t.min(), t.max()]
+        if not stamps:
+            raise InputDataError(f"no time stamps in the ERA5-Land files {self.paths}")
+        return min(stamps), max(stamps)
+
     def load(
         self, start, end, variables: list[str], points=None, allow_missing_days: bool = False
     ) -> xr.Dataset:
