@@ -18,6 +18,7 @@ How a command line becomes what runs:
   world, ``ADDR`` → a scheduler this test starts;
 * ``smci demo`` gets ``--size tiny`` (the tiny twin world, so the test stays short);
   ``smci`` runs with the working folder as its current folder, as a user's shell would;
+  ``make`` and ``.venv/bin/…`` lines run in the checkout, where the README runs them;
 * ``--device gpu`` and ``--inference nvforest`` must succeed where a GPU (nvForest)
   is present, else end in the engine's one-line "no usable CUDA device" (nvForest) error,
   exit 3;
@@ -52,6 +53,10 @@ SKIPPED = {
     "make test": "the whole test suite, which includes this test",
     "make bench": "the small benchmark suite (minutes); `smci bench --size tiny` runs here",
     "make clean": "deletes the checkout's demo-work/ and caches",
+    "make check-cf": (
+        "checks the files of `make demo`'s folder, which CI does not build; "
+        "tests/test_cf.py runs the same checker on product files"
+    ),
     "python -m smci_gpu.reliability --kills 20": "minutes; tests/test_reliability.py runs it",
     "python -m smci_gpu.bench kernels inference --device both": (
         "size small benchmarks (minutes); `smci bench --size tiny` runs the same suites here"
@@ -205,6 +210,9 @@ def test_every_readme_and_dockerfile_command_runs(tiny_world, tmp_path, schedule
             if words[0] == "smci":
                 words[0] = str(bindir / "smci")
                 cwd = wd
+            elif words[0].startswith(".venv/bin/"):  # run from the checkout, as written
+                words[0] = str(bindir / Path(words[0]).name)
+                cwd = ROOT
             elif words[0] == "make":
                 if not (ROOT / ".venv" / "bin" / "ruff").exists():
                     pytest.skip("`make lint` needs the checkout's .venv (make install-test)")
