@@ -207,11 +207,18 @@ def local_cluster(device: Device, n_workers: int | None = None, threads_per_work
             from dask_cuda import LocalCUDACluster
         except ImportError as exc:
             raise DeviceError("multi-GPU production needs dask-cuda") from exc
-        return LocalCUDACluster(rmm_pool_size=None, threads_per_worker=threads_per_worker)
+        return LocalCUDACluster(
+            rmm_pool_size=None, threads_per_worker=threads_per_worker, dashboard_address=":0"
+        )
     from dask.distributed import LocalCluster
 
+    # ":0": the dashboard on a free port (its address is logged with -v); the default 8787
+    # warns on every run whose port another job already holds.
     return LocalCluster(
-        n_workers=n_workers or 1, threads_per_worker=threads_per_worker, processes=True
+        n_workers=n_workers or 1,
+        threads_per_worker=threads_per_worker,
+        processes=True,
+        dashboard_address=":0",
     )
 
 

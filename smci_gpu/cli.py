@@ -279,7 +279,7 @@ def _era5land_period(folder: Path) -> tuple[Any, Any] | None:
         first, last = Era5LandArchive.from_folder(folder).period()
     except SmciError:
         return None
-    return first.date(), last.date()
+    return first, last
 
 
 def _outside_inputs(exc: SmciError, cfg: Any) -> SmciError:
@@ -292,7 +292,9 @@ def _outside_inputs(exc: SmciError, cfg: Any) -> SmciError:
         return exc
     return InputDataError(
         f"produce: {cfg.produce.start}..{cfg.produce.end} lies outside the ERA5-Land files in "
-        f"{folder}, which cover {period[0]}..{period[1]}; choose days inside, or add files"
+        f"{folder}, whose time stamps run from {period[0]:%Y-%m-%d %H:%M} to "
+        f"{period[1]:%Y-%m-%d %H:%M} UTC (a day needs its own hours and the next day's "
+        f"00 UTC accumulations); choose days inside, or add files"
     )
 
 

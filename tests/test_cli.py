@@ -177,7 +177,7 @@ def test_produce_outside_the_era5land_files_names_their_period(trained, tmp_path
     line = one_error_line(r)
     # the tiny world's ERA5-Land files run from its spin-up to the day after its last day
     assert "produce: 2019-01-01..2019-01-02 lies outside the ERA5-Land files in" in line
-    assert "which cover 2018-03-01..2018-07-01" in line
+    assert "time stamps run from 2018-03-01 00:00 to 2018-07-01 00:00 UTC" in line
     assert not list((wd / "product" / "1km").glob("*.nc"))
 
 
