@@ -244,8 +244,7 @@ class StaticConfig(_Section):
         unknown = sorted(set(v) - set(STATIC_FEATURES))
         if unknown:
             raise ValueError(f"unknown static maps {unknown}; known: {list(STATIC_FEATURES)}")
-        from smci_gpu.io.rasters import unit_key
-        from smci_gpu.variables import variable_table
+        from smci_gpu.variables import unit_key, variable_table
 
         for name, unit in v.items():
             entry = variable_table()["static"][name]

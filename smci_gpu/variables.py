@@ -8,6 +8,7 @@ follows the order the config gives (by default this list).
 from __future__ import annotations
 
 import functools
+import re
 from importlib import resources
 from typing import Any
 
@@ -68,3 +69,19 @@ def canonical_name(group: str, name: str) -> str | None:
 def canonical_units(group: str, canon: str) -> str:
     """Canonical units of a canonical variable."""
     return variable_table()[group][canon]["units"]
+
+
+_UNIT_WORDS = {"percent": "%", "pct": "%", "per mille": "permille", "‰": "permille", "": "1"}
+
+
+def unit_key(units: str) -> str:
+    """A comparable spelling of a unit: ``g/kg`` → ``g kg-1``, ``cg/cm³`` → ``cg cm-3``."""
+    text = units.strip().lower().replace("³", "3").replace("^", "").replace("**", "")
+    text = _UNIT_WORDS.get(text, text)
+    if "/" in text:
+        num, _, den = text.partition("/")
+        den = " ".join(
+            f"{p}-1" if not p[-1].isdigit() else re.sub(r"(\d+)$", r"-\1", p) for p in den.split()
+        )
+        text = f"{num.strip()} {den}".strip()
+    return " ".join(text.split())

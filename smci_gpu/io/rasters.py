@@ -25,7 +25,7 @@ from smci_gpu import kernels
 from smci_gpu.errors import InputDataError
 from smci_gpu.grid import RegularGrid
 from smci_gpu.io import modis
-from smci_gpu.variables import STATIC_FEATURES, variable_table
+from smci_gpu.variables import STATIC_FEATURES, unit_key, variable_table
 
 #: File name endings read as LAI composites or static maps.
 RASTER_SUFFIXES = (".tif", ".tiff", ".nc", ".hdf")
@@ -440,21 +440,6 @@ def read_lai(
 
 #: A static map must give values on at least this share of the product region.
 MIN_STATIC_COVERAGE = 0.5
-
-_UNIT_WORDS = {"percent": "%", "pct": "%", "per mille": "permille", "‰": "permille", "": "1"}
-
-
-def unit_key(units: str) -> str:
-    """A comparable spelling of a unit: ``g/kg`` → ``g kg-1``, ``cg/cm³`` → ``cg cm-3``."""
-    text = units.strip().lower().replace("³", "3").replace("^", "").replace("**", "")
-    text = _UNIT_WORDS.get(text, text)
-    if "/" in text:
-        num, _, den = text.partition("/")
-        den = " ".join(
-            f"{p}-1" if not p[-1].isdigit() else re.sub(r"(\d+)$", r"-\1", p) for p in den.split()
-        )
-        text = f"{num.strip()} {den}".strip()
-    return " ".join(text.split())
 
 
 def static_units(name: str, path: Path, file_units: str | None, declared: str | None) -> float:
