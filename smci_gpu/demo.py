@@ -37,6 +37,7 @@ import pandas as pd
 from scipy import ndimage
 
 from smci_gpu.grid import RegularGrid, era5land_grid, nearest_index, target_grid
+from smci_gpu.insitu.qc import true_runs
 from smci_gpu.io.atomic import atomic_path
 from smci_gpu.io.cds import cds_dataset, write_cds_grib, write_cds_netcdf
 from smci_gpu.io.geotiff import write_geotiff
@@ -392,12 +393,6 @@ def place_stations(
     )
 
 
-def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
-    """``(start, stop)`` of each run of True (``stop`` exclusive)."""
-    edges = np.flatnonzero(np.diff(np.concatenate([[0], mask.astype(int), [0]])))
-    return list(zip(edges[::2].tolist(), edges[1::2].tolist(), strict=True))
-
-
 #: Hours over which a frozen sensor's reading climbs back as the soil thaws.
 THAW_HOURS = 6
 
@@ -442,7 +437,7 @@ def inject_faults(
 
     # A miscalibrated sensor may read below 0 or above 0.6 on its own: C01/C02 faults.
     odd = (sm < 0.0) | (sm > 0.6)  # spike and range hours: not the series' highest value
-    for s, e in _runs(odd):
+    for s, e in true_runs(odd):
         add("range", s, e)
     # frozen and gaps are added separately; plateaus last, at the level the others left
     kinds = [FAULT_TYPES[rng.integers(0, 4)] for _ in range(rng.poisson(rate))]
@@ -476,7 +471,7 @@ def inject_faults(
             odd[s:e] = True
             add(kind, s, e)
     # Frozen soil: every permittivity sensor reads far too low while the soil is frozen.
-    for s, e in _runs(frozen_hours):
+    for s, e in true_runs(frozen_hours):
         factor = np.full(e - s, 0.45)
         k = min(THAW_HOURS, e - s)  # the sensor thaws over the spell's last hours
         factor[e - s - k :] = 0.45 + 0.55 * np.arange(1, k + 1) / (k + 1)
