@@ -6,15 +6,21 @@
 * :func:`smci1_layout` (`smci produce --layout smci1`, or `smci layout`): the files users of
   the published SMCI1.0 dataset read, one per year and layer, ``SMCI_1km_{year}_{depth}cm.nc``
   with ``SMCI(time, lat, lon)`` in integer units of 0.001 m³/m³, fill −999, on the published
-  grid (30″, 4320 × 7560 cells over 73–136 E, 18–54 N; 9 km: 0.1°, 360 × 630). A year file
-  is rebuilt under a temporary name from every daily file present and renamed, so adding
-  days is resumable and a killed run never leaves a half-written year file; a year file
-  that already holds exactly the available days is left alone.
+  grid (30″, 4320 × 7560 cells over 73–136 E, 18–54 N; 9 km: 0.1°, 360 × 630). A year
+  file holds the year's whole time axis; a day is written into its slot and flagged in
+  ``day_written`` only after its values are flushed, so adding a day costs that day's
+  slices. While a file is open for an update a journal ``.NAME.updating`` exists beside it;
+  a run that finds one (a writer was killed) checks every flagged day's CRC-32 and rebuilds
+  the file from the daily files under a temporary name if it cannot be read or a day does
+  not match. Only flagged days count as written (readers should mask the others), so a
+  kill never leaves a day that looks complete.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
+import zlib
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -26,7 +32,7 @@ from smci_gpu import __version__, kernels
 from smci_gpu.config import Config
 from smci_gpu.errors import GridError, InputDataError
 from smci_gpu.grid import RegularGrid
-from smci_gpu.io.atomic import atomic_path
+from smci_gpu.io.atomic import atomic_path, host_tag
 from smci_gpu.io.writer import (
     CONVENTIONS,
     DEPTH_ATTRS,
@@ -130,62 +136,160 @@ def _place(grid: RegularGrid, published: RegularGrid) -> tuple[int, int]:
     return r0, c0
 
 
-def _year_file_is_current(path: Path, days: list[pd.Timestamp]) -> bool:
+#: Global attributes of a year-layer file that must match every daily file written into it.
+_SOURCE_KEYS = ("config_hash", "model_digests")
+
+
+def _journal(path: Path) -> Path:
+    """The marker that exists while ``path`` is open for writing (``.NAME.updating``)."""
+    return path.with_name(f".{path.name}.updating")
+
+
+def _day_checksum(counts: np.ndarray) -> int:
+    """CRC-32 of a day's int16 region, little-endian bytes (``zlib.crc32``)."""
+    return zlib.crc32(np.ascontiguousarray(counts, dtype="<i2").tobytes())
+
+
+def _year_days(year: int) -> pd.DatetimeIndex:
+    return pd.date_range(f"{year}-01-01", f"{year}-12-31", freq="D")
+
+
+def _file_state(path: Path, region: str, source: dict) -> np.ndarray | None:
+    """The ``day_written`` flags of a year-layer file that can be updated in place.
+
+    None when the file is missing, unreadable, made from another region or from daily files
+    of another provenance, or when a writer died while it was open (its journal is left) and
+    a day flagged written no longer matches its checksum: such a file is rebuilt.
+    """
     import netCDF4
 
+    if not path.exists():
+        return None
     try:
         with netCDF4.Dataset(path) as nc:
-            have = netCDF4.num2date(
-                nc["time"][:], nc["time"].units, only_use_cftime_datetimes=False
-            )
-            return [pd.Timestamp(str(t)) for t in have] == days
-    except Exception:  # noqa: BLE001 - unreadable means "rebuild"
-        return False
+            if str(nc.getncattr("source_region")) != region:
+                return None
+            if any(str(nc.getncattr(k)) != str(source.get(k, "")) for k in _SOURCE_KEYS):
+                return None
+            flags = np.asarray(nc["day_written"][:], dtype=np.int8)
+            if _journal(path).exists():
+                r0, c0, ny, nx = (int(v) for v in region.split())
+                var = nc["SMCI"]
+                var.set_auto_maskandscale(False)
+                sums = np.asarray(nc["day_checksum"][:], dtype=np.int64)
+                for i in np.flatnonzero(flags == 1):
+                    if _day_checksum(var[i, r0 : r0 + ny, c0 : c0 + nx]) != sums[i]:
+                        return None
+            return flags
+    except Exception:  # noqa: BLE001 - unreadable (e.g. torn by a kill) means "rebuild"
+        return None
+
+
+def _write_day(nc, i: int, counts: np.ndarray, r0: int, c0: int) -> None:
+    """Day slot ``i`` of an open year-layer file: the values, a flush, then the day's
+    checksum and ``day_written = 1`` and a second flush (a day is flagged only after its
+    values reached the file)."""
+    ny, nx = counts.shape
+    nc["SMCI"][i, r0 : r0 + ny, c0 : c0 + nx] = counts
+    nc.sync()
+    nc["day_checksum"][i] = _day_checksum(counts)
+    nc["day_written"][i] = 1
+    nc.sync()
+
+
+@contextlib.contextmanager
+def _open_for_update(path: Path, rebuild: bool, make):
+    """The year-layer file open for writing: anew under a temporary name (renamed when
+    closed), or in place with the journal ``.NAME.updating`` present while it is open."""
+    import netCDF4
+
+    journal = _journal(path)
+    if rebuild:
+        with atomic_path(path) as tmp:
+            with netCDF4.Dataset(tmp, "w", format="NETCDF4") as nc:
+                make(nc)
+                yield nc
+        journal.unlink(missing_ok=True)
+        return
+    with open(journal, "w") as fh:
+        fh.write(f"{host_tag()} {os.getpid()}\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    with netCDF4.Dataset(path, "a") as nc:
+        yield nc
+        nc.setncattr("date_modified", datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
+        nc.setncattr("days_written", int(np.sum(nc["day_written"][:] == 1)))
+    journal.unlink()
 
 
 def smci1_layout(cfg: Config, resolution: str = "1km", years: list[int] | None = None) -> dict:
-    """Write ``SMCI_{res}_{year}_{depth}cm.nc`` files from the daily product files."""
-    import netCDF4
+    """Write the days of the daily files into ``SMCI_{res}_{year}_{depth}cm.nc`` files.
 
+    A year-layer file holds the whole year's time axis from the start; a day is written into
+    its slot (its int16 slices and nothing else) and flagged in ``day_written`` after its
+    values are flushed, so adding a day costs that day. A file that cannot be updated in
+    place (missing, another region or provenance, or damaged by a killed writer) is rebuilt
+    from the daily files under a temporary name and renamed. Each daily file is read once
+    for all the layer files of its year.
+
+    Returns
+    -------
+    dict
+        ``path``; ``written``: files changed; ``current``: files that already held every
+        available day; ``days_added``: day slots written, over all files; ``rebuilt``.
+    """
     src = Path(cfg.path("product", resolution))
     out = Path(cfg.path("product", f"smci1_{resolution}"))
     files = _daily_files(src, resolution)
     by_year: dict[int, list[Path]] = {}
     for f in files:
         by_year.setdefault(int(f.stem[-8:-4]), []).append(f)
-    published = PUBLISHED[resolution]
-    written, current = [], []
+    done = {"path": str(out), "written": [], "current": [], "days_added": 0, "rebuilt": []}
     for year in sorted(by_year):
-        if years and year not in years:
-            continue
-        days = [pd.Timestamp(f.stem[-8:]) for f in by_year[year]]
-        _, grid, depths, attrs = read_day(by_year[year][0])
-        r0, c0 = _place(grid, published)
-        todo = []
-        for k, depth in enumerate(depths):
-            path = out / f"SMCI_{resolution}_{year}_{depth}cm.nc"
-            if path.exists() and _year_file_is_current(path, days):
-                current.append(path.name)
-            else:
-                todo.append((k, depth, path))
-        if not todo:
-            continue
-        # Every layer file of the year is open at once, so each daily file is read once.
-        with contextlib.ExitStack() as stack:
-            layer_files = {}
-            for k, depth, path in todo:
-                tmp = stack.enter_context(atomic_path(path))
-                nc = stack.enter_context(netCDF4.Dataset(tmp, "w", format="NETCDF4"))
-                _year_layer_file(nc, published, days, depth, attrs, resolution)
-                layer_files[k] = nc
-            for i, f in enumerate(by_year[year]):
-                sm, g, dd, _ = read_day(f)
-                if not g.same_as(grid) or dd != depths:
-                    raise InputDataError(f"{f} has another grid or depths than {year}")
-                for k, nc in layer_files.items():
-                    nc["SMCI"][i, r0 : r0 + grid.ny, c0 : c0 + grid.nx] = encode_int16(sm[k])
-        written += [path.name for _, _, path in todo]
-    return {"path": str(out), "written": written, "current": current}
+        if not years or year in years:
+            _layout_year(out, resolution, year, by_year[year], done)
+    return done
+
+
+def _layout_year(out: Path, resolution: str, year: int, files: list[Path], done: dict) -> None:
+    """Bring every layer file of ``year`` up to the daily ``files``; tally into ``done``."""
+    slots = {d: i for i, d in enumerate(_year_days(year))}
+    daily = {slots[pd.Timestamp(f.stem[-8:])]: f for f in files}
+    _, grid, depths, attrs = read_day(files[0])
+    r0, c0 = _place(grid, PUBLISHED[resolution])
+    region = f"{r0} {c0} {grid.ny} {grid.nx}"
+    plans = []  # (layer index, path, day slots to write, rebuild?)
+    for k, depth in enumerate(depths):
+        path = out / f"SMCI_{resolution}_{year}_{depth}cm.nc"
+        flags = _file_state(path, region, attrs)
+        todo = set(daily) if flags is None else {i for i in daily if flags[i] != 1}
+        if todo:
+            plans.append((k, depth, path, todo, flags is None))
+        else:
+            done["current"].append(path.name)
+    if not plans:
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    with contextlib.ExitStack() as stack:
+        handles = []
+        for k, depth, path, todo, rebuild in plans:
+
+            def make(nc, depth=depth):
+                _year_layer_file(nc, PUBLISHED[resolution], year, depth, attrs, resolution, region)
+
+            handles.append((k, stack.enter_context(_open_for_update(path, rebuild, make)), todo))
+        for i in sorted(set().union(*(todo for _, _, todo in handles))):
+            sm, g, dd, _ = read_day(daily[i])
+            if not g.same_as(grid) or dd != depths:
+                raise InputDataError(f"{daily[i]} has another grid or depths than {files[0]}")
+            for k, nc, todo in handles:
+                if i in todo:
+                    _write_day(nc, i, encode_int16(sm[k]), r0, c0)
+    for _, _, path, todo, rebuild in plans:
+        done["written"].append(path.name)
+        done["days_added"] += len(todo)
+        if rebuild:
+            done["rebuilt"].append(path.name)
 
 
 #: Global attributes of a daily file that describe the product, not one file or day.
@@ -215,14 +319,20 @@ _DISCOVERY_KEYS = (
 )
 
 
-def _year_layer_file(nc, grid: RegularGrid, days, depth: int, attrs: dict, resolution: str):
-    """Create the dimensions, coordinates and the ``SMCI`` variable of a year-layer file.
+def _year_layer_file(
+    nc, grid: RegularGrid, year: int, depth: int, attrs: dict, resolution: str, region: str
+):
+    """Create the dimensions, coordinates and variables of a year-layer file.
 
     The published layout (``SMCI(time, lat, lon)``, integer 0.001 m³/m³, fill −999) with
     the same CF/ACDD metadata as the daily files: ``crs`` (full WGS 84 WKT), lat/lon/time
-    bounds, a scalar ``depth`` coordinate with its layer bounds, ``cell_methods``.
+    bounds, a scalar ``depth`` coordinate with its layer bounds, ``cell_methods``. The time
+    axis is every day of ``year``; ``day_written(time)`` (0/1) and ``day_checksum(time)``
+    (CRC-32 of the day's int16 region) say which days hold values. ``region`` is
+    "row col ny nx" of the product region inside the published grid.
     """
-    nc.createDimension("time", None)
+    days = list(_year_days(year))
+    nc.createDimension("time", len(days))
     nc.createDimension("lat", grid.ny)
     nc.createDimension("lon", grid.nx)
     nc.createDimension("nv", 2)
@@ -263,6 +373,16 @@ def _year_layer_file(nc, grid: RegularGrid, days, depth: int, attrs: dict, resol
     nc.createVariable("depth_bnds", "f4", ("nv",))[:] = [depth - 10.0, float(depth)]
     crs = nc.createVariable("crs", "i4", ())
     crs.setncatts(crs_attributes())
+    flag = nc.createVariable("day_written", "i1", ("time",), fill_value=np.int8(0))
+    flag.setncatts(
+        {
+            "long_name": "the day's values are complete (set after they were flushed)",
+            "flag_values": np.array([0, 1], dtype=np.int8),
+            "flag_meanings": "not_written written",
+        }
+    )
+    crc = nc.createVariable("day_checksum", "i8", ("time",), fill_value=np.int64(-1))
+    crc.setncatts({"long_name": "CRC-32 of the day's int16 values in the product region"})
     chunk = (1, min(512, grid.ny), min(512, grid.nx))
     v = nc.createVariable(
         "SMCI",
@@ -300,9 +420,10 @@ def _year_layer_file(nc, grid: RegularGrid, days, depth: int, attrs: dict, resol
             "depth_cm": depth,
             "smci_gpu_version": __version__,
             "config_hash": str(attrs.get("config_hash", "")),
+            "source_region": region,
             "model_digests": str(attrs.get("model_digests", "")),
             "source": "assembled from the daily smci-gpu product files",
-            "history": history_line(f"smci layout: {len(days)} daily files, {depth} cm"),
+            "history": history_line(f"smci layout: {year}, {depth} cm, days added as produced"),
             "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "date_created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         }
