@@ -226,6 +226,31 @@ class ProduceConfig(_Section):
     retries: int = Field(2, ge=0)
     clip_min: float = 0.0
     clip_max: float = Field(0.6, gt=0)
+    # Product storage (smci_gpu.io.zarr_store); none of these change a value.
+    format: Literal["netcdf", "zarr"] = Field(
+        "netcdf", description="daily NetCDF files, or one Zarr v3 store over the period"
+    )
+    zarr_chunks: tuple[int, int, int] = Field(
+        (8, 256, 256), description="Zarr chunk (days, lat, lon); one layer per chunk"
+    )
+    zarr_codec: Literal["zstd", "blosc-lz4", "zlib"] = "zstd"
+    zarr_level: int = Field(1, ge=1, le=9, description="compression level of zarr_codec")
+
+    @field_validator("zarr_chunks")
+    @classmethod
+    def _positive_chunks(cls, v: tuple[int, int, int]) -> tuple[int, int, int]:
+        if min(v) < 1:
+            raise ValueError(f"zarr_chunks {list(v)}: every size must be >= 1")
+        return v
+
+    @model_validator(mode="after")
+    def _zarr_holds_int16(self) -> ProduceConfig:
+        if self.format == "zarr" and (self.dtype != "int16" or self.layout != "daily"):
+            raise ValueError(
+                "format 'zarr' stores int16 counts in one store: it needs dtype 'int16' and "
+                "layout 'daily' (the smci1 layout is assembled from daily NetCDF files)"
+            )
+        return self
 
 
 class StaticConfig(_Section):
@@ -377,6 +402,8 @@ class Config(_Section):
         )
         # The period asked for and retry counts do not change any day's values.
         for key in ("retries", "start", "end"):
+            payload["produce"].pop(key, None)
+        for key in ("format", "zarr_chunks", "zarr_codec", "zarr_level"):  # storage only
             payload["produce"].pop(key, None)
         if not payload["static"]["units"]:  # no declared units: hashes as before they existed
             payload.pop("static")

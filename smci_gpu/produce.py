@@ -29,6 +29,7 @@ from smci_gpu.io.lock import output_lock
 from smci_gpu.io.writer import (
     day_file_name,
     discovery_attributes,
+    encode_int16,
     product_dataset,
     verify_day,
     write_day,
@@ -183,7 +184,16 @@ def produce(cfg: Config, console: Console, start=None, end=None) -> dict[str, An
     days = pd.date_range(start, end, freq="D")
     res = cfg.produce.resolution
     with output_lock(out_dir, cfg.lock.stale_after_s, cfg.lock.heartbeat_s):
-        todo = [d for d in days if not verify_day(out_dir / day_file_name(d, res), check, shape)]
+        if cfg.produce.format == "zarr":
+            from smci_gpu.io.zarr_store import product_store
+
+            store = product_store(cfg, grid, {**provenance(cfg, cards), **grid.to_attrs()})
+            done = store.done()
+            todo = [d for d in days if not done[store.index(d)]]
+        else:
+            todo = [
+                d for d in days if not verify_day(out_dir / day_file_name(d, res), check, shape)
+            ]
         run = _run_on_dask if distributed and todo else _run_here
         stats = run(cfg, console, device, todo)
     stats.update(days=len(days), skipped_complete=len(days) - len(todo), path=str(out_dir))
@@ -433,6 +443,11 @@ def _predict_one(cfg, device, pred, forests, prov, out_dir, day):
 
     def write() -> float:
         t0 = time.perf_counter()
+        if cfg.produce.format == "zarr":
+            from smci_gpu.io.zarr_store import product_store
+
+            product_store(cfg, grid).write_day(day, encode_int16(sm))
+            return time.perf_counter() - t0
         ds = product_dataset(sm, day, cfg.layers, grid, attrs, cfg.produce.dtype)
         if res == "9km":
             ds.attrs["title"] = "SMCI-style 9 km daily soil moisture (predicted at 9 km)"

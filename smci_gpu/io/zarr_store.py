@@ -1,0 +1,352 @@
+"""The product as one Zarr v3 store (``produce.format = "zarr"``), written day by day.
+
+``product/{res}/SMCI_{res}.zarr`` holds the configured period's whole time axis:
+``sm(time, depth, lat, lon)`` int16 counts with the daily files' CF attributes
+(``scale_factor = 0.001``, ``_FillValue = −999``, units m3 m-3, ``standard_name``
+volume_fraction_of_condensed_water_in_soil, ``grid_mapping = "crs"``; time in days since
+1970-01-01 with ``time_bnds``; lat/lon/depth bounds), consolidated metadata, and
+``day_written(time)`` (0/1). ``xarray.open_zarr`` decodes it to the values the daily files
+decode to (float64 there, float32 in the netCDF files: the same numbers once cast to float32,
+since ``count × float32(0.001)`` is exact in float64).
+
+Chunks are ``(T, 1, cy, cx)`` (``produce.zarr_chunks``): T days per chunk serve point time
+series, tiles serve maps. A day is not written into a T-day chunk in place (that would
+decode and encode the chunk's other days each time): it goes to a staging array beside
+the store (``SMCI_{res}.zarr.staging``, chunks ``(1, 1, cy, cx)``) and is flagged there;
+when every day of a T-day block is staged, the block is copied into the store and its days
+are flagged in ``day_written`` after the copy, then the staging chunks are removed. Each
+day is thus encoded twice and decoded once, whatever T. Chunk files are written to a
+temporary name and renamed by zarr-python's local store, so a kill leaves no torn chunk
+under its name; a block whose copy was interrupted is copied again on the next open.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from smci_gpu.errors import OutputError
+from smci_gpu.grid import RegularGrid
+from smci_gpu.io.writer import FILL, SCALE, product_dataset
+
+#: Codec choices: name → (bytes-to-bytes codecs) factory taking the level.
+CODECS = ("zstd", "blosc-lz4", "zlib")
+#: Global attributes that must agree between the store and a run writing into it.
+_CHECK = ("config_hash", "model_digests")
+
+
+def store_path(out_dir: str | Path, resolution: str) -> Path:
+    """``SMCI_{res}.zarr`` in the product folder of that resolution."""
+    return Path(out_dir) / f"SMCI_{resolution}.zarr"
+
+
+def compressors(codec: str, level: int) -> list:
+    """Zarr v3 bytes→bytes codecs: byte shuffle then zstd or zlib, or Blosc-LZ4 (shuffle).
+
+    Raises
+    ------
+    OutputError
+        ``codec`` is not one of :data:`CODECS`.
+    """
+    from zarr.codecs import BloscCodec, GzipCodec, ZstdCodec
+    from zarr.codecs.numcodecs import Shuffle
+
+    if codec == "zstd":
+        return [Shuffle(elementsize=2), ZstdCodec(level=level)]
+    if codec == "zlib":
+        return [Shuffle(elementsize=2), GzipCodec(level=level)]
+    if codec == "blosc-lz4":
+        return [BloscCodec(cname="lz4", clevel=level, shuffle="shuffle")]
+    raise OutputError(f"produce.zarr_codec '{codec}': expected one of {', '.join(CODECS)}")
+
+
+class ZarrProduct:
+    """An open product store and its staging array.
+
+    Parameters
+    ----------
+    path : Path
+        The store (a folder ``*.zarr``).
+    """
+
+    def __init__(self, path: Path):
+        import zarr
+
+        self.path = Path(path)
+        self.staging_path = self.path.with_name(self.path.name + ".staging")
+        try:
+            group = zarr.open_group(str(self.path), mode="r+")
+            self.sm = group["sm"]
+            self.written = group["day_written"]
+            self.attrs = dict(group.attrs)
+            times = group["time"][:]
+        except Exception as exc:  # noqa: BLE001 - named, not a traceback
+            raise OutputError(f"Zarr store {self.path} cannot be opened: {exc}") from exc
+        self.days = pd.to_datetime(times, unit="D", origin="1970-01-01")
+        self.block = int(self.sm.chunks[0])
+
+    # --- creation --------------------------------------------------------------------------
+
+    @classmethod
+    def create(
+        cls,
+        path: Path,
+        grid: RegularGrid,
+        layers: list[int],
+        days: pd.DatetimeIndex,
+        attrs: dict[str, Any],
+        chunks: tuple[int, int, int],
+        codec: str = "zstd",
+        level: int = 1,
+    ) -> ZarrProduct:
+        """Write the store's metadata and coordinates (no data chunk) and open it.
+
+        The variables and attributes are those of the daily file (``product_dataset``) with
+        the time axis widened to ``days``. Written under a temporary name and renamed.
+        """
+        import dask.array as da
+
+        t, cy, cx = _clip_chunks(chunks, len(days), grid)
+        ds, sm_attrs = _template(grid, layers, days, attrs)
+        shape = (len(days), len(layers), grid.ny, grid.nx)
+        dims = ("time", "depth", "lat", "lon")
+        ds["sm"] = (dims, da.full(shape, FILL, dtype=np.int16, chunks=(t, 1, cy, cx)), sm_attrs)
+        ds["day_written"] = (("time",), da.zeros(len(days), dtype=np.int8, chunks=1), _FLAG_ATTRS)
+        enc = {
+            "sm": {
+                "chunks": (t, 1, cy, cx),
+                "dtype": "int16",
+                "_FillValue": np.int16(FILL),
+                "fill_value": FILL,
+                "compressors": compressors(codec, level),
+            },
+            "day_written": {"chunks": (1,), "_FillValue": None, "fill_value": 0},
+            "time": {"units": "days since 1970-01-01", "calendar": "standard", "dtype": "int32"},
+            "time_bnds": {"units": "days since 1970-01-01", "dtype": "int32", "_FillValue": None},
+        }
+        for v in ("lat", "lon", "depth", "depth_bnds", "lat_bnds", "lon_bnds"):
+            enc[v] = {"_FillValue": None}
+        tmp = path.with_name(f".{path.name}.creating")
+        shutil.rmtree(tmp, ignore_errors=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            ds.to_zarr(tmp, mode="w", compute=False, zarr_format=3, consolidated=True, encoding=enc)
+            tmp.rename(path)
+        except OSError as exc:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise OutputError(f"could not create the Zarr store {path}: {exc}") from exc
+        return cls(path)
+
+    # --- days ------------------------------------------------------------------------------
+
+    def index(self, day) -> int:
+        """The time index of ``day``; an OutputError if the store's period lacks it."""
+        i = self.days.get_indexer([pd.Timestamp(day).normalize()])[0]
+        if i < 0:
+            raise OutputError(
+                f"{pd.Timestamp(day):%Y-%m-%d} is outside the Zarr store {self.path} "
+                f"({self.days[0]:%Y-%m-%d}..{self.days[-1]:%Y-%m-%d})"
+            )
+        return int(i)
+
+    def done(self) -> np.ndarray:
+        """Per time index: the day is written to the store or staged (bool)."""
+        done = np.asarray(self.written[:]) == 1
+        staging = self._staging(create=False)
+        if staging is not None:
+            done |= np.asarray(staging["staged"][:]) == 1
+        return done
+
+    def write_day(self, day, counts: np.ndarray) -> None:
+        """Write one day's int16 counts ``(layers, ny, nx)`` (−999 = no value).
+
+        With one day per chunk the day goes into the store and is flagged; otherwise it is
+        staged and its block copied into the store once all the block's days are staged.
+        """
+        i = self.index(day)
+        if counts.shape != self.sm.shape[1:] or counts.dtype != np.int16:
+            raise OutputError(
+                f"day {pd.Timestamp(day):%Y-%m-%d}: counts {counts.dtype}{counts.shape}, the "
+                f"store {self.path} expects int16{tuple(self.sm.shape[1:])}"
+            )
+        if self.block == 1:
+            self.sm[i] = counts
+            self.written[i] = 1
+            return
+        staging = self._staging(create=True)
+        staging["sm"][i] = counts
+        staging["staged"][i] = 1
+        self._copy_block_if_staged(i // self.block, staging)
+
+    def finish_blocks(self) -> int:
+        """Copy every fully staged block not yet in the store (after a kill); their number."""
+        staging = self._staging(create=False)
+        if staging is None:
+            return 0
+        staged = np.asarray(staging["staged"][:]) == 1
+        written = np.asarray(self.written[:]) == 1
+        copied = 0
+        for b in range(int(np.ceil(len(self.days) / self.block))):
+            sl = slice(b * self.block, min((b + 1) * self.block, len(self.days)))
+            if written[sl].all():
+                self._drop_staged(b)
+            elif (staged[sl] | written[sl]).all():
+                self._copy_block(b, staging)
+                copied += 1
+        return copied
+
+    # --- staging ---------------------------------------------------------------------------
+
+    def _staging(self, create: bool):
+        import zarr
+
+        if self.staging_path.exists():
+            return zarr.open_group(str(self.staging_path), mode="r+")
+        if not create:
+            return None
+        n, layers, ny, nx = self.sm.shape
+        group = zarr.open_group(str(self.staging_path), mode="a")
+        group.create_array(
+            "sm",
+            shape=(n, layers, ny, nx),
+            chunks=(1, 1, *self.sm.chunks[2:]),
+            dtype="int16",
+            fill_value=FILL,
+            compressors=self.sm.compressors,
+            overwrite=True,
+        )
+        group.create_array("staged", shape=(n,), chunks=(1,), dtype="int8", fill_value=0)
+        return group
+
+    def _copy_block_if_staged(self, b: int, staging) -> None:
+        sl = slice(b * self.block, min((b + 1) * self.block, len(self.days)))
+        if (np.asarray(staging["staged"][sl]) == 1).all():
+            self._copy_block(b, staging)
+
+    def _copy_block(self, b: int, staging) -> None:
+        """Block ``b``'s staged days into the store, a band of tile rows at a time, then
+        flag them written and drop their staging chunks."""
+        sl = slice(b * self.block, min((b + 1) * self.block, len(self.days)))
+        _, layers, ny, _ = self.sm.shape
+        cy = self.sm.chunks[2]
+        for k in range(layers):
+            for r in range(0, ny, cy):
+                self.sm[sl, k, r : r + cy] = staging["sm"][sl, k, r : r + cy]
+        self.written[sl] = 1
+        self._drop_staged(b)
+
+    def _drop_staged(self, b: int) -> None:
+        """Remove block ``b``'s staging chunks (``sm/c/{t}/…``); the flags stay."""
+        for t in range(b * self.block, min((b + 1) * self.block, len(self.days))):
+            shutil.rmtree(self.staging_path / "sm" / "c" / str(t), ignore_errors=True)
+
+
+_FLAG_ATTRS = {
+    "long_name": "the day's values are complete (set after they were written)",
+    "flag_values": [0, 1],
+    "flag_meanings": "not_written written",
+}
+
+
+def _template(grid: RegularGrid, layers: list[int], days, attrs: dict[str, Any]):
+    """The store's dataset without ``sm`` values: the daily file's variables, coordinates
+    and attributes (:func:`product_dataset`) over the whole period."""
+    import xarray as xr
+
+    from smci_gpu.io.writer import coverage_attributes
+
+    tiny = RegularGrid(grid.west, grid.south, grid.res, 1, 1)
+    one = product_dataset(np.zeros((len(layers), 1, 1)), days[0], layers, tiny, attrs)
+    t0 = pd.DatetimeIndex(days).normalize()
+    bounds = np.stack([t0.values, (t0 + pd.Timedelta(days=1)).values], axis=1)
+    ds = xr.Dataset(
+        {
+            "time_bnds": (("time", "nv"), bounds),
+            "depth_bnds": one.depth_bnds,
+            "lat_bnds": (("lat", "nv"), grid.lat_bounds()),
+            "lon_bnds": (("lon", "nv"), grid.lon_bounds()),
+            "crs": one.crs,
+        },
+        coords={
+            "time": ("time", t0, one.time.attrs),
+            "depth": one.depth,
+            "lat": ("lat", grid.lat, one.lat.attrs),
+            "lon": ("lon", grid.lon, one.lon.attrs),
+        },
+    )
+    ds.attrs = {
+        **one.attrs,
+        **coverage_attributes(grid, days[0], days[-1], layers),
+        "title": "SMCI-style daily soil moisture (Zarr store)",
+    }
+    return ds, {**one.sm.attrs, "scale_factor": np.float32(SCALE)}
+
+
+def _clip_chunks(chunks, n_days: int, grid: RegularGrid) -> tuple[int, int, int]:
+    t, cy, cx = (int(c) for c in chunks)
+    return max(1, min(t, n_days)), max(1, min(cy, grid.ny)), max(1, min(cx, grid.nx))
+
+
+def open_product(
+    out_dir: str | Path,
+    resolution: str,
+    grid: RegularGrid,
+    layers: list[int],
+    days: pd.DatetimeIndex,
+    attrs: dict[str, Any],
+    chunks: tuple[int, int, int],
+    codec: str = "zstd",
+    level: int = 1,
+) -> ZarrProduct:
+    """Open the product store (creating it), check it fits this run, finish staged blocks.
+
+    Raises
+    ------
+    OutputError
+        The store exists with another grid, layers, period or provenance (config hash,
+        model digests): it is never overwritten; the message says what differs.
+    """
+    path = store_path(out_dir, resolution)
+    if not path.exists():
+        return ZarrProduct.create(path, grid, layers, days, attrs, chunks, codec, level)
+    store = ZarrProduct(path)
+    want = {
+        "shape": (len(days), len(layers), grid.ny, grid.nx),
+        "first day": f"{days[0]:%Y-%m-%d}",
+        **{k: str(attrs.get(k, "")) for k in _CHECK},
+    }
+    have = {
+        "shape": tuple(store.sm.shape),
+        "first day": f"{store.days[0]:%Y-%m-%d}",
+        **{k: str(store.attrs.get(k, "")) for k in _CHECK},
+    }
+    differ = [f"{k} {have[k]} (run: {want[k]})" for k in want if have[k] != want[k]]
+    if differ:
+        raise OutputError(
+            f"Zarr store {path} was made for another product: {'; '.join(differ)}; "
+            "move it away or set another workdir"
+        )
+    store.finish_blocks()
+    return store
+
+
+def product_store(cfg, grid: RegularGrid, attrs: dict[str, Any] | None = None) -> ZarrProduct:
+    """The configured product's store (``produce.format = "zarr"``).
+
+    With ``attrs`` (the run's provenance and grid attributes) it is opened or created for
+    the configured period and checked (:func:`open_product`); without, the existing store
+    is opened as it is (a writer thread or worker, after the run's start made it).
+    """
+    res = cfg.produce.resolution
+    out_dir = Path(cfg.path("product", res))
+    if attrs is None:
+        return ZarrProduct(store_path(out_dir, res))
+    days = pd.date_range(cfg.produce.start, cfg.produce.end, freq="D")
+    p = cfg.produce
+    return open_product(
+        out_dir, res, grid, list(cfg.layers), days, attrs, p.zarr_chunks, p.zarr_codec, p.zarr_level
+    )
