@@ -10,9 +10,9 @@
   file holds the year's whole time axis; a day is written into its slot and flagged in
   ``day_written`` only after its values are flushed, so adding a day costs that day's
   slices. While a file is open for an update a journal ``.NAME.updating`` exists beside it;
-  a run that finds one (a writer was killed) checks every flagged day's CRC-32 and rebuilds
-  the file from the daily files under a temporary name if it cannot be read or a day does
-  not match. Only flagged days count as written (readers should mask the others), so a
+  a run that finds one (a writer was killed) compares every flagged day with its daily file
+  and rebuilds the file from the daily files under a temporary name if it cannot be read
+  or a day does not match. Only flagged days count as written (readers should mask the others), so a
   kill never leaves a day that looks complete.
 """
 
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import zlib
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -145,21 +144,17 @@ def _journal(path: Path) -> Path:
     return path.with_name(f".{path.name}.updating")
 
 
-def _day_checksum(counts: np.ndarray) -> int:
-    """CRC-32 of a day's int16 region, little-endian bytes (``zlib.crc32``)."""
-    return zlib.crc32(np.ascontiguousarray(counts, dtype="<i2").tobytes())
-
-
 def _year_days(year: int) -> pd.DatetimeIndex:
     return pd.date_range(f"{year}-01-01", f"{year}-12-31", freq="D")
 
 
-def _file_state(path: Path, region: str, source: dict) -> np.ndarray | None:
+def _file_state(path: Path, region: str, source: dict, daily: dict, k: int) -> np.ndarray | None:
     """The ``day_written`` flags of a year-layer file that can be updated in place.
 
     None when the file is missing, unreadable, made from another region or from daily files
-    of another provenance, or when a writer died while it was open (its journal is left) and
-    a day flagged written no longer matches its checksum: such a file is rebuilt.
+    of another provenance, or when a writer died while it was open (its journal is left)
+    and a day flagged written differs from layer ``k`` of its daily file (``daily``: slot →
+    path): such a file is rebuilt.
     """
     import netCDF4
 
@@ -172,27 +167,35 @@ def _file_state(path: Path, region: str, source: dict) -> np.ndarray | None:
             if any(str(nc.getncattr(k)) != str(source.get(k, "")) for k in _SOURCE_KEYS):
                 return None
             flags = np.asarray(nc["day_written"][:], dtype=np.int8)
-            if _journal(path).exists():
-                r0, c0, ny, nx = (int(v) for v in region.split())
-                var = nc["SMCI"]
-                var.set_auto_maskandscale(False)
-                sums = np.asarray(nc["day_checksum"][:], dtype=np.int64)
-                for i in np.flatnonzero(flags == 1):
-                    if _day_checksum(var[i, r0 : r0 + ny, c0 : c0 + nx]) != sums[i]:
-                        return None
+            if _journal(path).exists() and not _flagged_days_match(nc, flags, region, daily, k):
+                return None
             return flags
     except Exception:  # noqa: BLE001 - unreadable (e.g. torn by a kill) means "rebuild"
         return None
 
 
+def _flagged_days_match(nc, flags, region: str, daily: dict, k: int) -> bool:
+    """Every flagged day of an open year-layer file equals layer ``k`` of its daily file
+    (a day whose daily file is gone cannot be checked and counts as a mismatch)."""
+    r0, c0, ny, nx = (int(v) for v in region.split())
+    var = nc["SMCI"]
+    var.set_auto_maskandscale(False)
+    for i in np.flatnonzero(flags == 1):
+        if i not in daily:
+            return False
+        sm, _, _, _ = read_day(daily[i])
+        if not np.array_equal(var[i, r0 : r0 + ny, c0 : c0 + nx], encode_int16(sm[k])):
+            return False
+    return True
+
+
 def _write_day(nc, i: int, counts: np.ndarray, r0: int, c0: int) -> None:
-    """Day slot ``i`` of an open year-layer file: the values, a flush, then the day's
-    checksum and ``day_written = 1`` and a second flush (a day is flagged only after its
-    values reached the file)."""
+    """Day slot ``i`` of an open year-layer file: the values, a flush, then
+    ``day_written = 1`` and a second flush (a day is flagged only after its values reached
+    the file)."""
     ny, nx = counts.shape
     nc["SMCI"][i, r0 : r0 + ny, c0 : c0 + nx] = counts
     nc.sync()
-    nc["day_checksum"][i] = _day_checksum(counts)
     nc["day_written"][i] = 1
     nc.sync()
 
@@ -261,7 +264,7 @@ def _layout_year(out: Path, resolution: str, year: int, files: list[Path], done:
     plans = []  # (layer index, path, day slots to write, rebuild?)
     for k, depth in enumerate(depths):
         path = out / f"SMCI_{resolution}_{year}_{depth}cm.nc"
-        flags = _file_state(path, region, attrs)
+        flags = _file_state(path, region, attrs, daily, k)
         todo = set(daily) if flags is None else {i for i in daily if flags[i] != 1}
         if todo:
             plans.append((k, depth, path, todo, flags is None))
@@ -327,9 +330,8 @@ def _year_layer_file(
     The published layout (``SMCI(time, lat, lon)``, integer 0.001 m³/m³, fill −999) with
     the same CF/ACDD metadata as the daily files: ``crs`` (full WGS 84 WKT), lat/lon/time
     bounds, a scalar ``depth`` coordinate with its layer bounds, ``cell_methods``. The time
-    axis is every day of ``year``; ``day_written(time)`` (0/1) and ``day_checksum(time)``
-    (CRC-32 of the day's int16 region) say which days hold values. ``region`` is
-    "row col ny nx" of the product region inside the published grid.
+    axis is every day of ``year``; ``day_written(time)`` (0/1) says which days hold values.
+    ``region`` is "row col ny nx" of the product region inside the published grid.
     """
     days = list(_year_days(year))
     nc.createDimension("time", len(days))
@@ -381,8 +383,7 @@ def _year_layer_file(
             "flag_meanings": "not_written written",
         }
     )
-    crc = nc.createVariable("day_checksum", "i8", ("time",), fill_value=np.int64(-1))
-    crc.setncatts({"long_name": "CRC-32 of the day's int16 values in the product region"})
+    flag.setncatts({"coverage_content_type": "auxiliaryInformation"})
     chunk = (1, min(512, grid.ny), min(512, grid.nx))
     v = nc.createVariable(
         "SMCI",
@@ -406,6 +407,7 @@ def _year_layer_file(
             "coverage_content_type": "modelResult",
             "coordinates": "depth",
             "grid_mapping": "crs",
+            "ancillary_variables": "day_written",
         }
     )
     # Cells outside the product region are never written: HDF5 stores no chunk for them

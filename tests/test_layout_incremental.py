@@ -63,7 +63,6 @@ def _read(path):
         return {
             "SMCI": np.asarray(region),
             "day_written": np.asarray(nc["day_written"][:]),
-            "day_checksum": np.asarray(nc["day_checksum"][:]),
             "time": np.asarray(nc["time"][:]),
             "shape": v.shape,
         }
@@ -126,7 +125,7 @@ def test_a_killed_writers_file_with_a_damaged_day_is_rebuilt(tmp_path):
     done = layout.smci1_layout(cfg)
     assert done["rebuilt"] == [path.name] and not layout._journal(path).exists()
     got = _read(path)
-    for key in ("SMCI", "day_written", "day_checksum"):
+    for key in ("SMCI", "day_written"):
         np.testing.assert_array_equal(got[key], reference[key])
 
 
