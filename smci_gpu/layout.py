@@ -36,6 +36,7 @@ from smci_gpu.io.writer import (
     CONVENTIONS,
     DEPTH_ATTRS,
     FILL,
+    ZLIB_LEVEL,
     coverage_attributes,
     crs_attributes,
     day_file_name,
@@ -391,7 +392,7 @@ def _year_layer_file(
         ("time", "lat", "lon"),
         zlib=True,
         shuffle=True,
-        complevel=4,
+        complevel=ZLIB_LEVEL,
         chunksizes=chunk,
         fill_value=np.int16(FILL),
     )

@@ -149,7 +149,8 @@ def _child(out, kill_after: float | None) -> float | None:
 @pytest.fixture(scope="module")
 def reference_store(tmp_path_factory):
     out = tmp_path_factory.mktemp("zref")
-    return ZarrProduct(store_path(out, "1km")), _child(out, None)
+    run_s = _child(out, None)
+    return ZarrProduct(store_path(out, "1km")), run_s
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

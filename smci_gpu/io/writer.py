@@ -1,7 +1,7 @@
 """CF-1.8 / ACDD-1.3 NetCDF4 product files, written atomically and verifiable for resume.
 
 One file per day: ``sm(time, depth, lat, lon)`` in m³ m⁻³, stored as int16 with a float32
-``scale_factor = 0.001`` and ``_FillValue = −999`` (or float32), zlib + shuffle, chunks
+``scale_factor = 0.001`` and ``_FillValue = −999`` (or float32), zlib level 1 + shuffle, chunks
 (1, 1, ≤512, ≤512). ``time`` has ``time_bnds`` (the day, 00–24 UTC) and ``sm`` carries
 ``cell_methods = "time: mean"``; ``depth`` has ``depth_bnds`` (cm, positive down); lat/lon
 have bounds; a ``crs`` grid-mapping variable holds pyproj's full WGS 84 WKT and the CF
@@ -27,6 +27,10 @@ from smci_gpu.io.atomic import atomic_path
 
 SCALE = 0.001
 FILL = -999
+#: zlib level of the product files (with shuffle). On a China-size day (benchmarks/
+#: bench_storage.py, RESULTS.md "Product storage") level 1 wrote files within 1 % of level
+#: 4's size (213 vs 212 MB per 10-layer day) at 1.8x its speed per core (94 vs 52 MB/s).
+ZLIB_LEVEL = 1
 #: ACDD-1.3 "Conventions" value: both conventions the files follow.
 CONVENTIONS = "CF-1.8, ACDD-1.3"
 #: The CF standard-name table release the names were checked against (the one packaged
@@ -263,7 +267,7 @@ def write_day(path: str | Path, ds, dtype: str = "int16") -> Path:
     chunks = (1, 1, min(512, ds.sizes["lat"]), min(512, ds.sizes["lon"]))
     time_enc = {"units": "days since 1970-01-01", "calendar": "standard", "dtype": "int32"}
     enc: dict[str, dict] = {
-        "sm": {"zlib": True, "shuffle": True, "complevel": 4, "chunksizes": chunks},
+        "sm": {"zlib": True, "shuffle": True, "complevel": ZLIB_LEVEL, "chunksizes": chunks},
         "time": time_enc,
         "time_bnds": {"dtype": "int32", "_FillValue": None},
     }
