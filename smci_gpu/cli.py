@@ -341,6 +341,9 @@ def produce(
     end: Annotated[str | None, typer.Option(help="last day, YYYY-MM-DD")] = None,
     inference: Annotated[str | None, typer.Option(help="packed | nvforest")] = None,
     layout: Annotated[str | None, typer.Option(help="daily | smci1")] = None,
+    fmt: Annotated[
+        str | None, typer.Option("--format", help="netcdf (daily files) | zarr (one store)")
+    ] = None,
     resolution: Annotated[str | None, typer.Option(help="1km | 9km (predicted at 9 km)")] = None,
     workers: Annotated[int | None, typer.Option(help="local Dask workers (GPUs on GPU)")] = None,
     scheduler_address: Annotated[
@@ -353,6 +356,7 @@ def produce(
         ("end", _day(end, "--end")),
         ("inference", inference),
         ("layout", layout),
+        ("format", fmt),
         ("resolution", resolution),
     )
     section = {k: v for k, v in chosen if v is not None}

@@ -93,13 +93,34 @@ def test_a_store_of_another_product_is_refused(tmp_path):
     open_product(tmp_path, "1km", GRID, LAYERS, DAYS, ATTRS, (1, 8, 8))
     with pytest.raises(OutputError, match="config_hash a .run: b."):
         open_product(tmp_path, "1km", GRID, LAYERS, DAYS, {**ATTRS, "config_hash": "b"}, (1, 8, 8))
-    with pytest.raises(OutputError, match="shape"):
-        open_product(tmp_path, "1km", GRID, LAYERS, DAYS[:3], ATTRS, (1, 8, 8))
+    with pytest.raises(OutputError, match="layers × lat × lon"):
+        open_product(tmp_path, "1km", GRID, [10], DAYS, ATTRS, (1, 8, 8))
+    with pytest.raises(OutputError, match="starts on 2020-02-27"):
+        open_product(tmp_path, "1km", GRID, LAYERS, DAYS - pd.Timedelta(days=1), ATTRS, (1, 8, 8))
     store = ZarrProduct(store_path(tmp_path, "1km"))
     with pytest.raises(OutputError, match="2021-01-01 is outside"):
         store.write_day("2021-01-01", encode_int16(_sm(DAYS[0])))
     with pytest.raises(OutputError, match="expects int16"):
         store.write_day(DAYS[0], _sm(DAYS[0]))
+
+
+def test_a_later_period_lengthens_the_store(tmp_path):
+    store = open_product(tmp_path, "1km", GRID, LAYERS, DAYS[:4], ATTRS, (3, 8, 8))
+    for day in DAYS[:4]:
+        store.write_day(day, encode_int16(_sm(day)))
+    assert np.asarray(store.written[:]).tolist() == [1, 1, 1, 1]  # the last block: one day
+    store = open_product(tmp_path, "1km", GRID, LAYERS, DAYS[3:], ATTRS, (3, 8, 8))
+    assert store.sm.shape[0] == 7 and store.done().tolist() == [1, 1, 1, 1, 0, 0, 0]
+    for day in DAYS[4:]:
+        store.write_day(day, encode_int16(_sm(day)))
+    z = xr.open_zarr(store_path(tmp_path, "1km"))
+    assert list(z.time.values) == list(DAYS.values) and z.day_written.values.all()
+    for day in DAYS:
+        want = np.where(np.isnan(_sm(day)), np.nan, _counts_by_hand(_sm(day)) * 0.001)
+        np.testing.assert_allclose(z.sm.sel(time=day).values, want, rtol=1e-6)
+    assert z.attrs["time_coverage_end"] == "2020-03-05T00:00:00Z"
+    end = (DAYS[-1] + pd.to_timedelta([0, 1], unit="D")).values
+    np.testing.assert_array_equal(z.time_bnds.values[-1], end)
 
 
 CHILD = textwrap.dedent(

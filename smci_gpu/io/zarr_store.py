@@ -242,9 +242,15 @@ class ZarrProduct:
         sl = slice(b * self.block, min((b + 1) * self.block, len(self.days)))
         _, layers, ny, _ = self.sm.shape
         band = self._staging_tile()[0]  # whole staging chunks, whole store chunks
+        # Days of the block already in the store (the last block of a period that was then
+        # lengthened) keep their values: their staging chunks are gone.
+        kept = np.asarray(self.written[sl]) == 1
         for k in range(layers):
             for r in range(0, ny, band):
-                self.sm[sl, k, r : r + band] = staging["sm"][sl, k, r : r + band]
+                data = staging["sm"][sl, k, r : r + band]
+                if kept.any():
+                    data[kept] = self.sm[sl, k, r : r + band][kept]
+                self.sm[sl, k, r : r + band] = data
         self.written[sl] = 1
         self._drop_staged(b)
 
@@ -313,34 +319,76 @@ def open_product(
 ) -> ZarrProduct:
     """Open the product store (creating it), check it fits this run, finish staged blocks.
 
+    A store that ends before ``days`` is lengthened (monthly runs add to one store); its
+    first day stays.
+
     Raises
     ------
     OutputError
-        The store exists with another grid, layers, period or provenance (config hash,
-        model digests): it is never overwritten; the message says what differs.
+        The store exists with another grid, layers or provenance (config hash, model
+        digests), or starts after ``days[0]``: it is never overwritten; the message says
+        what differs.
     """
     path = store_path(out_dir, resolution)
     if not path.exists():
         return ZarrProduct.create(path, grid, layers, days, attrs, chunks, codec, level)
     store = ZarrProduct(path)
     want = {
-        "shape": (len(days), len(layers), grid.ny, grid.nx),
-        "first day": f"{days[0]:%Y-%m-%d}",
+        "layers × lat × lon": (len(layers), grid.ny, grid.nx),
         **{k: str(attrs.get(k, "")) for k in _CHECK},
     }
     have = {
-        "shape": tuple(store.sm.shape),
-        "first day": f"{store.days[0]:%Y-%m-%d}",
+        "layers × lat × lon": tuple(store.sm.shape[1:]),
         **{k: str(store.attrs.get(k, "")) for k in _CHECK},
     }
     differ = [f"{k} {have[k]} (run: {want[k]})" for k in want if have[k] != want[k]]
+    if days[0] < store.days[0]:
+        differ.append(f"it starts on {store.days[0]:%Y-%m-%d} (run: {days[0]:%Y-%m-%d})")
     if differ:
         raise OutputError(
             f"Zarr store {path} was made for another product: {'; '.join(differ)}; "
             "move it away or set another workdir"
         )
+    if days[-1] > store.days[-1] or _time_lengths_differ(path):
+        store = _extend(store, max(days[-1], store.days[-1]))
     store.finish_blocks()
     return store
+
+
+def _time_lengths_differ(path: Path) -> bool:
+    """True when the store's time-dimensioned arrays disagree in length (an interrupted
+    extension)."""
+    import zarr
+
+    group = zarr.open_group(str(path), mode="r", use_consolidated=False)
+    names = ("sm", "day_written", "time", "time_bnds")
+    return len({group[n].shape[0] for n in names}) > 1
+
+
+def _extend(store: ZarrProduct, last) -> ZarrProduct:
+    """Lengthen the store's time axis to end on ``last`` (a later period, e.g. the next
+    month's run). Shapes first, then the time values, then consolidated metadata: each step
+    can be redone, so a kill in between is finished on the next open."""
+    import zarr
+
+    days = pd.date_range(store.days[0], last, freq="D")
+    n = len(days)
+    group = zarr.open_group(str(store.path), mode="r+", use_consolidated=False)
+    for name in ("sm", "day_written", "time", "time_bnds"):
+        group[name].resize((n, *group[name].shape[1:]))
+    staging = store._staging(create=False)
+    if staging is not None:
+        for name in ("sm", "staged"):
+            staging[name].resize((n, *staging[name].shape[1:]))
+    t = (days - pd.Timestamp("1970-01-01")).days.to_numpy().astype(np.int32)
+    group["time"][:] = t
+    group["time_bnds"][:] = np.stack([t, t + 1], axis=1)
+    group.attrs.update(
+        time_coverage_end=f"{last + pd.Timedelta(days=1):%Y-%m-%dT%H:%M:%SZ}",
+        time_coverage_duration=f"P{n}D",
+    )
+    zarr.consolidate_metadata(str(store.path))
+    return ZarrProduct(store.path)
 
 
 def product_store(cfg, grid: RegularGrid, attrs: dict[str, Any] | None = None) -> ZarrProduct:
