@@ -89,6 +89,21 @@ def test_days_are_staged_until_their_block_is_complete(tmp_path):
     assert np.asarray(store.written[:]).tolist() == [1, 1, 1, 0, 0, 0, 1]
 
 
+def test_a_block_being_copied_by_another_writer_is_left_to_it(tmp_path):
+    store = open_product(tmp_path, "1km", GRID, LAYERS, DAYS, ATTRS, (3, 8, 16))
+    store.write_day(DAYS[0], encode_int16(_sm(DAYS[0])))
+    (store.staging_path / ".block-0.copying").touch()  # another Dask worker copies block 0
+    for day in DAYS[1:3]:
+        store.write_day(day, encode_int16(_sm(day)))
+    assert np.asarray(store.written[:3]).tolist() == [0, 0, 0]
+    # The next run's open (no writer alive): the stale lock goes and the block is copied.
+    store = open_product(tmp_path, "1km", GRID, LAYERS, DAYS, ATTRS, (3, 8, 16))
+    assert np.asarray(store.written[:3]).tolist() == [1, 1, 1]
+    assert not (store.staging_path / ".block-0.copying").exists()
+    for i in range(3):
+        np.testing.assert_array_equal(store.sm[i], _counts_by_hand(_sm(DAYS[i])))
+
+
 def test_a_store_of_another_product_is_refused(tmp_path):
     open_product(tmp_path, "1km", GRID, LAYERS, DAYS, ATTRS, (1, 8, 8))
     with pytest.raises(OutputError, match="config_hash a .run: b."):

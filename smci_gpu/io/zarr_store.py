@@ -24,6 +24,7 @@ under its name; a block whose copy was interrupted is copied again on the next o
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -185,10 +186,16 @@ class ZarrProduct:
         self._copy_block_if_staged(i // self.block, staging)
 
     def finish_blocks(self) -> int:
-        """Copy every fully staged block not yet in the store (after a kill); their number."""
+        """Copy every fully staged block not yet in the store (after a kill); their number.
+
+        Run it only where no other writer is active (``produce`` does, under the output
+        folder's lock, before any day is written): it clears the block-copy locks.
+        """
         staging = self._staging(create=False)
         if staging is None:
             return 0
+        for lock in self.staging_path.glob(".block-*.copying"):  # a killed copier's
+            lock.unlink(missing_ok=True)
         staged = np.asarray(staging["staged"][:]) == 1
         written = np.asarray(self.written[:]) == 1
         copied = 0
@@ -232,9 +239,22 @@ class ZarrProduct:
         return min(ny, cy * max(1, 1024 // cy)), min(nx, cx * max(1, 2048 // cx))
 
     def _copy_block_if_staged(self, b: int, staging) -> None:
+        """Copy block ``b`` when all its days are staged, by one writer only: Dask workers
+        writing neighbouring days may both see the block complete. The copier holds
+        ``.block-B.copying`` (created exclusively) and skips a block already written."""
         sl = slice(b * self.block, min((b + 1) * self.block, len(self.days)))
-        if (np.asarray(staging["staged"][sl]) == 1).all():
-            self._copy_block(b, staging)
+        if not (np.asarray(staging["staged"][sl]) == 1).all():
+            return
+        lock = self.staging_path / f".block-{b}.copying"
+        try:
+            os.close(os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            return  # another writer is copying it
+        try:
+            if not (np.asarray(self.written[sl]) == 1).all():
+                self._copy_block(b, staging)
+        finally:
+            lock.unlink(missing_ok=True)
 
     def _copy_block(self, b: int, staging) -> None:
         """Block ``b``'s staged days into the store, a band of tile rows at a time, then
