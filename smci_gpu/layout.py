@@ -168,8 +168,10 @@ def _file_state(path: Path, region: str, source: dict, daily: dict, k: int) -> n
             if any(str(nc.getncattr(k)) != str(source.get(k, "")) for k in _SOURCE_KEYS):
                 return None
             flags = np.asarray(nc["day_written"][:], dtype=np.int8)
-            if _journal(path).exists() and not _flagged_days_match(nc, flags, region, daily, k):
-                return None
+            if _journal(path).exists():
+                if not _flagged_days_match(nc, flags, region, daily, k):
+                    return None
+                _journal(path).unlink()  # checked: the flagged days are sound
             return flags
     except Exception:  # noqa: BLE001 - unreadable (e.g. torn by a kill) means "rebuild"
         return None

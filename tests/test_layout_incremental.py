@@ -116,6 +116,8 @@ def test_a_killed_writers_file_with_a_damaged_day_is_rebuilt(tmp_path):
     layout.smci1_layout(cfg)
     path = _year_file(tmp_path, 2020, 20)
     reference = _read(path)
+    layout._journal(path).write_text("host 1\n")  # killed after its last flag: file sound
+    assert layout.smci1_layout(cfg)["written"] == [] and not layout._journal(path).exists()
     with netCDF4.Dataset(path, "a") as nc:  # what a torn update can leave: a flagged day changed
         nc["SMCI"].set_auto_maskandscale(False)
         r0, c0 = round((GRID.south - 18.0) / RES), round((GRID.west - 73.0) / RES)
