@@ -210,7 +210,7 @@ def _read_region(path, grid):
         return np.asarray(v[:, r0 : r0 + grid.ny, c0 : c0 + grid.nx]), flags
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
 def test_sigkill_during_layout_updates_then_resume_is_identical(kill_pool, tmp_path, seed):
     pool, ref, run_s = kill_pool
     wd = tmp_path / "w"
