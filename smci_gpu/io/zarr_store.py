@@ -17,9 +17,9 @@ Blosc-LZ4: the fastest codec measured, 369 MB/s per core against zstd's 202) and
 flagged there; when every day of a T-day block is staged, the block is copied into the
 store and its days are flagged in ``day_written`` after the copy, then the staging chunks
 are removed. Each day is thus encoded twice (LZ4, then the store's codec) and decoded once,
-whatever T. Chunk files are written to a
-temporary name and renamed by zarr-python's local store, so a kill leaves no torn chunk
-under its name; a block whose copy was interrupted is copied again on the next open.
+whatever T. zarr-python's local store writes each chunk file to a temporary name and
+renames it, so a kill leaves no torn chunk under its name; a block whose copy was
+interrupted is copied again on the next open (:meth:`ZarrProduct.finish_blocks`).
 """
 
 from __future__ import annotations
@@ -233,7 +233,7 @@ class ZarrProduct:
 
     def _staging_tile(self) -> tuple[int, int]:
         """Staging chunk rows × columns: whole multiples of the store's tile, ≥ 1024 × 2048
-        where the grid allows (large chunks encode faster; see STAGING in the module)."""
+        where the grid allows (large chunks encode faster; see the module docstring)."""
         _, _, ny, nx = self.sm.shape
         cy, cx = self.sm.chunks[2:]
         return min(ny, cy * max(1, 1024 // cy)), min(nx, cx * max(1, 2048 // cx))
@@ -351,7 +351,8 @@ def open_product(
     """
     path = store_path(out_dir, resolution)
     if not path.exists():
-        return ZarrProduct.create(path, grid, layers, days, attrs, chunks, codec, level)
+        store = ZarrProduct.create(path, grid, layers, days, attrs, chunks, codec, level)
+        return _with_staging(store)
     store = ZarrProduct(path)
     want = {
         "layers × lat × lon": (len(layers), grid.ny, grid.nx),
@@ -372,6 +373,14 @@ def open_product(
     if days[-1] > store.days[-1] or _time_lengths_differ(path):
         store = _extend(store, max(days[-1], store.days[-1]))
     store.finish_blocks()
+    return _with_staging(store)
+
+
+def _with_staging(store: ZarrProduct) -> ZarrProduct:
+    """Make the staging array here, before any writer runs (two Dask workers creating it
+    at once could each wipe the other's)."""
+    if store.block > 1:
+        store._staging(create=True)
     return store
 
 
