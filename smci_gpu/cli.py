@@ -305,17 +305,31 @@ def prepare() -> None:
     _run_stage("prepare")
 
 
+# Training backend (forest.backend) of train, tune and validate.
+BackendOption = Annotated[
+    str | None,
+    typer.Option("--backend", help="forest trainer: auto | sklearn | sklearnex | cuml"),
+]
+
+
+def _forest_overrides(**forest: Any) -> dict[str, Any]:
+    forest = {k: v for k, v in forest.items() if v is not None}
+    return {"forest": forest} if forest else {}
+
+
 @app.command()
 @shared_options
 def tune(
     groups: Annotated[str | None, typer.Option(help="random | station | both")] = None,
     layer: Annotated[list[int] | None, typer.Option(help="layer (cm) to tune; repeatable")] = None,
     folds: Annotated[int | None, typer.Option(help="number of CV folds")] = None,
+    backend: BackendOption = None,
 ) -> None:
     """Cross-validated grid over max_features × min_samples_leaf (work/tune/)."""
     section = {"groups": groups, "layers": layer, "folds": folds}
     section = {k: v for k, v in section.items() if v is not None}
     overrides = {"tune": section} if section else {}
+    overrides |= _forest_overrides(backend=backend)
     _check_layers(layer, state.config(**overrides))
     _run_stage("tune", **overrides)
 
@@ -327,9 +341,10 @@ def train(
     trees: Annotated[
         int | None, typer.Option(help="trees per forest (forest.n_estimators)")
     ] = None,
+    backend: BackendOption = None,
 ) -> None:
     """Train one random forest per layer from the station-day table (models/)."""
-    overrides = {"forest": {"n_estimators": trees}} if trees is not None else {}
+    overrides = _forest_overrides(n_estimators=trees, backend=backend)
     _check_layers(layer, state.config(**overrides))  # --trees 0 is a ConfigError here
     _run_stage("train", {"layers": layer}, **overrides)
 
@@ -416,9 +431,9 @@ def layout(
 
 @app.command()
 @shared_options
-def validate() -> None:
+def validate(backend: BackendOption = None) -> None:
     """Year-to-year and station-to-station experiments vs ERA5-Land (work/validation/)."""
-    _run_stage("validate")
+    _run_stage("validate", **_forest_overrides(backend=backend))
 
 
 @app.command()

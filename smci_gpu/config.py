@@ -67,6 +67,11 @@ class ForestConfig(_Section):
     random_state: int = 20
     n_jobs: int = -1
     n_bins: int = Field(128, ge=2, description="cuML histogram bins (GPU only)")
+    backend: Literal["auto", "sklearn", "sklearnex", "cuml"] = Field(
+        "auto",
+        description="trainer: auto (cuML on the GPU, scikit-learn on the CPU), sklearn, "
+        "sklearnex (scikit-learn-intelex, CPU) or cuml (GPU)",
+    )
 
     @field_validator("max_features")
     @classmethod
