@@ -148,9 +148,14 @@ def test_sklearnex_honours_leaf_size_depth_and_seed(tmp_path):
     for tree in est.estimators_:
         t = tree.tree_
         leaf = t.children_left < 0
-        # Bootstrap rows count with their multiplicity, as in scikit-learn's weighted counts.
+        # oneDAL counts a leaf's bootstrap draws (a row drawn twice counts twice) ...
         assert t.weighted_n_node_samples[leaf].min() >= 25
+        assert t.weighted_n_node_samples[0] == len(x)
         assert t.max_depth <= 6
+    # ... where scikit-learn counts distinct rows, so its leaves hold more draws.
+    ref = make_estimator(cfg, "cpu", backend_name="sklearn").fit(x, y).estimators_[0].tree_
+    leaf = ref.children_left < 0
+    assert ref.n_node_samples[leaf].min() >= 25 and ref.n_node_samples[0] < 0.7 * len(x)
     again = make_estimator(cfg, "cpu").fit(x, y)
     other = make_estimator(cfg, "cpu", random_state=cfg.forest.random_state + 1).fit(x, y)
     assert PackedForest.from_sklearn(again).digest() == PackedForest.from_sklearn(est).digest()
