@@ -167,7 +167,9 @@ def markdown(doc: dict) -> str:
         facts = fit.groupby(["layer_cm", "backend"]).agg(
             rows=("rows", "first"), nodes=("nodes", "first")
         )
-        for _, f in pd.DataFrame(doc["fit_summary"]).iterrows():
+        summary = pd.DataFrame(doc["fit_summary"])
+        summary["order"] = summary.backend.map({b: i for i, b in enumerate(facts.index.levels[1])})
+        for _, f in summary.sort_values(["layer_cm", "order"], kind="stable").iterrows():
             n = facts.loc[(f.layer_cm, f.backend)]
             lines.append(
                 f"| {f.layer_cm} cm | {n.rows:,} | {f.backend} | {f.seconds:.2f} "
@@ -205,12 +207,28 @@ def markdown(doc: dict) -> str:
                 f"| {s.experiment} | {s.layer_cm} cm | {s.source} | {s.r:.3f} "
                 f"| {s.ubrmse:.4f} | {s.rmse:.4f} | {s.n:,} |"
             )
+        seconds = score.groupby(["source", "experiment"]).experiment_seconds.first().unstack()
+        lines += ["", "Seconds of each experiment (all layers; one run per trainer, in turn):", ""]
+        lines += ["| trainer | year s | station s |", "|---|---|---|"]
+        for src, t in seconds.drop(index="era5land", errors="ignore").iterrows():
+            lines.append(f"| {src} | {t['year']:.1f} | {t['station']:.1f} |")
         mean = score.groupby(["experiment", "source"])[["r", "ubrmse", "rmse"]].mean()
         lines += ["", "Mean over layers:", "", "| experiment | source | R | ubRMSE | RMSE |"]
         lines.append("|---|---|---|---|---|")
         for (e, src), m in mean.iterrows():
             lines.append(f"| {e} | {src} | {m.r:.3f} | {m.ubrmse:.4f} | {m.rmse:.4f} |")
     return "\n".join(lines) + "\n"
+
+
+def machine() -> str:
+    """Host, cores and CPU model (Linux: /proc/cpuinfo), as the tables name the machine."""
+    model = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        names = [ln.split(":", 1)[1].strip() for ln in cpuinfo.read_text().splitlines()
+                 if ln.startswith("model name")]  # fmt: skip
+        model = names[0] if names else model
+    return f"{platform.node()}, {os.cpu_count()} cores, {model}"
 
 
 def _ratio(row) -> str:
@@ -231,16 +249,22 @@ def main() -> None:
     ap.add_argument("--tune-groups", default="station")
     ap.add_argument("--tune-rounds", type=int, default=2)
     ap.add_argument("--skip", nargs="*", default=[], choices=["fit", "tune", "scores"])
+    ap.add_argument("--markdown-only", action="store_true", help="re-render --out's JSON")
     ap.add_argument(
         "--no-leaf-matched", action="store_true",
         help="leave out sklearnex with min_samples_leaf × 1/(1 - 1/e)",
     )  # fmt: skip
     a = ap.parse_args()
+    out = Path(a.out)
+    if a.markdown_only:
+        doc = json.loads((out / "train_backends.json").read_text())
+        (out / "train_backends.md").write_text(markdown(doc))
+        return
     cfg = load_config(workdir=a.workdir)
     table = load_table(cfg)
     layers = a.layers or list(cfg.tune.layers or cfg.layers)[:2]
     doc = {
-        "machine": f"{platform.node()} ({os.cpu_count()} cores, {platform.processor()})",
+        "machine": machine(),
         "load_start": os.getloadavg(),
         "fit": [],
         "tune": [],
@@ -263,7 +287,6 @@ def main() -> None:
     doc["tune_summary"] = (
         [] if tune.empty else _ratio_line(tune, ["layer_cm", "groups"]).to_dict("records")
     )
-    out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "train_backends.json").write_text(json.dumps(doc, indent=2, default=float))
     (out / "train_backends.md").write_text(markdown(doc))
