@@ -67,6 +67,7 @@ def fit_times(
     """Seconds of one paper-shaped fit per layer, round and trainer."""
     rows = []
     todo = variants(cfg, PAPER["min_samples_leaf"], matched)
+    fitted.clear()
     for depth in layers:
         part = table[table.depth_cm == depth]
         x = part[cfg.features].to_numpy(np.float32)
@@ -79,11 +80,50 @@ def fit_times(
                 est.fit(x, y)
                 seconds = time.perf_counter() - t0
                 nodes = sum(e.tree_.node_count for e in est.estimators_)
+                if r == rounds - 1:
+                    fitted[(depth, name)] = est
                 rows.append(
                     dict(layer_cm=depth, round=r, backend=name, rows=len(x), seconds=seconds,
                          nodes=nodes)
                 )  # fmt: skip
                 print(f"fit {depth} cm round {r} {name}: {seconds:.2f} s, {nodes:,} nodes")
+    return rows
+
+
+#: The forests of the last fit round, (layer, trainer) -> estimator, for predict_times.
+fitted: dict[tuple[int, str], object] = {}
+
+
+def predict_times(
+    cfg: Config, table: pd.DataFrame, rounds: int, n_rows: int = 200_000
+) -> list[dict]:
+    """What each trainer's forest costs in production: PackedForest CPU predict seconds
+    on ``n_rows`` of the layer's rows (shuffled, repeated), interleaved rounds, and the
+    nodes a row visits per tree (scikit-learn's decision_path on 20,000 of them)."""
+    from smci_gpu.model.forest import PackedForest
+
+    rows = []
+    for depth in sorted({d for d, _ in fitted}):
+        names = [n for d, n in fitted if d == depth]
+        part = table[table.depth_cm == depth][cfg.features].to_numpy(np.float32)
+        take = np.random.default_rng(0).integers(0, len(part), n_rows)
+        x = np.ascontiguousarray(part[take])
+        packed = {n: PackedForest.from_sklearn(fitted[(depth, n)]) for n in names}
+        visits = {}
+        for n in names:
+            est = fitted[(depth, n)]
+            packed[n].predict(x[:1000])  # compile outside the timing
+            visits[n] = est.decision_path(x[:20_000])[0].nnz / 20_000 / len(est.estimators_)
+        for r, order in enumerate(orders(names, rounds)):
+            for n in order:
+                t0 = time.perf_counter()
+                packed[n].predict(x)
+                seconds = time.perf_counter() - t0
+                rows.append(
+                    dict(layer_cm=depth, round=r, backend=n, rows=n_rows, seconds=seconds,
+                         visits_per_row_per_tree=visits[n])
+                )  # fmt: skip
+                print(f"predict {depth} cm round {r} {n}: {seconds:.2f} s")
     return rows
 
 
@@ -175,15 +215,40 @@ def markdown(doc: dict) -> str:
                 f"| {f.layer_cm} cm | {n.rows:,} | {f.backend} | {f.seconds:.2f} "
                 f"| {_ratio(f)} | {f.rounds} | {n.nodes:,} |"
             )
+    predict = pd.DataFrame(doc.get("predict", []))
+    if not predict.empty:
+        lines += [
+            "",
+            "What each forest costs in production: PackedForest CPU predict of "
+            f"{predict.rows.iloc[0]:,} of the layer's rows (random order), median seconds, "
+            "ratio the scikit-learn forest's seconds / this forest's (same round):",
+            "",
+            "| layer | trainer | seconds | ratio | rounds | nodes visited per row per tree |",
+            "|---|---|---|---|---|---|",
+        ]
+        visits = predict.groupby(["layer_cm", "backend"]).visits_per_row_per_tree.first()
+        summary = pd.DataFrame(doc["predict_summary"])
+        summary["order"] = summary.backend.map(
+            {b: i for i, b in enumerate(sorted(visits.index.levels[1]))}
+        )
+        for _, f in summary.sort_values(["layer_cm", "order"], kind="stable").iterrows():
+            lines.append(
+                f"| {f.layer_cm} cm | {f.backend} | {f.seconds:.2f} | {_ratio(f)} "
+                f"| {f.rounds} | {visits[(f.layer_cm, f.backend)]:.1f} |"
+            )
     tune = pd.DataFrame(doc["tune"])
-    lines += [
-        "",
-        "One tune layer (the world's [tune] grid), seconds and best cell:",
-        "",
-        "| layer | folds | fits | trainer | seconds | ratio | best cell (max_features, "
-        "min_samples_leaf): RMSE |",
-        "|---|---|---|---|---|---|---|",
-    ]
+    lines += (
+        []
+        if tune.empty
+        else [
+            "",
+            "One tune layer (the world's [tune] grid), seconds and best cell:",
+            "",
+            "| layer | folds | fits | trainer | seconds | ratio | best cell (max_features, "
+            "min_samples_leaf): RMSE |",
+            "|---|---|---|---|---|---|---|",
+        ]
+    )
     if not tune.empty:
         last = tune.groupby("backend").last()
         for _, t in pd.DataFrame(doc["tune_summary"]).iterrows():
@@ -194,13 +259,17 @@ def markdown(doc: dict) -> str:
                 f"{b.best_rmse:.4f} |"
             )
     score = pd.DataFrame(doc["scores"])
-    lines += [
-        "",
-        "Validation with the world's [forest] section, model per trainer and ERA5-Land:",
-        "",
-        "| experiment | layer | source | R | ubRMSE | RMSE | n |",
-        "|---|---|---|---|---|---|---|",
-    ]
+    lines += (
+        []
+        if score.empty
+        else [
+            "",
+            "Validation with the world's [forest] section, model per trainer and ERA5-Land:",
+            "",
+            "| experiment | layer | source | R | ubRMSE | RMSE | n |",
+            "|---|---|---|---|---|---|---|",
+        ]
+    )
     if not score.empty:
         for _, s in score.sort_values(["experiment", "layer_cm", "source"]).iterrows():
             lines.append(
@@ -267,6 +336,7 @@ def main() -> None:
         "machine": machine(),
         "load_start": os.getloadavg(),
         "fit": [],
+        "predict": [],
         "tune": [],
         "scores": [],
         "tune_best": {},
@@ -274,6 +344,7 @@ def main() -> None:
     }
     if "fit" not in a.skip:
         doc["fit"] = fit_times(cfg, table, layers, a.rounds, not a.no_leaf_matched)
+        doc["predict"] = predict_times(cfg, table, max(a.rounds - 1, 1))
     if "tune" not in a.skip:
         depth = a.tune_layer or layers[0]
         doc["tune"], cells = tune_times(cfg, table, depth, a.tune_groups, a.tune_rounds)
@@ -284,6 +355,10 @@ def main() -> None:
     fit = pd.DataFrame(doc["fit"])
     tune = pd.DataFrame(doc["tune"])
     doc["fit_summary"] = [] if fit.empty else _ratio_line(fit, ["layer_cm"]).to_dict("records")
+    predict = pd.DataFrame(doc["predict"])
+    doc["predict_summary"] = (
+        [] if predict.empty else _ratio_line(predict, ["layer_cm"]).to_dict("records")
+    )
     doc["tune_summary"] = (
         [] if tune.empty else _ratio_line(tune, ["layer_cm", "groups"]).to_dict("records")
     )
