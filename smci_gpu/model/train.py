@@ -122,8 +122,8 @@ def make_estimator(
     - scikit-learn: exact greedy splits over every distinct value of the drawn features;
       ``n_jobs`` threads over trees.
     - scikit-learn-intelex (oneDAL ``hist`` method, ``splitter_mode="best"``): features
-      are first binned into at most ``max_bins = 256`` quantile bins (``min_bin_size =
-      1``), and split thresholds are bin edges, so trees differ from scikit-learn's on
+      are first binned into at most ``max_bins = 256`` bins (``min_bin_size = 1``), and
+      split thresholds are bin edges, so trees differ from scikit-learn's on
       features with more than 256 distinct values. ``max_features`` (int: that many
       features per node; float: that fraction, at least 1), ``max_depth`` (None:
       unlimited) and ``bootstrap`` (draws of ``n_samples`` rows with replacement) mean
