@@ -86,8 +86,9 @@ def _sklearnex_regressor() -> type:
         from sklearnex.ensemble import RandomForestRegressor
     except ImportError as exc:
         raise DeviceError(
-            "forest.backend 'sklearnex' needs scikit-learn-intelex: "
-            "pip install 'smci-gpu[sklearnex]' (or use forest.backend = 'sklearn')"
+            "forest.backend 'sklearnex' needs scikit-learn-intelex: pip install "
+            "'scikit-learn-intelex>=2026.2' (the [sklearnex] extra), "
+            "or use forest.backend = 'sklearn'"
         ) from exc
     return RandomForestRegressor
 
@@ -123,14 +124,14 @@ def make_estimator(
       ``n_jobs`` threads over trees.
     - scikit-learn-intelex (oneDAL ``hist`` method, ``splitter_mode="best"``): features
       are first binned into at most ``max_bins = 256`` bins (``min_bin_size = 1``), and
-      split thresholds are bin edges, so trees differ from scikit-learn's on
-      features with more than 256 distinct values. ``max_features`` (int: that many
+      split thresholds are bin edges (so they differ from scikit-learn's on features
+      with more than 256 distinct values). ``max_features`` (int: that many
       features per node; float: that fraction, at least 1), ``max_depth`` (None:
       unlimited) and ``bootstrap`` (draws of ``n_samples`` rows with replacement) mean
       what they mean in scikit-learn. ``min_samples_leaf`` does not: oneDAL counts a
       leaf's bootstrap draws, a row drawn twice counting twice, where scikit-learn
       counts distinct rows (about 0.63 of the draws), so at the same value its leaves
-      hold fewer distinct rows and its trees have more nodes (1.5× on the demo at 20;
+      hold fewer distinct rows and its trees have more nodes (1.55× on the demo at 20;
       measured in ``benchmarks/RESULTS.md``). ``random_state`` seeds oneDAL's
       own generator (through one draw of NumPy's), so a seed gives the same forest on
       every run but not scikit-learn's forest; ``n_jobs`` is the thread count. Fitted
