@@ -136,8 +136,10 @@ def test_sklearnex_forest_packs_exactly(tmp_path):
     # Reference: the library's own predict (float64 rows: its float32 path sums in float32).
     ref = est.predict(xt.astype(np.float64))
     assert np.abs(got - ref).max() <= 1e-6
-    # And the packed forest is what fit_forest returns for this config.
-    assert fit_forest(x, y, cfg).digest() == packed.digest()
+    # And the packed forest is what fit_forest returns for this config, naming its trainer.
+    fitted = fit_forest(x, y, cfg)
+    assert fitted.digest() == packed.digest()
+    assert fitted.meta["source"] == "sklearnex RandomForestRegressor"
 
 
 @needs_sklearnex

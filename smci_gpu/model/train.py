@@ -178,8 +178,12 @@ def fit_forest(
     name = resolve_backend(cfg.forest.backend, device)
     est = make_estimator(cfg, device, backend_name=name, **overrides)
     est.fit(x, y.astype(np.float32 if name == "cuml" else np.float64))
-    pack = PackedForest.from_cuml if name == "cuml" else PackedForest.from_sklearn
-    return pack(est, names)
+    if name == "cuml":
+        return PackedForest.from_cuml(est, names)
+    packed = PackedForest.from_sklearn(est, names)
+    # Its trees come as scikit-learn Trees: say in the file which library grew them.
+    packed.meta["source"] = f"{name} {type(est).__name__}"
+    return packed
 
 
 def backend_versions(name: str) -> dict[str, str]:
