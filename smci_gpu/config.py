@@ -385,6 +385,8 @@ class Config(_Section):
             payload["produce"].pop(key, None)
         if not payload["static"]["units"]:  # no declared units: hashes as before they existed
             payload.pop("static")
+        if payload["forest"].get("backend") == "auto":  # the device decides, as before
+            payload["forest"].pop("backend")
         text = json.dumps(payload, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
