@@ -474,16 +474,59 @@ def tuning_section(cfg: Config, tune_dir: Path, out: Path) -> str | None:
     return body + "".join(f"<img src='{p}' style='max-width:48%'>" for p in imgs)
 
 
+#: Twin-world truth table: metric column → heading (m³/m³ unless unitless).
+TWIN_METRICS = {"bias": "bias", "rmse": "RMSE", "ubrmse": "ubRMSE", "r": "R", "r2": "R²"}
+#: Detail measures (smci_gpu.evaluate.detail) → heading.
+DETAIL_MEASURES = {
+    "cell_std": "std within 0.1° cells (m³/m³)",
+    "jump_border": "|Δ| across cell borders (m³/m³)",
+    "jump_inside": "|Δ| inside cells (m³/m³)",
+}
+TWIN_SOURCES = {"model": "product", "era5land": "ERA5-Land", "truth": "truth"}
+
+
+def twin_truth_table(twin: pd.DataFrame) -> pd.DataFrame:
+    """Per layer, product and ERA5-Land against the truth (mean over produced days)."""
+    scored = twin[twin.source.isin(["model", "era5land"])]
+    mean = scored.groupby(["layer_cm", "source"])[list(TWIN_METRICS)].mean().unstack("source")
+    mean = mean.reindex(columns=[(m, s) for m in TWIN_METRICS for s in ("model", "era5land")])
+    mean.columns = [
+        f"{TWIN_METRICS[m]} {TWIN_SOURCES[s]}" + ("" if m in ("r", "r2") else " (m³/m³)")
+        for m, s in mean.columns
+    ]
+    return mean.reset_index().rename(columns={"layer_cm": "layer (cm)"})
+
+
+def twin_detail_table(twin: pd.DataFrame) -> pd.DataFrame:
+    """Per layer, the detail measures of product, truth and ERA5-Land (mean over days)."""
+    cols = [c for c in DETAIL_MEASURES if c in twin]
+    mean = twin.groupby(["layer_cm", "source"])[cols].mean().unstack("source")
+    order = [(m, s) for m in cols for s in ("model", "truth", "era5land") if (m, s) in mean]
+    mean = mean[order]
+    mean.columns = [f"{DETAIL_MEASURES[m]}: {TWIN_SOURCES[s]}" for m, s in mean.columns]
+    return mean.reset_index().rename(columns={"layer_cm": "layer (cm)"})
+
+
 def twin_section(twin: pd.DataFrame) -> str:
-    mean = twin.groupby(["layer_cm", "source"])[["ubrmse", "r", "bias"]].mean().unstack("source")
-    names = {"ubrmse": "ubRMSE", "r": "R", "bias": "bias"}
-    sources = {"model": "product", "era5land": "ERA5-Land"}
-    mean.columns = [f"{names[m]} {sources.get(s, s)} ({METRIC_UNITS[m]})" for m, s in mean.columns]
-    return (
-        "<p>Product and ERA5-Land (matched layer, nearest cell) against the hidden truth at "
-        "every land pixel of the produced days (mean over days).</p>"
-        + _table(mean.reset_index().rename(columns={"layer_cm": "layer (cm)"}))
+    """The truth table and the detail table of the twin-world check."""
+    body = (
+        "<p>Product and ERA5-Land (its matched layer, the pixel's nearest 0.1° cell) against "
+        "the twin world's hidden truth at every land pixel of the produced days (mean over "
+        "days). The station target was rescaled to ERA5-Land by <code>matching.method</code>"
+        " before training, so the product inherits ERA5-Land's climatology: compare the "
+        "bias columns.</p>" + _table(twin_truth_table(twin))
     )
+    if "cell_std" in twin:
+        body += (
+            "<p>Spatial detail. <b>std within 0.1° cells</b>: standard deviation of the 1 km "
+            "values inside each ERA5-Land cell, averaged over cells (ERA5-Land taken at the "
+            "nearest cell is constant in a cell, so 0). <b>|Δ| across borders / inside</b>: "
+            "mean absolute difference between neighbouring pixels that lie in different "
+            "0.1° cells / in the same cell. A map made of 0.1° blocks jumps at the borders "
+            "and is flat inside; the truth moves about as much at both.</p>"
+            + _table(twin_detail_table(twin), floats="{:.4f}")
+        )
+    return body
 
 
 # --------------------------------------------------------------------------- page
