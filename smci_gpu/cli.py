@@ -416,8 +416,22 @@ def layout(
 
 @app.command()
 @shared_options
-def validate() -> None:
+def validate(
+    ablation: Annotated[
+        bool,
+        typer.Option(
+            help="instead: every era5_upsampling × matching.method option on the twin world, "
+            "in work/ablation/ → work/validation/ablation.{csv,md}"
+        ),
+    ] = False,
+) -> None:
     """Year-to-year and station-to-station experiments vs ERA5-Land (work/validation/)."""
+    if ablation:
+        from smci_gpu.evaluate.ablation import ablation as run_ablation
+
+        out.rule("[bold]validate --ablation")
+        run_ablation(state.config(), out)
+        return
     _run_stage("validate")
 
 
