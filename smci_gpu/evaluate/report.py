@@ -331,24 +331,84 @@ def product_maps(cfg: Config) -> dict[str, Any] | None:
         "depth": depth,
         "maps": maps,
         "extent": (pred.grid.west, pred.grid.east, pred.grid.south, pred.grid.north),
+        "era_centres": (np.asarray(pred.era_lon), np.asarray(pred.era_lat)),
     }
 
 
+#: Side of the zoomed window of the map figure (degrees): 5 × 5 ERA5-Land cells, enough to
+#: see whether the 1 km map is made of 0.1° blocks.
+ZOOM_DEG = 0.5
+
+
+def _cell_edges(centres: np.ndarray) -> np.ndarray:
+    """Sorted borders of the cells centred at ``centres`` (a regular grid)."""
+    c = np.sort(np.asarray(centres, dtype=np.float64))
+    step = c[1] - c[0] if c.size > 1 else 0.1
+    return np.concatenate([[c[0] - step / 2], (c[:-1] + c[1:]) / 2, [c[-1] + step / 2]])
+
+
+def _zoom_window(extent: tuple, shape: tuple[int, int], lon_edges, lat_edges):
+    """Rows, columns and extent of a ZOOM_DEG square near the map's centre whose lower-left
+    corner is an ERA5-Land cell corner."""
+    west, east, south, north = extent
+    ny, nx = shape
+    res = (east - west) / nx
+
+    def start(edges, lo, hi):
+        ok = edges[(edges >= lo) & (edges <= (lo + hi) / 2 - ZOOM_DEG / 2)]
+        return ok[-1] if ok.size else lo
+
+    lon0, lat0 = start(lon_edges, west, east), start(lat_edges, south, north)
+    c0, r0 = int(round((lon0 - west) / res)), int(round((lat0 - south) / res))
+    n = int(round(ZOOM_DEG / res))
+    rows, cols = slice(r0, min(r0 + n, ny)), slice(c0, min(c0 + n, nx))
+    box = (
+        west + cols.start * res,
+        west + cols.stop * res,
+        south + rows.start * res,
+        south + rows.stop * res,
+    )
+    return rows, cols, box
+
+
 def map_figure(info: dict[str, Any], path: Path) -> str:
-    """The product beside ERA5-Land (and truth) on one colour scale, lon/lat labelled."""
+    """The product beside ERA5-Land (and truth) on one colour scale, lon/lat labelled;
+    a second row zooms into a 0.5° window (5 × 5 ERA5-Land cells, borders dotted)."""
     plt = _plt()
     maps = info["maps"]
     fig, axes = plt.subplots(
-        1, len(maps), figsize=(4.4 * len(maps) + 1.2, 4.0), squeeze=False, layout="constrained"
+        2, len(maps), figsize=(4.4 * len(maps) + 1.2, 8.0), squeeze=False, layout="constrained"
     )
     values = np.concatenate([m[np.isfinite(m)] for m in maps.values()])
     lo, hi = np.percentile(values, [1, 99])
-    for k, (ax, (name, m)) in enumerate(zip(axes.flat, maps.items(), strict=True)):
-        im = ax.imshow(m, origin="lower", extent=info["extent"], vmin=lo, vmax=hi, cmap="YlGnBu")
-        ax.set_title(name, fontsize=9)
-        _lonlat_axes(ax, nbins=4)
-        if k:
-            ax.set_ylabel("")
+    west, east, south, north = info["extent"]
+    # ERA5-Land cells: centred on multiples of 0.1° unless the caller gives the centres
+    lon_c, lat_c = info.get("era_centres") or (
+        np.arange(np.floor(west * 10), np.ceil(east * 10) + 1) / 10,
+        np.arange(np.floor(south * 10), np.ceil(north * 10) + 1) / 10,
+    )
+    lon_e, lat_e = _cell_edges(lon_c), _cell_edges(lat_c)
+    rows, cols, box = _zoom_window(info["extent"], next(iter(maps.values())).shape, lon_e, lat_e)
+    for k, (name, m) in enumerate(maps.items()):
+        top, zoom = axes[0, k], axes[1, k]
+        kw = dict(origin="lower", vmin=lo, vmax=hi, cmap="YlGnBu")
+        im = top.imshow(m, extent=info["extent"], **kw)
+        top.set_title(name, fontsize=9)
+        top.add_patch(
+            plt.Rectangle(
+                (box[0], box[2]), box[1] - box[0], box[3] - box[2], fill=False, ec="red", lw=1
+            )
+        )
+        zoom.imshow(m[rows, cols], extent=box, interpolation="nearest", **kw)
+        zoom.set_title(f"{name}, red box (0.1° cells dotted)", fontsize=8)
+        for edge in lon_e[(lon_e > box[0]) & (lon_e < box[1])]:
+            zoom.axvline(edge, color="0.3", lw=0.5, ls=":")
+        for edge in lat_e[(lat_e > box[2]) & (lat_e < box[3])]:
+            zoom.axhline(edge, color="0.3", lw=0.5, ls=":")
+        for ax in (top, zoom):
+            _lonlat_axes(ax, nbins=4)
+            if k:
+                ax.set_ylabel("")
     fig.colorbar(im, ax=list(axes.flat), label="soil moisture (m³/m³)", shrink=0.85)
     fig.suptitle(f"{info['day']:%Y-%m-%d}, {info['depth']} cm", fontsize=10)
     return _save(fig, path)
