@@ -55,3 +55,39 @@ def test_cells_with_one_valid_pixel_are_left_out():
 def test_shape_mismatch_is_an_error():
     with pytest.raises(ValueError, match="does not match"):
         within_cell_std(np.zeros((3, 4)), IY, IX)
+
+
+def test_twin_tables_hold_every_metric_and_the_detail_of_the_three_maps():
+    import pandas as pd
+
+    from smci_gpu.evaluate.report import twin_detail_table, twin_section, twin_truth_table
+
+    rows = []
+    for day, shift in (("20180710", 0.0), ("20180711", 0.02)):
+        for source, base in (("model", 0.01), ("era5land", 0.05)):
+            rows.append(
+                {
+                    "day": day,
+                    "layer_cm": 10,
+                    "source": source,
+                    "bias": base + shift,
+                    "rmse": 0.03,
+                    "ubrmse": 0.02,
+                    "r": 0.9,
+                    "r2": -0.5 + shift,
+                    "cell_std": 0.001 if source == "model" else 0.0,
+                    "jump_border": 0.01,
+                    "jump_inside": 0.0005,
+                }
+            )
+        rows.append({"day": day, "layer_cm": 10, "source": "truth", "cell_std": 0.02})
+    twin = pd.DataFrame(rows)
+    truth = twin_truth_table(twin)
+    assert truth.loc[0, "bias product (m³/m³)"] == pytest.approx(0.02)  # mean over days
+    assert truth.loc[0, "R² ERA5-Land"] == pytest.approx(-0.49)
+    assert {"RMSE product (m³/m³)", "ubRMSE ERA5-Land (m³/m³)", "R product"} <= set(truth)
+    detail = twin_detail_table(twin)
+    assert detail.loc[0, "std within 0.1° cells (m³/m³): truth"] == pytest.approx(0.02)
+    assert detail.loc[0, "std within 0.1° cells (m³/m³): ERA5-Land"] == 0.0
+    html = twin_section(twin)
+    assert "across cell borders" in html and "matching.method" in html
