@@ -149,14 +149,14 @@ def station_metrics(predictions: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def twin_world_check(cfg: Config, product_dir: Path | None = None) -> list[dict[str, Any]]:
+def twin_world_check(cfg: Config) -> list[dict[str, Any]]:
     """Product and ERA5-Land (nearest cell, matched layer) against the demo's truth.
 
     One row per produced day, layer and source (``model``, ``era5land``): bias, MAE, RMSE,
     ubRMSE, R, R² against the truth at every pixel the product covers, and the detail
     measures of :mod:`smci_gpu.evaluate.detail` (``cell_std``, ``jump_border``,
     ``jump_inside``, ``jump_ratio``); a ``truth`` row per day and layer holds the truth's
-    own detail measures. ``product_dir`` defaults to ``product/1km``.
+    own detail measures.
     """
     import xarray as xr
 
@@ -164,7 +164,7 @@ def twin_world_check(cfg: Config, product_dir: Path | None = None) -> list[dict[
     from smci_gpu.features import Predictors
 
     truth_dir = Path(cfg.path("truth"))
-    product = Path(product_dir or cfg.path("product", "1km"))
+    product = Path(cfg.path("product", "1km"))
     rows = []
     for path in sorted(product.glob("SMCI_1km_*.nc")):
         stamp = path.stem.split("_")[-1]
