@@ -431,9 +431,25 @@ def layout(
 
 @app.command()
 @shared_options
-def validate(backend: BackendOption = None) -> None:
+def validate(
+    ablation: Annotated[
+        bool,
+        typer.Option(
+            help="instead: every era5_upsampling × matching.method option on the twin world, "
+            "in work/ablation/ → work/validation/ablation.{csv,md}"
+        ),
+    ] = False,
+    backend: BackendOption = None,
+) -> None:
     """Year-to-year and station-to-station experiments vs ERA5-Land (work/validation/)."""
-    _run_stage("validate", **_forest_overrides(backend=backend))
+    overrides = _forest_overrides(backend=backend)
+    if ablation:
+        from smci_gpu.evaluate.ablation import ablation as run_ablation
+
+        out.rule("[bold]validate --ablation")
+        run_ablation(state.config(**overrides), out)
+        return
+    _run_stage("validate", **overrides)
 
 
 @app.command()

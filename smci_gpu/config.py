@@ -197,11 +197,27 @@ class StationsConfig(_Section):
 
 
 class MatchingConfig(_Section):
-    """Which ERA5-Land layer each in-situ layer is matched to (mean/std matching)."""
+    """How the in-situ target is rescaled to ERA5-Land, and to which of its layers.
+
+    ``method``: ``"mean_std"`` (the paper, after Sungmin & Orth 2020: mean and std of
+    ERA5-Land), ``"none"`` (the QC'd in-situ series as measured), ``"cdf"`` (quantile /
+    CDF matching, Reichle & Koster 2004: every quantile of ERA5-Land).
+    """
 
     reference: dict[int, str] = Field(
         default_factory=lambda: {d: ("swvl2" if d <= 30 else "swvl3") for d in LAYERS_CM}
     )
+    method: Literal["mean_std", "none", "cdf"] = "mean_std"
+
+
+class PredictorsConfig(_Section):
+    """How the predictor builder brings ERA5-Land's 0.1° fields to the 1 km pixels.
+
+    ``era5_upsampling``: ``"nearest"`` (the paper: the pixel takes its 0.1° cell) or
+    ``"bilinear"`` (between the four nearest cell centres, edges clamped).
+    """
+
+    era5_upsampling: Literal["nearest", "bilinear"] = "nearest"
 
 
 class ExperimentConfig(_Section):
@@ -350,6 +366,7 @@ class Config(_Section):
     qc: QCConfig = Field(default_factory=QCConfig)
     stations: StationsConfig = Field(default_factory=StationsConfig)
     matching: MatchingConfig = Field(default_factory=MatchingConfig)
+    predictors: PredictorsConfig = Field(default_factory=PredictorsConfig)
     experiments: ExperimentConfig = Field(default_factory=ExperimentConfig)
     produce: ProduceConfig = Field(default_factory=ProduceConfig)
     static: StaticConfig = Field(default_factory=StaticConfig)
@@ -387,8 +404,22 @@ class Config(_Section):
             payload.pop("static")
         if payload["forest"].get("backend") == "auto":  # the device decides, as before
             payload["forest"].pop("backend")
+        # The paper's methods hash as before these options existed; any other choice
+        # changes the hash, so products and models of the old choice are seen as stale.
+        if payload["predictors"] == PredictorsConfig().model_dump(mode="json"):
+            payload.pop("predictors")
+        if payload["matching"]["method"] == "mean_std":
+            payload["matching"].pop("method")
         text = json.dumps(payload, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def method_options(self) -> dict[str, str]:
+        """The options that change the station-day table and the forests beyond the
+        features and forest parameters: ERA5-Land upsampling and the matching method."""
+        return {
+            "era5_upsampling": self.predictors.era5_upsampling,
+            "matching_method": self.matching.method,
+        }
 
     def product_grid(self):
         """The 1 km product grid over the configured region (a :class:`RegularGrid`)."""

@@ -150,9 +150,17 @@ def station_metrics(predictions: pd.DataFrame) -> pd.DataFrame:
 
 
 def twin_world_check(cfg: Config) -> list[dict[str, Any]]:
-    """Product and ERA5-Land (nearest cell, matched layer) against the demo's truth."""
+    """Product and ERA5-Land (nearest cell, matched layer) against the demo's truth.
+
+    One row per produced day, layer and source (``model``, ``era5land``): bias, MAE, RMSE,
+    ubRMSE, R, R² against the truth at every pixel the product covers, and the detail
+    measures of :mod:`smci_gpu.evaluate.detail` (``cell_std``, ``jump_border``,
+    ``jump_inside``, ``jump_ratio``); a ``truth`` row per day and layer holds the truth's
+    own detail measures.
+    """
     import xarray as xr
 
+    from smci_gpu.evaluate.detail import detail_measures
     from smci_gpu.features import Predictors
 
     truth_dir = Path(cfg.path("truth"))
@@ -164,23 +172,30 @@ def twin_world_check(cfg: Config) -> list[dict[str, Any]]:
         if not truth_path.exists():
             continue
         day = pd.Timestamp(stamp)
-        sm = xr.open_dataset(path, engine="netcdf4").sm.values[0]
-        truth = xr.open_dataset(truth_path, engine="netcdf4").sm.values[0]
+        with xr.open_dataset(path, engine="netcdf4") as ds:
+            sm = ds.sm.values[0]
+        with xr.open_dataset(truth_path, engine="netcdf4") as ds:
+            truth = ds.sm.values[0]
         pred = Predictors.load(cfg, day, day)
+        iy, ix = backend.to_host(pred.iy), backend.to_host(pred.ix)
         rr, cc = np.nonzero(np.ones(pred.grid.shape, bool))
         for k, depth in enumerate(cfg.layers):
             ref = pred.reference(cfg.matching.reference[depth], rr, cc)[0].reshape(pred.grid.shape)
             t = truth[depth // 10 - 1]
+            ok = np.isfinite(sm[k])
+            base = {"day": stamp, "layer_cm": depth}
             for source, values in (("model", sm[k]), ("era5land", ref)):
-                ok = np.isfinite(sm[k])
                 rows.append(
                     {
-                        "day": stamp,
-                        "layer_cm": depth,
+                        **base,
                         "source": source,
                         **all_metrics(t[ok], values[ok]),
+                        **detail_measures(np.where(ok, values, np.nan), iy, ix),
                     }
                 )
+            rows.append(
+                {**base, "source": "truth", **detail_measures(np.where(ok, t, np.nan), iy, ix)}
+            )
     return rows
 
 

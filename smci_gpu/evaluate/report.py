@@ -331,24 +331,84 @@ def product_maps(cfg: Config) -> dict[str, Any] | None:
         "depth": depth,
         "maps": maps,
         "extent": (pred.grid.west, pred.grid.east, pred.grid.south, pred.grid.north),
+        "era_centres": (np.asarray(pred.era_lon), np.asarray(pred.era_lat)),
     }
 
 
+#: Side of the zoomed window of the map figure (degrees): 5 × 5 ERA5-Land cells, enough to
+#: see whether the 1 km map is made of 0.1° blocks.
+ZOOM_DEG = 0.5
+
+
+def _cell_edges(centres: np.ndarray) -> np.ndarray:
+    """Sorted borders of the cells centred at ``centres`` (a regular grid)."""
+    c = np.sort(np.asarray(centres, dtype=np.float64))
+    step = c[1] - c[0] if c.size > 1 else 0.1
+    return np.concatenate([[c[0] - step / 2], (c[:-1] + c[1:]) / 2, [c[-1] + step / 2]])
+
+
+def _zoom_window(extent: tuple, shape: tuple[int, int], lon_edges, lat_edges):
+    """Rows, columns and extent of a ZOOM_DEG square near the map's centre whose lower-left
+    corner is an ERA5-Land cell corner."""
+    west, east, south, north = extent
+    ny, nx = shape
+    res = (east - west) / nx
+
+    def start(edges, lo, hi):
+        ok = edges[(edges >= lo) & (edges <= (lo + hi) / 2 - ZOOM_DEG / 2)]
+        return ok[-1] if ok.size else lo
+
+    lon0, lat0 = start(lon_edges, west, east), start(lat_edges, south, north)
+    c0, r0 = int(round((lon0 - west) / res)), int(round((lat0 - south) / res))
+    n = int(round(ZOOM_DEG / res))
+    rows, cols = slice(r0, min(r0 + n, ny)), slice(c0, min(c0 + n, nx))
+    box = (
+        west + cols.start * res,
+        west + cols.stop * res,
+        south + rows.start * res,
+        south + rows.stop * res,
+    )
+    return rows, cols, box
+
+
 def map_figure(info: dict[str, Any], path: Path) -> str:
-    """The product beside ERA5-Land (and truth) on one colour scale, lon/lat labelled."""
+    """The product beside ERA5-Land (and truth) on one colour scale, lon/lat labelled;
+    a second row zooms into a 0.5° window (5 × 5 ERA5-Land cells, borders dotted)."""
     plt = _plt()
     maps = info["maps"]
     fig, axes = plt.subplots(
-        1, len(maps), figsize=(4.4 * len(maps) + 1.2, 4.0), squeeze=False, layout="constrained"
+        2, len(maps), figsize=(4.4 * len(maps) + 1.2, 8.0), squeeze=False, layout="constrained"
     )
     values = np.concatenate([m[np.isfinite(m)] for m in maps.values()])
     lo, hi = np.percentile(values, [1, 99])
-    for k, (ax, (name, m)) in enumerate(zip(axes.flat, maps.items(), strict=True)):
-        im = ax.imshow(m, origin="lower", extent=info["extent"], vmin=lo, vmax=hi, cmap="YlGnBu")
-        ax.set_title(name, fontsize=9)
-        _lonlat_axes(ax, nbins=4)
-        if k:
-            ax.set_ylabel("")
+    west, east, south, north = info["extent"]
+    # ERA5-Land cells: centred on multiples of 0.1° unless the caller gives the centres
+    lon_c, lat_c = info.get("era_centres") or (
+        np.arange(np.floor(west * 10), np.ceil(east * 10) + 1) / 10,
+        np.arange(np.floor(south * 10), np.ceil(north * 10) + 1) / 10,
+    )
+    lon_e, lat_e = _cell_edges(lon_c), _cell_edges(lat_c)
+    rows, cols, box = _zoom_window(info["extent"], next(iter(maps.values())).shape, lon_e, lat_e)
+    for k, (name, m) in enumerate(maps.items()):
+        top, zoom = axes[0, k], axes[1, k]
+        kw = dict(origin="lower", vmin=lo, vmax=hi, cmap="YlGnBu")
+        im = top.imshow(m, extent=info["extent"], **kw)
+        top.set_title(name, fontsize=9)
+        top.add_patch(
+            plt.Rectangle(
+                (box[0], box[2]), box[1] - box[0], box[3] - box[2], fill=False, ec="red", lw=1
+            )
+        )
+        zoom.imshow(m[rows, cols], extent=box, interpolation="nearest", **kw)
+        zoom.set_title(f"{name}, red box (0.1° cells dotted)", fontsize=8)
+        for edge in lon_e[(lon_e > box[0]) & (lon_e < box[1])]:
+            zoom.axvline(edge, color="0.3", lw=0.5, ls=":")
+        for edge in lat_e[(lat_e > box[2]) & (lat_e < box[3])]:
+            zoom.axhline(edge, color="0.3", lw=0.5, ls=":")
+        for ax in (top, zoom):
+            _lonlat_axes(ax, nbins=4)
+            if k:
+                ax.set_ylabel("")
     fig.colorbar(im, ax=list(axes.flat), label="soil moisture (m³/m³)", shrink=0.85)
     fig.suptitle(f"{info['day']:%Y-%m-%d}, {info['depth']} cm", fontsize=10)
     return _save(fig, path)
@@ -474,16 +534,59 @@ def tuning_section(cfg: Config, tune_dir: Path, out: Path) -> str | None:
     return body + "".join(f"<img src='{p}' style='max-width:48%'>" for p in imgs)
 
 
+#: Twin-world truth table: metric column → heading (m³/m³ unless unitless).
+TWIN_METRICS = {"bias": "bias", "rmse": "RMSE", "ubrmse": "ubRMSE", "r": "R", "r2": "R²"}
+#: Detail measures (smci_gpu.evaluate.detail) → heading.
+DETAIL_MEASURES = {
+    "cell_std": "std within 0.1° cells (m³/m³)",
+    "jump_border": "|Δ| across cell borders (m³/m³)",
+    "jump_inside": "|Δ| inside cells (m³/m³)",
+}
+TWIN_SOURCES = {"model": "product", "era5land": "ERA5-Land", "truth": "truth"}
+
+
+def twin_truth_table(twin: pd.DataFrame) -> pd.DataFrame:
+    """Per layer, product and ERA5-Land against the truth (mean over produced days)."""
+    scored = twin[twin.source.isin(["model", "era5land"])]
+    mean = scored.groupby(["layer_cm", "source"])[list(TWIN_METRICS)].mean().unstack("source")
+    mean = mean.reindex(columns=[(m, s) for m in TWIN_METRICS for s in ("model", "era5land")])
+    mean.columns = [
+        f"{TWIN_METRICS[m]} {TWIN_SOURCES[s]}" + ("" if m in ("r", "r2") else " (m³/m³)")
+        for m, s in mean.columns
+    ]
+    return mean.reset_index().rename(columns={"layer_cm": "layer (cm)"})
+
+
+def twin_detail_table(twin: pd.DataFrame) -> pd.DataFrame:
+    """Per layer, the detail measures of product, truth and ERA5-Land (mean over days)."""
+    cols = [c for c in DETAIL_MEASURES if c in twin]
+    mean = twin.groupby(["layer_cm", "source"])[cols].mean().unstack("source")
+    order = [(m, s) for m in cols for s in ("model", "truth", "era5land") if (m, s) in mean]
+    mean = mean[order]
+    mean.columns = [f"{DETAIL_MEASURES[m]}: {TWIN_SOURCES[s]}" for m, s in mean.columns]
+    return mean.reset_index().rename(columns={"layer_cm": "layer (cm)"})
+
+
 def twin_section(twin: pd.DataFrame) -> str:
-    mean = twin.groupby(["layer_cm", "source"])[["ubrmse", "r", "bias"]].mean().unstack("source")
-    names = {"ubrmse": "ubRMSE", "r": "R", "bias": "bias"}
-    sources = {"model": "product", "era5land": "ERA5-Land"}
-    mean.columns = [f"{names[m]} {sources.get(s, s)} ({METRIC_UNITS[m]})" for m, s in mean.columns]
-    return (
-        "<p>Product and ERA5-Land (matched layer, nearest cell) against the hidden truth at "
-        "every land pixel of the produced days (mean over days).</p>"
-        + _table(mean.reset_index().rename(columns={"layer_cm": "layer (cm)"}))
+    """The truth table and the detail table of the twin-world check."""
+    body = (
+        "<p>Product and ERA5-Land (its matched layer, the pixel's nearest 0.1° cell) against "
+        "the twin world's hidden truth at every land pixel of the produced days (mean over "
+        "days). The station target was rescaled to ERA5-Land by <code>matching.method</code>"
+        " before training, so the product inherits ERA5-Land's climatology: compare the "
+        "bias columns.</p>" + _table(twin_truth_table(twin))
     )
+    if "cell_std" in twin:
+        body += (
+            "<p>Spatial detail. <b>std within 0.1° cells</b>: standard deviation of the 1 km "
+            "values inside each ERA5-Land cell, averaged over cells (ERA5-Land taken at the "
+            "nearest cell is constant in a cell, so 0). <b>|Δ| across borders / inside</b>: "
+            "mean absolute difference between neighbouring pixels that lie in different "
+            "0.1° cells / in the same cell. A map made of 0.1° blocks jumps at the borders "
+            "and is flat inside; the truth moves about as much at both.</p>"
+            + _table(twin_detail_table(twin), floats="{:.4f}")
+        )
+    return body
 
 
 # --------------------------------------------------------------------------- page

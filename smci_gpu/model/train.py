@@ -26,6 +26,17 @@ from smci_gpu.model.forest import PackedForest, check_features
 from smci_gpu.pipeline import stage
 
 TARGET = "sm_matched"
+#: What tables and cards written before the method options existed were made with.
+PAPER_OPTIONS = {"era5_upsampling": "nearest", "matching_method": "mean_std"}
+
+
+def options_mismatch(made_with: dict[str, str] | None, cfg: Config) -> str | None:
+    """``"key 'a' (made) vs 'b' (config), ..."`` where ``made_with`` differs from the
+    config's :meth:`Config.method_options`, else None (absent: the paper's options)."""
+    made = {**PAPER_OPTIONS, **(made_with or {})}
+    now = cfg.method_options()
+    bad = [f"{k} {made[k]!r} (config: {now[k]!r})" for k in now if made.get(k) != now[k]]
+    return ", ".join(bad) or None
 
 
 def layer_dir(cfg: Config, depth: int) -> Path:
@@ -40,6 +51,9 @@ def load_table(cfg: Config) -> pd.DataFrame:
     missing = [f for f in cfg.features if f not in table.columns]
     if missing:
         raise InputDataError(f"{path} lacks predictor column(s) {missing}; re-run `smci prepare`")
+    stale = options_mismatch(table.attrs.get("method_options"), cfg)
+    if stale:
+        raise InputDataError(f"{path} was prepared with {stale}: re-run `smci prepare`")
     return table
 
 
@@ -241,6 +255,7 @@ def train_layer(cfg: Config, table: pd.DataFrame, depth: int, device: str) -> di
         "model_digest": forest.digest(),
         "data_hash": rows_hash(rows, list(cfg.features)),
         "config_hash": cfg.hash(),
+        "method_options": cfg.method_options(),
         "grid_resolution_arcsec": cfg.grid.resolution_arcsec,
         "versions": {
             "smci_gpu": __version__,
@@ -273,6 +288,9 @@ def load_layer(cfg: Config, depth: int) -> tuple[PackedForest, dict]:
             f"model card {card_path} was trained on predictors at {trained_res}″, but the "
             f"config's grid is {cfg.grid.resolution_arcsec}″; retrain or fix grid.resolution_arcsec"
         )
+    stale = options_mismatch(card.get("method_options"), cfg)
+    if stale:
+        raise ModelError(f"model card {card_path} was trained with {stale}: re-run `smci train`")
     forest = PackedForest.load(folder / "forest.npz")
     if forest.digest() != card["model_digest"]:
         raise ModelError(f"{folder / 'forest.npz'} does not match its card (digest differs)")
