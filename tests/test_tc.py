@@ -91,3 +91,6 @@ def test_station_tc_and_summary_count_reasons():
     assert a.err_std["model"] < a.err_std["era5land"] < a.err_std["obs_raw"]
     summary = TC.summarise(out).set_index("series")
     assert (summary.defined == 1).all() and (summary[TC.REASON_FEW] == 1).all()
+    # Read back from tc.csv the empty reasons come as NaN: still counted as defined.
+    again = TC.summarise(out.assign(reason=out.reason.replace("", np.nan))).set_index("series")
+    pd.testing.assert_frame_equal(again, summary)

@@ -122,6 +122,7 @@ def summarise(tc: pd.DataFrame) -> pd.DataFrame:
     """Per experiment, layer and series: median error std and SNR over the test points
     with a defined estimate, and how many points were undefined for each reason."""
     out = []
+    tc = tc.assign(reason=tc.reason.fillna(""))  # read back from CSV, "" comes as NaN
     for (exp, depth, series), g in tc.groupby(["experiment", "layer_cm", "series"], sort=True):
         ok = g.reason == ""
         row = {
