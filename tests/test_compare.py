@@ -146,6 +146,15 @@ def test_era5_variables_follow_the_matching_table(tmp_path):
     spec = C.ProductSpec(str(tmp_path / "era.nc"), "e", C.parse_layers("10:swvl4"))
     values, info = C.sample_product(spec, POINTS, cfg)
     assert info["layers"] == {"10": "swvl4"} and set(values.layer_cm) == {10}
+    # A folder may hold other files (passed over); a variable no file has is an error.
+    (tmp_path / "other.nc").write_bytes((tmp_path / "era.nc").read_bytes())
+    with netCDF4.Dataset(tmp_path / "other.nc", "a") as nc:
+        nc.renameVariable("swvl4", "tp")
+    spec = C.ProductSpec(str(tmp_path), "e", C.parse_layers("10:swvl4"))
+    assert C.sample_product(spec, POINTS, cfg)[1]["files"] == 2
+    spec = C.ProductSpec(str(tmp_path), "e", C.parse_layers("10:swvl9"))
+    with pytest.raises(InputDataError, match="no file has 10 cm ← swvl9"):
+        C.sample_product(spec, POINTS, cfg)
 
 
 def test_smci1_layout_counts_fill_and_layer_from_the_name(tmp_path):
@@ -245,3 +254,24 @@ def test_compare_command_writes_tables_beside_the_model(tmp_path):
     assert float(era[era.layer_cm == 10].bias.iloc[0]) == pytest.approx(expect, abs=1e-6)
     bad = CliRunner().invoke(app, ["compare", str(tmp_path / "nothing.nc"), "-w", str(tmp_path)])
     assert bad.exit_code != 0 and "no NetCDF file there" in str(bad.exception)
+
+
+def test_era5_land_read_back_equals_the_station_table_reference(trained):
+    # Two independent readers: prepare samples ERA5-Land through the engine's input reader
+    # (matching.reference layer, nearest 0.1° cell of each 1 km cell); compare reads the
+    # same daily-mean files with xarray by their CF attributes.
+    cfg = load_config(workdir=trained, overrides={"device": "cpu"})
+    table = pd.read_parquet(trained / "work" / "station_days.parquet")
+    spec = C.ProductSpec(str(trained / "inputs" / "era5land" / "*daily_mean*.nc"), "ERA5-Land")
+    values, info = C.sample_product(spec, C.station_points(table), cfg)
+    assert info["outside"] == 0
+    rows = C.collocate(table, {"ERA5-Land": values}, None, "")
+    rows = rows.merge(
+        table[["stations", "depth_cm", "time", "reference"]].assign(
+            time=lambda f: pd.DatetimeIndex(f.time).normalize().astype("datetime64[ns]"),
+            depth_cm=lambda f: f.depth_cm.astype(int),
+        ),
+        on=["stations", "depth_cm", "time"],
+    )
+    assert rows["ERA5-Land"].notna().mean() > 0.99
+    np.testing.assert_allclose(rows["ERA5-Land"], rows.reference, atol=1e-6)

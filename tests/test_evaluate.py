@@ -214,6 +214,9 @@ def test_validate_and_report_show_a_skipped_layer(tmp_path):
     out = report(cfg, QUIET)
     page = (tmp_path / "report" / "index.html").read_text()
     assert "skipped: no training rows for this split" in page
+    assert "Raw vs matched in-situ: what matching hides" in page
+    assert "climatology at the test points" in page and "Triple collocation" in page
+    assert "tc_map_year.png" in page
     assert "no product files yet" in page
     images = [s.split("'")[0] for s in page.split("<img src='")[1:]]
     assert images and out["path"].endswith("index.html")

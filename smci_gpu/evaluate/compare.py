@@ -24,7 +24,8 @@ Units are checked: ``m3 m-3`` (and its spellings), ``1``, ``%`` (÷ 100) or
 Layer mapping (which product value stands for each model layer, 0–10 … 90–100 cm)
     * explicit, ``--layers 10:swvl1,20:swvl2,30:swvl2``: ``LAYER_CM:VARIABLE`` or
       ``LAYER_CM:DEPTH_CM`` (a level of the depth axis, within 0.5 cm); unnamed layers
-      are not compared;
+      are not compared; files without the named variables are passed over (a folder may
+      mix files), and a variable no file has is an error;
     * SMCI1.0 layout: the depth in each file name;
     * a depth axis: the level whose bounds contain the layer's mid-depth (d − 5 cm);
       without bounds, the level nearest to it. No interpolation between levels: each
@@ -219,9 +220,7 @@ def _plan(ds, path: Path, spec: ProductSpec, cfg: Config) -> list[tuple[int, str
         try:
             want = float(source)
         except ValueError:
-            raise InputDataError(
-                f"{path}: no variable {source!r} (for {depth} cm); it has {gridded}"
-            ) from None
+            continue  # another file of the product may hold it (checked when all are read)
         var = next((n for n in gridded if _depth_axis(ds[n]) is not None), None)
         if var is None:
             raise InputDataError(f"{path}: no variable with a depth axis for {source} cm")
@@ -299,6 +298,11 @@ def sample_product(
                 frame = pd.DataFrame(values, index=times, columns=points.index[ok])
                 parts.append(_daily(frame).assign(layer_cm=depth))
                 info.setdefault("units", {})[var] = str(da.attrs.get("units"))
+    missing = [
+        f"{d} cm ← {v}" for d, v in spec.layers.items() if d in cfg.layers and d not in mapping
+    ]
+    if missing:
+        raise InputDataError(f"product {spec.path}: no file has {', '.join(missing)}")
     if not parts:
         raise InputDataError(
             f"product {spec.path}: no values for layers {cfg.layers} at the stations"
