@@ -902,7 +902,4 @@ max_features = 8
 start = {date.fromisoformat(prod[0])}
 end = {date.fromisoformat(prod[-1])}
 tile_size = 128
-# also the published SMCI1.0 year-layer files (product/smci1_1km/), which `smci compare`
-# reads back beside the daily files and ERA5-Land
-layout = "smci1"
 """

@@ -486,7 +486,19 @@ def default_products(cfg: Config) -> list[ProductSpec]:
 
 @stage("compare")
 def compare(cfg: Config, console: Console, products: list[ProductSpec] | None = None) -> dict:
-    """`smci compare`: the given products, or (none given) :func:`default_products`."""
+    """`smci compare`: the given products, or (none) :func:`default_products`.
+
+    ``products=None`` is the pipeline's call (`smci demo`): it first writes the SMCI1.0
+    layout of the daily files (`smci layout`, resumable) so the demo reads its product
+    back in the published layout too. The command line passes a list, empty or not.
+    """
+    if products is None:
+        from smci_gpu.layout import smci1_layout
+
+        done = smci1_layout(cfg, cfg.produce.resolution)
+        console.print(
+            f"compare: SMCI1.0 layout {len(done['written'])} file(s) written → {done['path']}"
+        )
     specs = products or default_products(cfg)
     if not specs:
         raise InputDataError(

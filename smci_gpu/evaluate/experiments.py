@@ -287,7 +287,10 @@ def _print(console: Console, frame: pd.DataFrame, twin: pd.DataFrame) -> None:
     scored = frame.dropna(subset=["source"]) if "source" in frame else frame.iloc[0:0]
     for exp, g in scored.groupby("experiment"):
         t = Table(title=f"validate: {exp} experiment (test rows; model vs ERA5-Land matched layer)")
-        for col in ("layer", "rows", "ubRMSE model", "ubRMSE ERA5L", "R model", "R ERA5L"):
+        cols = ("layer", "rows", "ubRMSE model", "ubRMSE ERA5L", "R model", "R ERA5L")
+        # Against the in-situ values before matching: the bias matching hid (model).
+        cols += ("raw: bias model", "raw: R² model")
+        for col in cols:
             t.add_column(col, justify="right")
         for depth, h in g.groupby("layer_cm"):
             m, e = (h[h.source == s].mean(numeric_only=True) for s in ("model", "era5land"))
@@ -298,6 +301,8 @@ def _print(console: Console, frame: pd.DataFrame, twin: pd.DataFrame) -> None:
                 f"{e.ubrmse:.3f}",
                 f"{m.r:.3f}",
                 f"{e.r:.3f}",
+                f"{m.get('raw_bias', float('nan')):+.3f}",
+                f"{m.get('raw_r2', float('nan')):.3f}",
             )
         console.print(t)
     if "skipped" in frame:
