@@ -426,7 +426,9 @@ def validate() -> None:
 def compare(
     products: Annotated[
         list[str] | None,
-        typer.Argument(help="CF NetCDF file, folder or glob, or SMCI1.0 year-layer files"),
+        typer.Argument(
+            metavar="PRODUCT", help="CF NetCDF file, folder or glob, or SMCI1.0 year-layer files"
+        ),
     ] = None,
     name: Annotated[
         list[str] | None, typer.Option(help="a name per product, in order; repeatable")

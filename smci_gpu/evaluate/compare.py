@@ -257,9 +257,9 @@ def sample_product(
     import xarray as xr
 
     files = product_files(spec.path)
-    parts, info = [], {"name": spec.label(), "path": spec.path, "files": len(files)}
+    parts, info = [], {"name": spec.label(), "path": spec.path, "files": 0}
     mapping: dict[int, str] = {}
-    outside = 0
+    outside, used = 0, set()
     for path in files:
         try:
             ds = xr.open_dataset(path, engine="netcdf4")
@@ -292,6 +292,7 @@ def sample_product(
                 if extra:
                     raise InputDataError(f"{where}: dimensions {extra} besides time, lat, lon")
                 mapping[depth] = var if level is None else f"{var}[{level}]"
+                used.add(path)
                 values = _read_points(da.transpose(tname, lat, lon), lat, lon, ri[ok], ci[ok])
                 values = values * factor
                 times = pd.DatetimeIndex(ds[tname].values)
@@ -311,7 +312,13 @@ def sample_product(
     # A day in two files (overlap) counts once.
     long = long.groupby(["point", "layer_cm", "time"], as_index=False).value.mean()
     _check_range(long.value.to_numpy(), spec.path)
-    info.update({"layers": {str(k): v for k, v in sorted(mapping.items())}, "outside": outside})
+    info.update(
+        {
+            "layers": {str(k): v for k, v in sorted(mapping.items())},
+            "outside": outside,
+            "files": len(used),  # files that held a compared layer
+        }
+    )
     return long, info
 
 
