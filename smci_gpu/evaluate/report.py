@@ -502,9 +502,10 @@ MATCHING_NOTE = (
     "method, after Sungmin &amp; Orth 2020). The product therefore inherits ERA5-Land's "
     "climatology, its mean and its spread, at every station. Against the matched target "
     "its bias is near 0 by construction; against the QC'd in-situ values <b>before "
-    "matching</b> (raw) the bias, RMSE and R² show what that climatology costs. ubRMSE "
-    "and R are much less affected, as matching changes only each station's mean and "
-    "scale.</p>"
+    "matching</b> (raw) the bias, RMSE and R² show what that climatology costs. Matching "
+    "is linear at each station, so a single station's R is the same against either "
+    "target; the tables pool all test rows of a layer, where the stations' own means and "
+    "spreads, which matching removed, lower R and raise ubRMSE as well.</p>"
 )
 
 
