@@ -220,7 +220,9 @@ class CompareConfig(_Section):
         100, ge=3, description="fewest collocated days for a triple-collocation estimate"
     )
     max_distance_cells: float = Field(
-        1.0, gt=0, description="compare: a station farther than this many product cells "
+        1.0,
+        gt=0,
+        description="compare: a station farther than this many product cells "
         "from the nearest cell centre (outside the product's grid) gets no value",
     )
 

@@ -499,10 +499,11 @@ def compare(cfg: Config, console: Console, products: list[ProductSpec] | None = 
     layout of the daily files (`smci layout`, resumable) so the demo reads its product
     back in the published layout too. The command line passes a list, empty or not.
     """
-    if products is None:
+    res = cfg.produce.resolution
+    if products is None and any(Path(cfg.path("product", res)).glob(f"SMCI_{res}_*.nc")):
         from smci_gpu.layout import smci1_layout
 
-        done = smci1_layout(cfg, cfg.produce.resolution)
+        done = smci1_layout(cfg, res)
         console.print(
             f"compare: SMCI1.0 layout {len(done['written'])} file(s) written → {done['path']}"
         )
