@@ -688,8 +688,12 @@ def tc_map_figure(tc: pd.DataFrame, experiment: str, path: Path) -> str:
     return _save(fig, path)
 
 
-def tc_section(tc: pd.DataFrame, out: Path) -> str:
-    """The TC summary per layer and series, the reasons for undefined points, the map."""
+def tc_section(tc: pd.DataFrame, out: Path, twin_world: bool = False) -> str:
+    """The TC summary per layer and series, the reasons for undefined points, the map.
+
+    ``twin_world``: the demo's stations read their pixel's truth (linear calibration and
+    0.001 m³/m³ hourly noise, :mod:`smci_gpu.demo`), which the note then says.
+    """
     from smci_gpu.evaluate import tc as TC
 
     summary = TC.summarise(tc)
@@ -719,6 +723,13 @@ def tc_section(tc: pd.DataFrame, out: Path) -> str:
         "value as an upper bound; with an independent third product (e.g. a satellite "
         "retrieval through `smci compare`) the assumption would hold better.</p>"
     ]
+    if twin_world:
+        parts.append(
+            "<p>In this twin world the stations read their own pixel's truth through a linear "
+            "calibration plus 0.001 m³/m³ hourly noise: their true error is at most about "
+            "0.001 m³/m³. A larger in-situ estimate below is the model's and ERA5-Land's "
+            "shared error booked to the stations.</p>"
+        )
     for exp, g in summary.groupby("experiment"):
         parts += [f"<h3>{exp}-to-{exp} test points</h3>", _table(g.drop(columns="experiment"))]
         parts.append(f"<img src='{tc_map_figure(tc, exp, out / f'tc_map_{exp}.png')}'>")
@@ -755,7 +766,8 @@ def report(cfg: Config, console: Console) -> dict[str, Any]:
     if comparison is not None:
         sections.append(("Other products at the stations (smci compare)", comparison))
     if not tc.empty:
-        sections.append(("Triple collocation", tc_section(tc, out)))
+        truth = Path(cfg.path("truth")).exists()
+        sections.append(("Triple collocation", tc_section(tc, out, truth)))
     for exp in sorted(pred.experiment.unique()) if not pred.empty else ():
         figs = [density_figure(pred, exp, out / f"density_{exp}.png")]
         if not per_station.empty:
