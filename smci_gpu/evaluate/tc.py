@@ -92,12 +92,14 @@ def station_tc(predictions: pd.DataFrame, min_samples: int = 100) -> pd.DataFram
     """Triple collocation per experiment, layer and test point.
 
     ``predictions``: the validation's test rows (columns experiment, layer_cm, stations,
-    lat, lon and the series of :data:`SERIES`, all m³/m³). Returns one row per test
-    point, layer and series: ``n``, ``err_var`` (m⁶/m⁶), ``err_std`` (m³/m³), ``snr_db``
-    and ``reason`` (empty when defined).
+    lat, lon, optionally repeat, and the series of :data:`SERIES`, all m³/m³). Returns
+    one row per test point (and repeat), layer and series: ``n``, ``err_var``
+    (m⁶/m⁶), ``err_std`` (m³/m³), ``snr_db`` and ``reason`` (empty when defined).
     """
     rows = []
     keys = ["experiment", "layer_cm", "stations"]
+    if "repeat" in predictions:  # a point tested in two station splits is two series
+        keys.insert(1, "repeat")
     for key, g in predictions.groupby(keys, sort=True):
         res = triple_collocation(*(g[c].to_numpy() for c in SERIES), min_samples=min_samples)
         for k, (col, name) in enumerate(SERIES.items()):
