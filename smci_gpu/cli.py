@@ -454,6 +454,48 @@ def validate(
 
 @app.command()
 @shared_options
+def compare(
+    products: Annotated[
+        list[str] | None,
+        typer.Argument(
+            metavar="PRODUCT", help="CF NetCDF file, folder or glob, or SMCI1.0 year-layer files"
+        ),
+    ] = None,
+    name: Annotated[
+        list[str] | None, typer.Option(help="a name per product, in order; repeatable")
+    ] = None,
+    layers: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="per product, in order: LAYER_CM:VARIABLE or LAYER_CM:DEPTH_CM, comma "
+            "separated (e.g. 10:swvl1,20:swvl2), or 'auto'; repeatable"
+        ),
+    ] = None,
+) -> None:
+    """Other products at the stations beside the model, raw and matched (work/compare/).
+
+    Without PRODUCT: the working folder's own daily product, its SMCI1.0 layout and its
+    ERA5-Land daily-mean inputs.
+    """
+    from smci_gpu.errors import ConfigError
+    from smci_gpu.evaluate.compare import ProductSpec, parse_layers
+
+    products, name, layers = products or [], name or [], layers or []
+    if len(name) > len(products) or len(layers) > len(products):
+        raise ConfigError("compare: more --name/--layers than products")
+    specs = [
+        ProductSpec(
+            p,
+            name[i] if i < len(name) else "",
+            parse_layers(layers[i] if i < len(layers) else None, f"--layers for {p}"),
+        )
+        for i, p in enumerate(products)
+    ]
+    _run_stage("compare", {"products": specs})
+
+
+@app.command()
+@shared_options
 def report() -> None:
     """HTML report of validation, importance, maps and QC (report/index.html)."""
     _run_stage("report")

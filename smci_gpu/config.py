@@ -234,6 +234,20 @@ class ExperimentConfig(_Section):
     )
 
 
+class CompareConfig(_Section):
+    """Triple collocation in `smci validate` and other products in `smci compare`."""
+
+    tc_min_samples: int = Field(
+        100, ge=3, description="fewest collocated days for a triple-collocation estimate"
+    )
+    max_distance_cells: float = Field(
+        1.0,
+        gt=0,
+        description="compare: a station farther than this many product cells "
+        "from the nearest cell centre (outside the product's grid) gets no value",
+    )
+
+
 class ProduceConfig(_Section):
     """Production of the gridded product."""
 
@@ -368,6 +382,7 @@ class Config(_Section):
     matching: MatchingConfig = Field(default_factory=MatchingConfig)
     predictors: PredictorsConfig = Field(default_factory=PredictorsConfig)
     experiments: ExperimentConfig = Field(default_factory=ExperimentConfig)
+    compare: CompareConfig = Field(default_factory=CompareConfig)
     produce: ProduceConfig = Field(default_factory=ProduceConfig)
     static: StaticConfig = Field(default_factory=StaticConfig)
     dask: DaskConfig = Field(default_factory=DaskConfig)
@@ -395,7 +410,7 @@ class Config(_Section):
     def hash(self) -> str:
         """Short hash of everything that changes the product (not paths, device, dask)."""
         payload = self.model_dump(
-            mode="json", exclude={"workdir", "device", "dask", "metadata", "lock"}
+            mode="json", exclude={"workdir", "device", "dask", "metadata", "lock", "compare"}
         )
         # The period asked for and retry counts do not change any day's values.
         for key in ("retries", "start", "end"):
