@@ -1,8 +1,10 @@
 """Predictor-matrix assembly for a set of pixels, fused with the ERA5-Land upsampling.
 
 Each output column is either a coarse (ERA5-Land) field gathered through the row/column
-nearest-neighbour maps, or a fine (1 km) field read at the pixel. Nothing is upsampled to
-a full 1 km field first, and on the GPU nothing leaves the device.
+nearest-neighbour maps (or, for bilinear upsampling, interpolated between the four
+surrounding cell centres with separable row/column weights), or a fine (1 km) field read
+at the pixel. Nothing is upsampled to a full 1 km field first, and on the GPU nothing
+leaves the device.
 """
 
 from __future__ import annotations
@@ -67,7 +69,44 @@ def _assemble_gpu(coarse, iy, ix, fine, rows, cols, kind, index, out):
             out[p, f] = fine[index[f], r, c]
 
 
-def assemble_features(coarse, iy, ix, fine, rows, cols, kind, index, out=None):
+@numba.njit(inline="always")
+def _bilinear(field, y0, y1, wy, x0, x1, wx):
+    # float64 sums: the same value whatever the coarse dtype, as a float64 reference gives.
+    top = (1.0 - wx) * np.float64(field[y0, x0]) + wx * np.float64(field[y0, x1])
+    bottom = (1.0 - wx) * np.float64(field[y1, x0]) + wx * np.float64(field[y1, x1])
+    return (1.0 - wy) * top + wy * bottom
+
+
+@numba.njit(parallel=True, cache=True)
+def _assemble_bilinear_cpu(coarse, iy, ix, iy1, wy, ix1, wx, fine, rows, cols, kind, index, out):
+    n, nf = out.shape
+    for p in numba.prange(n):
+        r, c = rows[p], cols[p]
+        y0, y1, x0, x1 = iy[r], iy1[r], ix[c], ix1[c]
+        for f in range(nf):
+            if kind[f] == 0:
+                out[p, f] = _bilinear(coarse[index[f]], y0, y1, wy[r], x0, x1, wx[c])
+            else:
+                out[p, f] = fine[index[f], r, c]
+
+
+@cuda.jit
+def _assemble_bilinear_gpu(coarse, iy, ix, iy1, wy, ix1, wx, fine, rows, cols, kind, index, out):
+    p, f = cuda.grid(2)
+    n, nf = out.shape
+    if p < n and f < nf:
+        r, c = rows[p], cols[p]
+        if kind[f] == 0:
+            k, y0, y1, x0, x1 = index[f], iy[r], iy1[r], ix[c], ix1[c]
+            a, b = wy[r], wx[c]
+            top = (1.0 - b) * float(coarse[k, y0, x0]) + b * float(coarse[k, y0, x1])
+            bottom = (1.0 - b) * float(coarse[k, y1, x0]) + b * float(coarse[k, y1, x1])
+            out[p, f] = (1.0 - a) * top + a * bottom
+        else:
+            out[p, f] = fine[index[f], r, c]
+
+
+def assemble_features(coarse, iy, ix, fine, rows, cols, kind, index, out=None, bilinear=None):
     """Build the ``(n_pixels, n_features)`` float32 predictor matrix.
 
     Parameters
@@ -75,7 +114,8 @@ def assemble_features(coarse, iy, ix, fine, rows, cols, kind, index, out=None):
     coarse
         ``(n_coarse_vars, ny_c, nx_c)`` coarse fields for one day (NaNs already filled).
     iy, ix
-        Nearest coarse row for each fine row, nearest coarse column for each fine column.
+        Nearest coarse row for each fine row, nearest coarse column for each fine column
+        (with ``bilinear``: the first of the two interpolated rows / columns).
     fine
         ``(n_fine_vars, ny, nx)`` fine fields (daily LAI, static maps).
     rows, cols
@@ -85,6 +125,11 @@ def assemble_features(coarse, iy, ix, fine, rows, cols, kind, index, out=None):
         array. The column order is the config's feature order.
     out
         Optional preallocated float32 output (reused across tiles on the GPU).
+    bilinear
+        ``None`` (nearest) or ``(iy1, wy, ix1, wx)``: the second coarse row per fine row
+        and its float64 weight, the same per column (:func:`~smci_gpu.kernels.upsample.
+        linear_weights`); coarse columns are then interpolated bilinearly between the
+        cell centres ``(iy, ix)``, ``(iy, ix1)``, ``(iy1, ix)``, ``(iy1, ix1)``.
     """
     check_float(coarse, "coarse")
     check_float(fine, "fine")
@@ -106,7 +151,9 @@ def assemble_features(coarse, iy, ix, fine, rows, cols, kind, index, out=None):
     elif out.shape != shape or out.dtype != np.float32:
         raise ValueError(f"out must be {shape} float32, got {out.shape} {out.dtype}")
     args = [xp.asarray(v, dtype=np.int64) for v in (iy, ix, rows, cols, kind, index)]
-    if on_gpu:
+    if bilinear is not None:
+        _assemble_bilinear(coarse, fine, args, bilinear, on_gpu, out)
+    elif on_gpu:
         grid = blocks_2d(len(kind), len(rows), ASSEMBLE_THREADS)
         _assemble_gpu[grid, ASSEMBLE_THREADS](coarse, args[0], args[1], fine, *args[2:], out)
     else:
@@ -127,3 +174,21 @@ def _assemble_on_cpu(coarse, fine, args, out) -> None:
     else:
         coarse, fine = np.ascontiguousarray(coarse), np.ascontiguousarray(fine)
         _assemble_cpu(coarse, iy, ix, fine, rows, cols, kind, index, out)
+
+
+def _assemble_bilinear(coarse, fine, args, bilinear, on_gpu: bool, out) -> None:
+    """Launch the bilinear twin (``args``: iy, ix, rows, cols, kind, index as int64)."""
+    iy, ix, rows, cols, kind, index = args
+    xp = array_module(coarse)
+    iy1, wy, ix1, wx = bilinear
+    if len(iy1) != len(iy) or len(wy) != len(iy) or len(ix1) != len(ix) or len(wx) != len(ix):
+        raise ValueError("bilinear rows/weights must match iy and ix in length")
+    iy1, ix1 = xp.asarray(iy1, dtype=np.int64), xp.asarray(ix1, dtype=np.int64)
+    wy, wx = xp.asarray(wy, dtype=np.float64), xp.asarray(wx, dtype=np.float64)
+    maps = (iy, ix, iy1, wy, ix1, wx)
+    if on_gpu:
+        grid = blocks_2d(len(kind), len(rows), ASSEMBLE_THREADS)
+        _assemble_bilinear_gpu[grid, ASSEMBLE_THREADS](coarse, *maps, fine, *args[2:], out)
+    else:
+        coarse, fine = np.ascontiguousarray(coarse), np.ascontiguousarray(fine)
+        _assemble_bilinear_cpu(coarse, *maps, fine, rows, cols, kind, index, out)

@@ -3,7 +3,8 @@
 On regular latitude/longitude grids the nearest source cell of a target cell depends on
 the target row alone (for latitude) and column alone (for longitude), so the work is a
 gather ``out[..., i, j] = src[..., iy[i], ix[j]]`` with two small index vectors computed
-once on the host.
+once on the host. Bilinear upsampling is separable the same way: :func:`linear_weights`
+gives each target row (column) its two source rows (columns) and the weight of the second.
 """
 
 from __future__ import annotations
@@ -158,3 +159,55 @@ def upsample_nearest(src, src_lat, src_lon, dst_lat, dst_lon, fill_nan: bool = T
         src = fill_nearest_valid(src)
     xp = array_module(src)
     return gather_2d(src, xp.asarray(iy), xp.asarray(ix), out=out)
+
+
+def linear_weights(
+    src, dst, period: float | None = None, name: str = "src"
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Lower and upper source index and upper weight of 1-D linear interpolation.
+
+    The source values sit at the cell centres ``src`` (a regular lat/lon grid), so a target
+    at a centre takes that cell alone and one halfway between two centres takes both by
+    half: ``v = (1 − w) · s[i0] + w · s[i1]``. Targets beyond the outermost centres take
+    the edge cell (clamped, weight 0), as ``scipy.interpolate.RegularGridInterpolator``
+    does on a grid padded with its edge values.
+
+    Parameters
+    ----------
+    src
+        1-D source coordinates (degrees), strictly ascending or descending (CDS files are
+        latitude-descending).
+    dst
+        1-D target coordinates (degrees).
+    period
+        360 for longitudes given in another convention (0..360 vs −180..180): each target
+        is first brought to the source's span. Interpolation does not cross the wrap.
+    name
+        Argument name quoted in errors.
+
+    Returns
+    -------
+    i0, i1 : ndarray of int64
+        ``(len(dst),)`` source indices (``i1 = i0`` on a one-cell source).
+    w : ndarray of float64
+        ``(len(dst),)`` weight of ``i1``, in [0, 1].
+    """
+    from smci_gpu.grid import _check_monotonic
+
+    src = np.asarray(src, dtype=np.float64)
+    t = np.asarray(dst, dtype=np.float64)
+    ascending = _check_monotonic(src, name)
+    order = np.arange(src.size) if ascending else np.arange(src.size)[::-1]
+    s = src[order]
+    if period is not None:
+        t = s[0] + np.mod(t - s[0], period)
+        below = t - period  # the same longitude one turn down, left of the span
+        outside = np.maximum(t - s[-1], 0.0)
+        t = np.where(s[0] - below < outside, below, t)
+    if s.size == 1:
+        zero = np.zeros(t.size, np.int64)
+        return order[zero], order[zero], np.zeros(t.size)
+    t = np.clip(t, s[0], s[-1])
+    i0 = np.clip(np.searchsorted(s, t, side="right") - 1, 0, s.size - 2)
+    w = np.clip((t - s[i0]) / (s[i0 + 1] - s[i0]), 0.0, 1.0)
+    return order[i0].astype(np.int64), order[i0 + 1].astype(np.int64), w

@@ -305,17 +305,31 @@ def prepare() -> None:
     _run_stage("prepare")
 
 
+# Training backend (forest.backend) of train, tune and validate.
+BackendOption = Annotated[
+    str | None,
+    typer.Option("--backend", help="forest trainer: auto | sklearn | sklearnex | cuml"),
+]
+
+
+def _forest_overrides(**forest: Any) -> dict[str, Any]:
+    forest = {k: v for k, v in forest.items() if v is not None}
+    return {"forest": forest} if forest else {}
+
+
 @app.command()
 @shared_options
 def tune(
     groups: Annotated[str | None, typer.Option(help="random | station | both")] = None,
     layer: Annotated[list[int] | None, typer.Option(help="layer (cm) to tune; repeatable")] = None,
     folds: Annotated[int | None, typer.Option(help="number of CV folds")] = None,
+    backend: BackendOption = None,
 ) -> None:
     """Cross-validated grid over max_features × min_samples_leaf (work/tune/)."""
     section = {"groups": groups, "layers": layer, "folds": folds}
     section = {k: v for k, v in section.items() if v is not None}
     overrides = {"tune": section} if section else {}
+    overrides |= _forest_overrides(backend=backend)
     _check_layers(layer, state.config(**overrides))
     _run_stage("tune", **overrides)
 
@@ -327,9 +341,10 @@ def train(
     trees: Annotated[
         int | None, typer.Option(help="trees per forest (forest.n_estimators)")
     ] = None,
+    backend: BackendOption = None,
 ) -> None:
     """Train one random forest per layer from the station-day table (models/)."""
-    overrides = {"forest": {"n_estimators": trees}} if trees is not None else {}
+    overrides = _forest_overrides(n_estimators=trees, backend=backend)
     _check_layers(layer, state.config(**overrides))  # --trees 0 is a ConfigError here
     _run_stage("train", {"layers": layer}, **overrides)
 
@@ -420,9 +435,67 @@ def layout(
 
 @app.command()
 @shared_options
-def validate() -> None:
+def validate(
+    ablation: Annotated[
+        bool,
+        typer.Option(
+            help="instead: every era5_upsampling × matching.method option on the twin world, "
+            "in work/ablation/ → work/validation/ablation.{csv,md}"
+        ),
+    ] = False,
+    backend: BackendOption = None,
+) -> None:
     """Year-to-year and station-to-station experiments vs ERA5-Land (work/validation/)."""
-    _run_stage("validate")
+    overrides = _forest_overrides(backend=backend)
+    if ablation:
+        from smci_gpu.evaluate.ablation import ablation as run_ablation
+
+        out.rule("[bold]validate --ablation")
+        run_ablation(state.config(**overrides), out)
+        return
+    _run_stage("validate", **overrides)
+
+
+@app.command()
+@shared_options
+def compare(
+    products: Annotated[
+        list[str] | None,
+        typer.Argument(
+            metavar="PRODUCT", help="CF NetCDF file, folder or glob, or SMCI1.0 year-layer files"
+        ),
+    ] = None,
+    name: Annotated[
+        list[str] | None, typer.Option(help="a name per product, in order; repeatable")
+    ] = None,
+    layers: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="per product, in order: LAYER_CM:VARIABLE or LAYER_CM:DEPTH_CM, comma "
+            "separated (e.g. 10:swvl1,20:swvl2), or 'auto'; repeatable"
+        ),
+    ] = None,
+) -> None:
+    """Other products at the stations beside the model, raw and matched (work/compare/).
+
+    Without PRODUCT: the working folder's own daily product, its SMCI1.0 layout and its
+    ERA5-Land daily-mean inputs.
+    """
+    from smci_gpu.errors import ConfigError
+    from smci_gpu.evaluate.compare import ProductSpec, parse_layers
+
+    products, name, layers = products or [], name or [], layers or []
+    if len(name) > len(products) or len(layers) > len(products):
+        raise ConfigError("compare: more --name/--layers than products")
+    specs = [
+        ProductSpec(
+            p,
+            name[i] if i < len(name) else "",
+            parse_layers(layers[i] if i < len(layers) else None, f"--layers for {p}"),
+        )
+        for i, p in enumerate(products)
+    ]
+    _run_stage("compare", {"products": specs})
 
 
 @app.command()

@@ -67,6 +67,11 @@ class ForestConfig(_Section):
     random_state: int = 20
     n_jobs: int = -1
     n_bins: int = Field(128, ge=2, description="cuML histogram bins (GPU only)")
+    backend: Literal["auto", "sklearn", "sklearnex", "cuml"] = Field(
+        "auto",
+        description="trainer: auto (cuML on the GPU, scikit-learn on the CPU), sklearn, "
+        "sklearnex (scikit-learn-intelex, CPU) or cuml (GPU)",
+    )
 
     @field_validator("max_features")
     @classmethod
@@ -192,11 +197,27 @@ class StationsConfig(_Section):
 
 
 class MatchingConfig(_Section):
-    """Which ERA5-Land layer each in-situ layer is matched to (mean/std matching)."""
+    """How the in-situ target is rescaled to ERA5-Land, and to which of its layers.
+
+    ``method``: ``"mean_std"`` (the paper, after Sungmin & Orth 2020: mean and std of
+    ERA5-Land), ``"none"`` (the QC'd in-situ series as measured), ``"cdf"`` (quantile /
+    CDF matching, Reichle & Koster 2004: every quantile of ERA5-Land).
+    """
 
     reference: dict[int, str] = Field(
         default_factory=lambda: {d: ("swvl2" if d <= 30 else "swvl3") for d in LAYERS_CM}
     )
+    method: Literal["mean_std", "none", "cdf"] = "mean_std"
+
+
+class PredictorsConfig(_Section):
+    """How the predictor builder brings ERA5-Land's 0.1° fields to the 1 km pixels.
+
+    ``era5_upsampling``: ``"nearest"`` (the paper: the pixel takes its 0.1° cell) or
+    ``"bilinear"`` (between the four nearest cell centres, edges clamped).
+    """
+
+    era5_upsampling: Literal["nearest", "bilinear"] = "nearest"
 
 
 class ExperimentConfig(_Section):
@@ -210,6 +231,20 @@ class ExperimentConfig(_Section):
     importance_repeats: int = Field(3, ge=1)
     importance_max_rows: int | None = Field(
         20000, ge=100, description="test rows (seeded sample) used for permutation importance"
+    )
+
+
+class CompareConfig(_Section):
+    """Triple collocation in `smci validate` and other products in `smci compare`."""
+
+    tc_min_samples: int = Field(
+        100, ge=3, description="fewest collocated days for a triple-collocation estimate"
+    )
+    max_distance_cells: float = Field(
+        1.0,
+        gt=0,
+        description="compare: a station farther than this many product cells "
+        "from the nearest cell centre (outside the product's grid) gets no value",
     )
 
 
@@ -370,7 +405,9 @@ class Config(_Section):
     qc: QCConfig = Field(default_factory=QCConfig)
     stations: StationsConfig = Field(default_factory=StationsConfig)
     matching: MatchingConfig = Field(default_factory=MatchingConfig)
+    predictors: PredictorsConfig = Field(default_factory=PredictorsConfig)
     experiments: ExperimentConfig = Field(default_factory=ExperimentConfig)
+    compare: CompareConfig = Field(default_factory=CompareConfig)
     produce: ProduceConfig = Field(default_factory=ProduceConfig)
     static: StaticConfig = Field(default_factory=StaticConfig)
     dask: DaskConfig = Field(default_factory=DaskConfig)
@@ -398,7 +435,7 @@ class Config(_Section):
     def hash(self) -> str:
         """Short hash of everything that changes the product (not paths, device, dask)."""
         payload = self.model_dump(
-            mode="json", exclude={"workdir", "device", "dask", "metadata", "lock"}
+            mode="json", exclude={"workdir", "device", "dask", "metadata", "lock", "compare"}
         )
         # The period asked for and retry counts do not change any day's values.
         for key in ("retries", "start", "end"):
@@ -407,8 +444,24 @@ class Config(_Section):
             payload["produce"].pop(key, None)
         if not payload["static"]["units"]:  # no declared units: hashes as before they existed
             payload.pop("static")
+        if payload["forest"].get("backend") == "auto":  # the device decides, as before
+            payload["forest"].pop("backend")
+        # The paper's methods hash as before these options existed; any other choice
+        # changes the hash, so products and models of the old choice are seen as stale.
+        if payload["predictors"] == PredictorsConfig().model_dump(mode="json"):
+            payload.pop("predictors")
+        if payload["matching"]["method"] == "mean_std":
+            payload["matching"].pop("method")
         text = json.dumps(payload, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def method_options(self) -> dict[str, str]:
+        """The options that change the station-day table and the forests beyond the
+        features and forest parameters: ERA5-Land upsampling and the matching method."""
+        return {
+            "era5_upsampling": self.predictors.era5_upsampling,
+            "matching_method": self.matching.method,
+        }
 
     def product_grid(self):
         """The 1 km product grid over the configured region (a :class:`RegularGrid`)."""

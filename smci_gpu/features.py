@@ -8,6 +8,7 @@ construction.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,7 @@ from smci_gpu.grid import RegularGrid, index_maps
 from smci_gpu.io.era5land import Era5LandArchive
 from smci_gpu.io.rasters import read_lai, read_static
 from smci_gpu.kernels.assemble import COARSE, FINE
+from smci_gpu.kernels.upsample import linear_weights
 from smci_gpu.variables import ERA5LAND_FEATURES, STATIC_FEATURES
 
 WATER_CLASSES = (0, 17)  # no data / IGBP water bodies
@@ -38,6 +40,18 @@ def column_plan(features: list[str], era_vars: list[str], fine_vars: list[str]):
 
 #: Static maps already read in this process, by folder, grid, names and file times.
 _STATIC: dict[tuple, np.ndarray] = {}
+
+
+def bilinear_maps(grid: RegularGrid, era_lat, era_lon):
+    """Separable bilinear maps of the 1 km grid on the ERA5-Land cell centres.
+
+    Returns ``(iy0, ix0, (iy1, wy, ix1, wx))``: per fine row the two ERA5-Land rows and the
+    second's weight, the same per column (:func:`kernels.upsample.linear_weights`; edges
+    clamped), as :func:`kernels.assemble_features` takes them.
+    """
+    iy0, iy1, wy = linear_weights(era_lat, grid.lat, name="ERA5-Land latitude")
+    ix0, ix1, wx = linear_weights(era_lon, grid.lon, period=360.0, name="ERA5-Land longitude")
+    return iy0, ix0, (iy1, wy, ix1, wx)
 
 
 def static_maps(folder, grid, names: list[str], units: dict[str, str] | None = None) -> np.ndarray:
@@ -167,21 +181,39 @@ class Predictors:
         lai = xp.where(xp.isnan(lai), 0.0, lai).astype(np.float32)  # bare soil, water: no leaves
         return xp.concatenate([lai, self.static.astype(np.float32)], axis=0)
 
+    @cached_property
+    def coarse_maps(self) -> tuple:
+        """``(iy, ix, bilinear)`` for :func:`kernels.assemble_features` under the config's
+        ``predictors.era5_upsampling``: the nearest-cell maps and ``None``, or the bilinear
+        maps (on this device)."""
+        if self.config.predictors.era5_upsampling == "nearest":
+            return self.iy, self.ix, None
+        iy0, ix0, extra = bilinear_maps(self.grid, self.era_lat, self.era_lon)
+        put = lambda a: backend.to_device(a, self.device)  # noqa: E731
+        return put(iy0), put(ix0), tuple(put(a) for a in extra)
+
     def features(self, day, rows, cols, fine=None, out=None):
-        """``(len(rows), n_features)`` float32 predictors for one day at pixels (rows, cols)."""
+        """``(len(rows), n_features)`` float32 predictors for one day at pixels (rows, cols).
+
+        ERA5-Land columns are the pixel's 0.1° cell (``predictors.era5_upsampling =
+        "nearest"``, the paper) or interpolated between the four nearest cell centres
+        (``"bilinear"``); the station-day table and the product both come from here.
+        """
         xp = backend.xp_for(self.device)
         fine = self.fine_stack(day) if fine is None else fine
         kind, index = column_plan(self.config.features, self.era_vars, self.fine_vars)
+        iy, ix, bilinear = self.coarse_maps
         return kernels.assemble_features(
             self.coarse[self.day_index(day)],
-            self.iy,
-            self.ix,
+            iy,
+            ix,
             fine,
             xp.asarray(rows),
             xp.asarray(cols),
             kind,
             index,
             out=out,
+            bilinear=bilinear,
         )
 
     def reference(self, name: str, rows, cols) -> np.ndarray:

@@ -16,7 +16,7 @@ from smci_gpu.errors import ConfigError
 #: Pipeline stages after the world is generated, by name (filled by :func:`stage`).
 STAGES: dict[str, Callable[[Config, Console], dict[str, Any]]] = {}
 #: The order `smci demo` runs them in.
-ORDER = ("prepare", "tune", "train", "produce", "validate", "report")
+ORDER = ("prepare", "tune", "train", "produce", "validate", "compare", "report")
 
 
 def stage(name: str):
@@ -39,6 +39,7 @@ def _load_stages() -> None:
         "smci_gpu.model.train",
         "smci_gpu.produce",
         "smci_gpu.evaluate.experiments",
+        "smci_gpu.evaluate.compare",
         "smci_gpu.evaluate.report",
     ):
         try:

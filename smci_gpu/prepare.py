@@ -27,7 +27,7 @@ from smci_gpu.errors import DeviceError, GridError, InputDataError
 from smci_gpu.features import Predictors
 from smci_gpu.insitu import daily as D
 from smci_gpu.insitu import qc_score
-from smci_gpu.insitu.matching import mean_std_match_frame
+from smci_gpu.insitu.matching import match_frame
 from smci_gpu.insitu.qc import FLAGS, flag, to_bitmask
 from smci_gpu.io.atomic import atomic_path
 from smci_gpu.io.stations import IN_SITU_COVARIATES, read_stations
@@ -84,16 +84,16 @@ def qc_series(
     return daily, counts, flags
 
 
-def match_cells(cells: pd.DataFrame, device: str) -> np.ndarray:
-    """In-situ ``sm`` of each (cell, layer) matched to its ``reference`` (mean and std),
-    with pandas on the CPU and cuDF on the GPU."""
+def match_cells(cells: pd.DataFrame, device: str, method: str = "mean_std") -> np.ndarray:
+    """In-situ ``sm`` of each (cell, layer) matched to its ``reference`` by ``method``
+    (``matching.method``; mean and std: pandas on the CPU, cuDF on the GPU)."""
     frame = cells[["row", "col", "depth_cm", "sm", "reference"]]
     if device == "gpu":
         try:
             frame = frame_module("gpu").from_pandas(frame)
         except DeviceError as exc:  # a GPU without RAPIDS: the table is small, use pandas
             log.info("matching on the CPU: %s", exc)
-    matched = mean_std_match_frame(frame, ["row", "col", "depth_cm"])
+    matched = match_frame(frame, ["row", "col", "depth_cm"], method)
     if hasattr(matched, "to_pandas"):  # cuDF
         matched = matched.to_pandas()
     return np.asarray(matched, dtype=np.float64)
@@ -227,7 +227,7 @@ def build_table(
         sel = names == name
         reference[sel] = ref_cache[name][day_of[sel], cell_of[sel]]
     cells = cells.assign(reference=reference)
-    matched = match_cells(cells, resolve_device(cfg.device))
+    matched = match_cells(cells, resolve_device(cfg.device), cfg.matching.method)
     table = cells.assign(sm_matched=matched, reference_name=names)
     unmatched = table.sm_matched.isna()
     drops["unmatched_cell_days"] = int(unmatched.sum())
@@ -240,6 +240,7 @@ def build_table(
     ci = np.array([cell_pos[(r, c)] for r, c in zip(table.row, table.col, strict=True)])
     table[list(cfg.features)] = feats[di, ci]
     table["lat"], table["lon"] = grid.lat[table.row], grid.lon[table.col]
+    table.attrs["method_options"] = cfg.method_options()  # kept in the Parquet file
     series = pd.DataFrame(per_series)
     kept = series.groupby("station_id").days_kept.sum()
     for sid in kept.index[kept == 0]:

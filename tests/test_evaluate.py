@@ -69,6 +69,8 @@ def _synthetic_table(n_points: int = 12) -> pd.DataFrame:
             frame["lat"], frame["lon"] = 40 + p * 0.1, 114 + p * 0.1
             signal = 0.2 + 0.2 * frame.swvl2 + 0.05 * frame.lai - 0.03 * frame.t2m
             frame[TARGET] = signal + rng.normal(0, 0.01, days.size)
+            # The in-situ series before matching: the target with another mean and spread.
+            frame["sm"] = 0.05 + 0.8 * frame[TARGET] + 0.01 * p
             frame["reference"] = 0.2 + 0.2 * frame.swvl2 + rng.normal(0, 0.05, days.size)
             rows.append(frame)
     return pd.concat(rows, ignore_index=True)
@@ -206,9 +208,15 @@ def test_validate_and_report_show_a_skipped_layer(tmp_path):
     assert top == "swvl2"  # the strongest term of the synthetic target
     stations = pd.read_csv(val / "stations.csv")
     assert set(stations.source) == {"model", "era5land"}
+    assert {"raw_bias", "raw_r2", "raw_ubrmse"} <= set(stations.columns)
+    tc = pd.read_csv(val / "tc.csv")  # 12 points × 2 layers × 3 series; too few days
+    assert len(tc) > 0 and set(tc.series) == {"model", "era5land", "obs_raw"}
     out = report(cfg, QUIET)
     page = (tmp_path / "report" / "index.html").read_text()
     assert "skipped: no training rows for this split" in page
+    assert "Raw vs matched in-situ: what matching hides" in page
+    assert "climatology at the test points" in page and "Triple collocation" in page
+    assert "tc_map_year.png" in page
     assert "no product files yet" in page
     images = [s.split("'")[0] for s in page.split("<img src='")[1:]]
     assert images and out["path"].endswith("index.html")
@@ -219,6 +227,46 @@ def test_validate_and_report_show_a_skipped_layer(tmp_path):
 def test_report_without_validation_is_a_clear_error(tmp_path):
     with pytest.raises(InputDataError, match="run `smci validate`"):
         report(_config(tmp_path), QUIET)
+
+
+def test_raw_metrics_follow_from_the_raw_series_by_hand(tmp_path):
+    cfg = _config(tmp_path, layers=[10])
+    table = _synthetic_table()
+    table["sm"] = table[TARGET] - 0.05  # raw = matched − 0.05 at every station
+    result = run_experiment(table, cfg, "year")
+    for row in result.metrics:
+        # A constant offset adds exactly 0.05 to the bias and leaves ubRMSE, R alone.
+        assert row["raw_bias"] == pytest.approx(row["bias"] + 0.05)
+        assert row["raw_ubrmse"] == pytest.approx(row["ubrmse"])
+        assert row["raw_r"] == pytest.approx(row["r"])
+        assert row["raw_rmse"] == pytest.approx(np.hypot(row["raw_bias"], row["raw_ubrmse"]))
+        assert row["raw_n"] == row["n"]
+    pred = result.predictions[0]
+    np.testing.assert_allclose(pred.obs - pred.obs_raw, 0.05)
+
+
+def test_climatology_shows_the_model_inherits_era5_land(tmp_path):
+    from smci_gpu.evaluate.experiments import climatology
+
+    pred = pd.DataFrame(
+        {
+            "experiment": "year",
+            "layer_cm": 10,
+            "stations": ["A"] * 4 + ["B"] * 4,
+            "obs_raw": [0.1, 0.2, 0.1, 0.2, 0.3, 0.3, 0.3, 0.3],
+            "obs": 0.0,
+            "era5land": [0.2, 0.4, 0.2, 0.4, 0.1, 0.1, 0.1, 0.1],
+            "model": [0.25, 0.35, 0.25, 0.35, 0.1, 0.1, 0.1, 0.1],
+        }
+    )
+    got = climatology(pred).iloc[0]
+    # A: model mean 0.30, ERA5-Land 0.30, raw 0.15; B: 0.10, 0.10, 0.30 (std 0 all but A).
+    assert got.points == 2
+    assert got["mean model − ERA5-Land"] == pytest.approx(0.0)
+    assert got["mean model − in-situ raw"] == pytest.approx(((0.30 - 0.15) + (0.10 - 0.30)) / 2)
+    # std: A model 0.05, ERA5-Land 0.10, raw 0.05; B all 0.
+    assert got["std model − ERA5-Land"] == pytest.approx(-0.025)
+    assert got["std model − in-situ raw"] == pytest.approx(0.0)
 
 
 def test_station_experiment_repeats_use_different_splits(tmp_path):

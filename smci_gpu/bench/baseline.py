@@ -21,14 +21,15 @@ from smci_gpu.config import Config
 
 
 def fit_sklearn_forests(cfg: Config) -> dict[int, Any]:
-    """One scikit-learn forest per layer, as ``smci train`` fits them on the CPU."""
+    """One scikit-learn forest per layer, as ``smci train`` fits them on the CPU (always
+    scikit-learn itself, whatever ``forest.backend`` names: this is the plain baseline)."""
     from smci_gpu.model.train import TARGET, load_table, make_estimator
 
     table = load_table(cfg)
     forests = {}
     for depth in cfg.layers:
         rows = table[table.depth_cm == depth]
-        est = make_estimator(cfg, "cpu")
+        est = make_estimator(cfg, "cpu", backend_name="sklearn")
         forests[depth] = est.fit(rows[cfg.features].to_numpy(np.float32), rows[TARGET].to_numpy())
     return forests
 

@@ -1,9 +1,15 @@
 """`smci validate`: year-to-year and station-to-station experiments, and the twin-world check.
 
 Per layer, the model and ERA5-Land's matched layer (the baseline: does the product beat
-its own predictor?) are scored on the same test rows. A split that leaves a layer without
-training or test rows is reported and that layer skipped. On the demo, the product is
-also compared with the hidden truth at every land pixel of the produced days.
+its own predictor?) are scored on the same test rows, twice: against the matched target
+the model was trained on (the paper's numbers: the in-situ series rescaled to ERA5-Land's
+mean and std at each station) and against the QC'd daily in-situ values before matching
+(columns ``raw_*``). Matching hands ERA5-Land's mean and std at each station to the
+target and so to the product; only the raw scores show the bias and variance error that
+brings. A split that leaves a layer without training or test rows is reported and that
+layer skipped. On the demo, the product is also compared with the hidden truth at every
+land pixel of the produced days. Triple collocation (:mod:`smci_gpu.evaluate.tc`) of
+model, ERA5-Land and raw in-situ runs on every test point.
 """
 
 from __future__ import annotations
@@ -23,9 +29,13 @@ from smci_gpu import backend, progress
 from smci_gpu.config import Config
 from smci_gpu.evaluate.importance import permutation_importance
 from smci_gpu.evaluate.metrics import all_metrics
+from smci_gpu.evaluate.tc import station_tc
 from smci_gpu.io.atomic import atomic_path
 from smci_gpu.model.train import TARGET, fit_forest, load_table
 from smci_gpu.pipeline import stage
+
+#: The station-day table's QC'd daily in-situ value before matching (m³/m³).
+RAW = "sm"
 
 
 def split_rows(table: pd.DataFrame, cfg: Config, experiment: str, repeat: int = 0):
@@ -85,7 +95,7 @@ def run_experiment(
         )
         x_test = te[names].to_numpy(np.float32)
         pred = backend.to_host(forest.predict(x_test, device=device))
-        obs = te[TARGET].to_numpy()
+        obs, raw = te[TARGET].to_numpy(), te[RAW].to_numpy()
         for source, values in (("model", pred), ("era5land", te.reference.to_numpy())):
             result.metrics.append(
                 {
@@ -96,6 +106,7 @@ def run_experiment(
                     "train_rows": len(tr),
                     "test_rows": len(te),
                     **all_metrics(obs, values),
+                    **_prefixed(all_metrics(raw, values), "raw_"),
                 }
             )
         result.predictions.append(
@@ -109,6 +120,7 @@ def run_experiment(
                     "lon": te.lon.to_numpy(),
                     "time": te.time.to_numpy(),
                     "obs": obs,
+                    "obs_raw": raw,
                     "model": pred,
                     "era5land": te.reference.to_numpy(),
                 }
@@ -124,6 +136,10 @@ def run_experiment(
     return result
 
 
+def _prefixed(metrics: dict[str, float], prefix: str) -> dict[str, float]:
+    return {f"{prefix}{k}": v for k, v in metrics.items()}
+
+
 def _sample(n: int, limit: int | None, seed: int) -> np.ndarray:
     """Sorted indices of a seeded sample of at most ``limit`` of ``n`` rows."""
     if limit is None or n <= limit:
@@ -132,7 +148,8 @@ def _sample(n: int, limit: int | None, seed: int) -> np.ndarray:
 
 
 def station_metrics(predictions: pd.DataFrame) -> pd.DataFrame:
-    """Metrics of the model and ERA5-Land per experiment, layer and test point."""
+    """Metrics of the model and ERA5-Land per experiment, layer and test point, against
+    the matched target and (``raw_*``) the in-situ values before matching."""
     rows = []
     keys = ["experiment", "layer_cm", "stations"]
     for key, g in predictions.groupby(keys, sort=True):
@@ -144,15 +161,49 @@ def station_metrics(predictions: pd.DataFrame) -> pd.DataFrame:
                     "lon": g.lon.iloc[0],
                     "source": source,
                     **all_metrics(g.obs.to_numpy(), g[source].to_numpy()),
+                    **_raw_metrics(g, source),
                 }
             )
     return pd.DataFrame(rows)
 
 
+def _raw_metrics(g: pd.DataFrame, source: str) -> dict[str, float]:
+    """``raw_*`` metrics of a predictions group (empty for tables from before ``obs_raw``)."""
+    if "obs_raw" not in g:
+        return {}
+    return _prefixed(all_metrics(g.obs_raw.to_numpy(), g[source].to_numpy()), "raw_")
+
+
+def climatology(predictions: pd.DataFrame) -> pd.DataFrame:
+    """What matching does to the climatology: per experiment and layer, the mean over
+    test points of each series' mean and std (m³/m³) and of the model's mean and std
+    minus ERA5-Land's and minus the raw in-situ series' (same test rows)."""
+    cols = [c for c in ("obs_raw", "obs", "era5land", "model") if c in predictions]
+    keys = ["experiment", "layer_cm", "stations"]
+    g = predictions.groupby(keys, sort=True)[cols]
+    mean, std = g.mean(), g.std(ddof=0)
+    per = pd.concat([mean.add_prefix("mean "), std.add_prefix("std ")], axis=1)
+    for stat, frame in (("mean", mean), ("std", std)):
+        per[f"{stat} model − ERA5-Land"] = frame.model - frame.era5land
+        if "obs_raw" in frame:
+            per[f"{stat} model − in-situ raw"] = frame.model - frame.obs_raw
+    out = per.groupby(["experiment", "layer_cm"]).mean()
+    out.insert(0, "points", per.groupby(["experiment", "layer_cm"]).size())
+    return out.reset_index()
+
+
 def twin_world_check(cfg: Config) -> list[dict[str, Any]]:
-    """Product and ERA5-Land (nearest cell, matched layer) against the demo's truth."""
+    """Product and ERA5-Land (nearest cell, matched layer) against the demo's truth.
+
+    One row per produced day, layer and source (``model``, ``era5land``): bias, MAE, RMSE,
+    ubRMSE, R, R² against the truth at every pixel the product covers, and the detail
+    measures of :mod:`smci_gpu.evaluate.detail` (``cell_std``, ``jump_border``,
+    ``jump_inside``, ``jump_ratio``); a ``truth`` row per day and layer holds the truth's
+    own detail measures.
+    """
     import xarray as xr
 
+    from smci_gpu.evaluate.detail import detail_measures
     from smci_gpu.features import Predictors
 
     truth_dir = Path(cfg.path("truth"))
@@ -164,23 +215,30 @@ def twin_world_check(cfg: Config) -> list[dict[str, Any]]:
         if not truth_path.exists():
             continue
         day = pd.Timestamp(stamp)
-        sm = xr.open_dataset(path, engine="netcdf4").sm.values[0]
-        truth = xr.open_dataset(truth_path, engine="netcdf4").sm.values[0]
+        with xr.open_dataset(path, engine="netcdf4") as ds:
+            sm = ds.sm.values[0]
+        with xr.open_dataset(truth_path, engine="netcdf4") as ds:
+            truth = ds.sm.values[0]
         pred = Predictors.load(cfg, day, day)
+        iy, ix = backend.to_host(pred.iy), backend.to_host(pred.ix)
         rr, cc = np.nonzero(np.ones(pred.grid.shape, bool))
         for k, depth in enumerate(cfg.layers):
             ref = pred.reference(cfg.matching.reference[depth], rr, cc)[0].reshape(pred.grid.shape)
             t = truth[depth // 10 - 1]
+            ok = np.isfinite(sm[k])
+            base = {"day": stamp, "layer_cm": depth}
             for source, values in (("model", sm[k]), ("era5land", ref)):
-                ok = np.isfinite(sm[k])
                 rows.append(
                     {
-                        "day": stamp,
-                        "layer_cm": depth,
+                        **base,
                         "source": source,
                         **all_metrics(t[ok], values[ok]),
+                        **detail_measures(np.where(ok, values, np.nan), iy, ix),
                     }
                 )
+            rows.append(
+                {**base, "source": "truth", **detail_measures(np.where(ok, t, np.nan), iy, ix)}
+            )
     return rows
 
 
@@ -191,7 +249,9 @@ def validate(cfg: Config, console: Console, experiments=("year", "station")) -> 
     Writes to ``work/validation/``: ``experiments.csv`` (metrics per experiment, layer and
     source; skipped layers with the reason), ``stations.csv`` (per test point),
     ``predictions.parquet`` (every test row), ``importance.csv`` (permutation importance
-    on the first experiment's test rows), ``twin_world.csv`` and ``validation.json``.
+    on the first experiment's test rows), ``climatology.csv`` (:func:`climatology`),
+    ``tc.csv`` (triple collocation per test point, layer and series),
+    ``twin_world.csv`` and ``validation.json``.
     """
     table = load_table(cfg)
     out = Path(cfg.path("work", "validation"))
@@ -214,10 +274,14 @@ def validate(cfg: Config, console: Console, experiments=("year", "station")) -> 
     predictions = pd.concat(predictions, ignore_index=True) if predictions else pd.DataFrame()
     importance = pd.DataFrame([r for run in runs for r in run.importance])
     per_station = station_metrics(predictions) if not predictions.empty else pd.DataFrame()
+    clim = climatology(predictions) if not predictions.empty else pd.DataFrame()
+    tc = station_tc(predictions, cfg.compare.tc_min_samples) if not predictions.empty else None
     for name, data in (
         ("experiments.csv", frame),
         ("stations.csv", per_station),
         ("importance.csv", importance),
+        ("climatology.csv", clim),
+        ("tc.csv", tc if tc is not None else pd.DataFrame()),
     ):
         with atomic_path(out / name) as tmp:
             data.to_csv(tmp, index=False)
@@ -238,7 +302,10 @@ def _print(console: Console, frame: pd.DataFrame, twin: pd.DataFrame) -> None:
     scored = frame.dropna(subset=["source"]) if "source" in frame else frame.iloc[0:0]
     for exp, g in scored.groupby("experiment"):
         t = Table(title=f"validate: {exp} experiment (test rows; model vs ERA5-Land matched layer)")
-        for col in ("layer", "rows", "ubRMSE model", "ubRMSE ERA5L", "R model", "R ERA5L"):
+        cols = ("layer", "rows", "ubRMSE model", "ubRMSE ERA5L", "R model", "R ERA5L")
+        # Against the in-situ values before matching: the bias matching hid (model).
+        cols += ("raw: bias model", "raw: R² model")
+        for col in cols:
             t.add_column(col, justify="right")
         for depth, h in g.groupby("layer_cm"):
             m, e = (h[h.source == s].mean(numeric_only=True) for s in ("model", "era5land"))
@@ -249,6 +316,8 @@ def _print(console: Console, frame: pd.DataFrame, twin: pd.DataFrame) -> None:
                 f"{e.ubrmse:.3f}",
                 f"{m.r:.3f}",
                 f"{e.r:.3f}",
+                f"{m.get('raw_bias', float('nan')):+.3f}",
+                f"{m.get('raw_r2', float('nan')):.3f}",
             )
         console.print(t)
     if "skipped" in frame:

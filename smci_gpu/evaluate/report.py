@@ -46,7 +46,14 @@ PUBLISHED = {
 }
 
 #: Units of each metric (soil moisture in m³/m³; R and R² are dimensionless).
-METRIC_UNITS = {"ubrmse": "m³/m³", "mae": "m³/m³", "bias": "m³/m³", "r": "–", "r2": "–"}
+METRIC_UNITS = {
+    "ubrmse": "m³/m³",
+    "rmse": "m³/m³",
+    "mae": "m³/m³",
+    "bias": "m³/m³",
+    "r": "–",
+    "r2": "–",
+}
 
 #: ISMN quality-flag codes (Dorigo et al. 2013, Vadose Zone J., doi:10.2136/vzj2012.0097,
 #: Table 2; ismn.earth "flag overview"); the QC report's legend is built from this table,
@@ -331,24 +338,84 @@ def product_maps(cfg: Config) -> dict[str, Any] | None:
         "depth": depth,
         "maps": maps,
         "extent": (pred.grid.west, pred.grid.east, pred.grid.south, pred.grid.north),
+        "era_centres": (np.asarray(pred.era_lon), np.asarray(pred.era_lat)),
     }
 
 
+#: Side of the zoomed window of the map figure (degrees): 5 × 5 ERA5-Land cells, enough to
+#: see whether the 1 km map is made of 0.1° blocks.
+ZOOM_DEG = 0.5
+
+
+def _cell_edges(centres: np.ndarray) -> np.ndarray:
+    """Sorted borders of the cells centred at ``centres`` (a regular grid)."""
+    c = np.sort(np.asarray(centres, dtype=np.float64))
+    step = c[1] - c[0] if c.size > 1 else 0.1
+    return np.concatenate([[c[0] - step / 2], (c[:-1] + c[1:]) / 2, [c[-1] + step / 2]])
+
+
+def _zoom_window(extent: tuple, shape: tuple[int, int], lon_edges, lat_edges):
+    """Rows, columns and extent of a ZOOM_DEG square near the map's centre whose lower-left
+    corner is an ERA5-Land cell corner."""
+    west, east, south, north = extent
+    ny, nx = shape
+    res = (east - west) / nx
+
+    def start(edges, lo, hi):
+        ok = edges[(edges >= lo) & (edges <= (lo + hi) / 2 - ZOOM_DEG / 2)]
+        return ok[-1] if ok.size else lo
+
+    lon0, lat0 = start(lon_edges, west, east), start(lat_edges, south, north)
+    c0, r0 = int(round((lon0 - west) / res)), int(round((lat0 - south) / res))
+    n = int(round(ZOOM_DEG / res))
+    rows, cols = slice(r0, min(r0 + n, ny)), slice(c0, min(c0 + n, nx))
+    box = (
+        west + cols.start * res,
+        west + cols.stop * res,
+        south + rows.start * res,
+        south + rows.stop * res,
+    )
+    return rows, cols, box
+
+
 def map_figure(info: dict[str, Any], path: Path) -> str:
-    """The product beside ERA5-Land (and truth) on one colour scale, lon/lat labelled."""
+    """The product beside ERA5-Land (and truth) on one colour scale, lon/lat labelled;
+    a second row zooms into a 0.5° window (5 × 5 ERA5-Land cells, borders dotted)."""
     plt = _plt()
     maps = info["maps"]
     fig, axes = plt.subplots(
-        1, len(maps), figsize=(4.4 * len(maps) + 1.2, 4.0), squeeze=False, layout="constrained"
+        2, len(maps), figsize=(4.4 * len(maps) + 1.2, 8.0), squeeze=False, layout="constrained"
     )
     values = np.concatenate([m[np.isfinite(m)] for m in maps.values()])
     lo, hi = np.percentile(values, [1, 99])
-    for k, (ax, (name, m)) in enumerate(zip(axes.flat, maps.items(), strict=True)):
-        im = ax.imshow(m, origin="lower", extent=info["extent"], vmin=lo, vmax=hi, cmap="YlGnBu")
-        ax.set_title(name, fontsize=9)
-        _lonlat_axes(ax, nbins=4)
-        if k:
-            ax.set_ylabel("")
+    west, east, south, north = info["extent"]
+    # ERA5-Land cells: centred on multiples of 0.1° unless the caller gives the centres
+    lon_c, lat_c = info.get("era_centres") or (
+        np.arange(np.floor(west * 10), np.ceil(east * 10) + 1) / 10,
+        np.arange(np.floor(south * 10), np.ceil(north * 10) + 1) / 10,
+    )
+    lon_e, lat_e = _cell_edges(lon_c), _cell_edges(lat_c)
+    rows, cols, box = _zoom_window(info["extent"], next(iter(maps.values())).shape, lon_e, lat_e)
+    for k, (name, m) in enumerate(maps.items()):
+        top, zoom = axes[0, k], axes[1, k]
+        kw = dict(origin="lower", vmin=lo, vmax=hi, cmap="YlGnBu")
+        im = top.imshow(m, extent=info["extent"], **kw)
+        top.set_title(name, fontsize=9)
+        top.add_patch(
+            plt.Rectangle(
+                (box[0], box[2]), box[1] - box[0], box[3] - box[2], fill=False, ec="red", lw=1
+            )
+        )
+        zoom.imshow(m[rows, cols], extent=box, interpolation="nearest", **kw)
+        zoom.set_title(f"{name}, red box (0.1° cells dotted)", fontsize=8)
+        for edge in lon_e[(lon_e > box[0]) & (lon_e < box[1])]:
+            zoom.axvline(edge, color="0.3", lw=0.5, ls=":")
+        for edge in lat_e[(lat_e > box[2]) & (lat_e < box[3])]:
+            zoom.axhline(edge, color="0.3", lw=0.5, ls=":")
+        for ax in (top, zoom):
+            _lonlat_axes(ax, nbins=4)
+            if k:
+                ax.set_ylabel("")
     fig.colorbar(im, ax=list(axes.flat), label="soil moisture (m³/m³)", shrink=0.85)
     fig.suptitle(f"{info['day']:%Y-%m-%d}, {info['depth']} cm", fontsize=10)
     return _save(fig, path)
@@ -474,16 +541,303 @@ def tuning_section(cfg: Config, tune_dir: Path, out: Path) -> str | None:
     return body + "".join(f"<img src='{p}' style='max-width:48%'>" for p in imgs)
 
 
+#: Twin-world truth table: metric column → heading (m³/m³ unless unitless).
+TWIN_METRICS = {"bias": "bias", "rmse": "RMSE", "ubrmse": "ubRMSE", "r": "R", "r2": "R²"}
+#: Detail measures (smci_gpu.evaluate.detail) → heading.
+DETAIL_MEASURES = {
+    "cell_std": "std within 0.1° cells (m³/m³)",
+    "jump_border": "|Δ| across cell borders (m³/m³)",
+    "jump_inside": "|Δ| inside cells (m³/m³)",
+}
+TWIN_SOURCES = {"model": "product", "era5land": "ERA5-Land", "truth": "truth"}
+
+
+def twin_truth_table(twin: pd.DataFrame) -> pd.DataFrame:
+    """Per layer, product and ERA5-Land against the truth (mean over produced days)."""
+    scored = twin[twin.source.isin(["model", "era5land"])]
+    mean = scored.groupby(["layer_cm", "source"])[list(TWIN_METRICS)].mean().unstack("source")
+    mean = mean.reindex(columns=[(m, s) for m in TWIN_METRICS for s in ("model", "era5land")])
+    mean.columns = [
+        f"{TWIN_METRICS[m]} {TWIN_SOURCES[s]}" + ("" if m in ("r", "r2") else " (m³/m³)")
+        for m, s in mean.columns
+    ]
+    return mean.reset_index().rename(columns={"layer_cm": "layer (cm)"})
+
+
+def twin_detail_table(twin: pd.DataFrame) -> pd.DataFrame:
+    """Per layer, the detail measures of product, truth and ERA5-Land (mean over days)."""
+    cols = [c for c in DETAIL_MEASURES if c in twin]
+    mean = twin.groupby(["layer_cm", "source"])[cols].mean().unstack("source")
+    order = [(m, s) for m in cols for s in ("model", "truth", "era5land") if (m, s) in mean]
+    mean = mean[order]
+    mean.columns = [f"{DETAIL_MEASURES[m]}: {TWIN_SOURCES[s]}" for m, s in mean.columns]
+    return mean.reset_index().rename(columns={"layer_cm": "layer (cm)"})
+
+
 def twin_section(twin: pd.DataFrame) -> str:
-    mean = twin.groupby(["layer_cm", "source"])[["ubrmse", "r", "bias"]].mean().unstack("source")
-    names = {"ubrmse": "ubRMSE", "r": "R", "bias": "bias"}
-    sources = {"model": "product", "era5land": "ERA5-Land"}
-    mean.columns = [f"{names[m]} {sources.get(s, s)} ({METRIC_UNITS[m]})" for m, s in mean.columns]
-    return (
-        "<p>Product and ERA5-Land (matched layer, nearest cell) against the hidden truth at "
-        "every land pixel of the produced days (mean over days).</p>"
-        + _table(mean.reset_index().rename(columns={"layer_cm": "layer (cm)"}))
+    """The truth table and the detail table of the twin-world check."""
+    body = (
+        "<p>Product and ERA5-Land (its matched layer, the pixel's nearest 0.1° cell) against "
+        "the twin world's hidden truth at every land pixel of the produced days (mean over "
+        "days). The station target was rescaled to ERA5-Land by <code>matching.method</code>"
+        " before training, so the product inherits ERA5-Land's climatology: compare the "
+        "bias columns.</p>" + _table(twin_truth_table(twin))
     )
+    if "cell_std" in twin:
+        body += (
+            "<p>Spatial detail. <b>std within 0.1° cells</b>: standard deviation of the 1 km "
+            "values inside each ERA5-Land cell, averaged over cells (ERA5-Land taken at the "
+            "nearest cell is constant in a cell, so 0). <b>|Δ| across borders / inside</b>: "
+            "mean absolute difference between neighbouring pixels that lie in different "
+            "0.1° cells / in the same cell. A map made of 0.1° blocks jumps at the borders "
+            "and is flat inside; the truth moves about as much at both.</p>"
+            + _table(twin_detail_table(twin), floats="{:.4f}")
+        )
+    return body
+
+
+# ----------------------------------------------------- raw metrics, compare, TC
+
+
+MATCHING_NOTE = (
+    "<p>The model is trained on the in-situ series <b>after matching</b>: at each station "
+    "and layer they are rescaled to ERA5-Land's mean and standard deviation (the paper's "
+    "method, after Sungmin &amp; Orth 2020). The product therefore inherits ERA5-Land's "
+    "climatology, its mean and its spread, at every station. Against the matched target "
+    "its bias is near 0 by construction; against the QC'd in-situ values <b>before "
+    "matching</b> (raw) the bias, RMSE and R² show what that climatology costs. Matching "
+    "is linear at each station, so a single station's R is the same against either "
+    "target; the tables pool all test rows of a layer, where the stations' own means and "
+    "spreads, which matching removed, lower R and raise ubRMSE as well.</p>"
+)
+
+
+#: Display names of the validation's series.
+SOURCES = {"model": "model", "era5land": "ERA5-Land"}
+
+
+def _grouped_table(frame: pd.DataFrame, floats: str = "{:.3f}") -> str:
+    """:func:`_table` with two header rows: a column ``"top|sub"`` sits under ``top``
+    (neighbours with one ``top`` share its cell); a column without ``|`` spans both rows."""
+    cols = [str(c).split("|", 1) for c in frame.columns]
+    top, sub, k = [], [], 0
+    while k < len(cols):
+        if len(cols[k]) == 1:
+            top.append(f"<th rowspan=2>{html.escape(cols[k][0])}</th>")
+            k += 1
+            continue
+        n = 1
+        while k + n < len(cols) and len(cols[k + n]) == 2 and cols[k + n][0] == cols[k][0]:
+            n += 1
+        top.append(f"<th colspan={n}>{html.escape(cols[k][0])}</th>")
+        sub += [f"<th>{html.escape(c[1])}</th>" for c in cols[k : k + n]]
+        k += n
+    body = "".join(
+        "<tr>" + "".join(f"<td>{_cell(v, floats)}</td>" for v in row) + "</tr>"
+        for row in frame.itertuples(index=False)
+    )
+    return f"<table><tr>{''.join(top)}</tr><tr>{''.join(sub)}</tr>{body}</table>"
+
+
+def raw_metrics_section(frame: pd.DataFrame, clim: pd.DataFrame) -> str:
+    """Per experiment and layer: the model and ERA5-Land against the matched target and
+    against raw in-situ, side by side; then the climatology table (means over points)."""
+    if "raw_bias" not in frame:
+        return "<p class=skip>no raw metrics (re-run `smci validate`)</p>"
+    scored = frame.dropna(subset=["source"]) if "source" in frame else frame.iloc[0:0]
+    parts = [MATCHING_NOTE]
+    metrics = (("bias", "bias"), ("rmse", "RMSE"), ("ubrmse", "ubRMSE"), ("r", "R"), ("r2", "R²"))
+    for exp, g in scored.groupby("experiment"):
+        mean = g.groupby(["layer_cm", "source"]).mean(numeric_only=True)
+        rows = []
+        order = sorted(mean.index, key=lambda k: (k[0], list(SOURCES).index(k[1])))
+        for (depth, src), m in mean.loc[order].iterrows():
+            row: dict[str, Any] = {"layer (cm)": int(depth), "series": SOURCES.get(src, src)}
+            for key, name in metrics:
+                head = f"{name} ({METRIC_UNITS.get(key, 'm³/m³')})"
+                row[f"{head}|matched"] = m[key]
+                row[f"{head}|raw"] = m[f"raw_{key}"]
+            rows.append(row)
+        parts += [
+            f"<h3>{exp}-to-{exp}: matched vs raw in-situ target (test rows)</h3>",
+            _grouped_table(pd.DataFrame(rows)),
+        ]
+    if not clim.empty:
+        parts += [
+            "<h3>climatology at the test points (m³/m³, mean over points)</h3>",
+            _grouped_table(_climatology_columns(clim)),
+            "<p class=note>Per test point: the mean and standard deviation over its test days "
+            "of each series; the table averages them over points. The matched in-situ series "
+            "has ERA5-Land's mean and std by construction, and the model follows them: the "
+            "model − ERA5-Land columns are near 0, the model − in-situ raw columns are the "
+            "station climatology that matching removed.</p>",
+        ]
+    return "".join(parts)
+
+
+def _climatology_columns(clim: pd.DataFrame) -> pd.DataFrame:
+    """climatology.csv with two-level column names for :func:`_grouped_table`."""
+    names = {"obs_raw": "in-situ raw", "obs": "in-situ matched", "era5land": "ERA5-Land"}
+    names["model"] = "model"
+    out = {}
+    for col in clim.columns:
+        stat, _, rest = col.partition(" ")
+        if col == "layer_cm":
+            out[col] = "layer (cm)"
+        elif stat in ("mean", "std") and rest in names:
+            out[col] = f"{stat} (m³/m³)|{names[rest]}"
+        elif stat in ("mean", "std") and rest.startswith("model − "):
+            out[col] = f"{rest} (m³/m³)|{stat}"
+        else:
+            out[col] = col
+    frame = clim.rename(columns=out)
+    tops = list(dict.fromkeys(c.split("|")[0] for c in frame.columns))
+    # Columns of one top heading next to each other (stable: their own order kept).
+    return frame[sorted(frame.columns, key=lambda c: tops.index(c.split("|")[0]))]
+
+
+def compare_section(folder: Path) -> str | None:
+    """The `smci compare` tables (own rows, raw and matched targets) and what was read."""
+    metrics = _read_csv(folder / "compare.csv")
+    if metrics.empty:
+        return None
+    info = (
+        json.loads((folder / "compare.json").read_text())
+        if (folder / "compare.json").exists()
+        else {}
+    )
+    parts = []
+    if info.get("products"):
+        read = pd.DataFrame(
+            [
+                {
+                    "product": p["name"],
+                    "source": p["path"],
+                    "files": p["files"],
+                    "layer ← variable[level]": ", ".join(
+                        f"{k} cm ← {v}" for k, v in p["layers"].items()
+                    ),
+                    "station cells outside its grid": p["outside"],
+                }
+                for p in info["products"]
+            ]
+        )
+        parts += ["<h3>products read</h3>", f"<div class=legend>{_table(read)}</div>"]
+    for subset, title in (
+        ("own", "each product on its own station-days"),
+        ("common", "on the station-days every product has"),
+    ):
+        g = metrics[metrics.rows == subset]
+        if g.empty:
+            continue
+        raw = g[g.target == "raw"].set_index(["layer_cm", "product"])
+        matched = g[g.target == "matched"].set_index(["layer_cm", "product"])
+        wide = pd.DataFrame({"n": raw.n})  # both targets sit on the same station-days
+        for key in ("bias", "ubrmse", "rmse", "r", "r2"):
+            unit = f" ({METRIC_UNITS[key]})" if key in ("bias", "ubrmse", "rmse") else ""
+            for target, part in (("raw", raw), ("matched", matched)):
+                wide[f"{_METRIC_NAMES[key]}{unit}|{target}"] = part[key].reindex(raw.index)
+        wide = wide.reset_index().rename(columns={"layer_cm": "layer (cm)"})
+        parts += [f"<h3>{title}</h3>", _grouped_table(wide)]
+    model = html.escape(str(info.get("model", "model")))
+    parts.append(
+        "<p class=note>raw: against the QC'd daily in-situ values before matching; matched: "
+        f"against the rescaled series the model was trained on. {model}: "
+        "out-of-sample predictions of `smci validate`. A product produced by this engine was "
+        "trained on these stations (in-sample for them); each product takes the cell nearest "
+        "to the station's 1 km cell. Per-row values: work/compare/collocated.parquet.</p>"
+    )
+    return "".join(parts)
+
+
+_METRIC_NAMES = {"n": "n", "bias": "bias", "ubrmse": "ubRMSE", "rmse": "RMSE", "r": "R", "r2": "R²"}
+
+
+def tc_map_figure(tc: pd.DataFrame, experiment: str, path: Path) -> str:
+    """Per test point, mean over layers: TC error standard deviation of each series."""
+    from smci_gpu.evaluate.tc import SERIES
+
+    plt = _plt()
+    g = tc[tc.experiment == experiment]
+    per = (
+        g.groupby(["stations", "series"])
+        .agg(lat=("lat", "first"), lon=("lon", "first"), err_std=("err_std", "mean"))
+        .reset_index()
+    )
+    defined = per.err_std.dropna()
+    hi = float(defined.quantile(0.95)) if not defined.empty else 0.05
+    fig, axes = plt.subplots(
+        1, len(SERIES), figsize=(4.4 * len(SERIES) + 1.2, 4.0), squeeze=False, layout="constrained"
+    )
+    sc = None
+    for ax, (col, name) in zip(axes.flat, SERIES.items(), strict=True):
+        h = per[per.series == col]
+        ok = h.err_std.notna()
+        sc = ax.scatter(
+            h.lon[ok], h.lat[ok], c=h.err_std[ok], cmap="viridis", vmin=0, vmax=hi or 0.05, s=40
+        )
+        ax.scatter(
+            h.lon[~ok], h.lat[~ok], facecolors="none", edgecolors="grey", s=40, label="undefined"
+        )
+        ax.set_title(f"{name}", fontsize=9)
+        ax.set_aspect("equal")
+        _lonlat_axes(ax)
+    fig.colorbar(
+        sc, ax=list(axes.flat), label="TC error std (m³/m³), mean over defined layers", shrink=0.85
+    )
+    fig.suptitle(
+        f"triple collocation, {experiment} test points (hollow grey: undefined)", fontsize=10
+    )
+    return _save(fig, path)
+
+
+def tc_section(tc: pd.DataFrame, out: Path, twin_world: bool = False) -> str:
+    """The TC summary per layer and series, the reasons for undefined points, the map.
+
+    ``twin_world``: the demo's stations read their pixel's truth (linear calibration and
+    0.001 m³/m³ hourly noise, :mod:`smci_gpu.demo`), which the note then says.
+    """
+    from smci_gpu.evaluate import tc as TC
+
+    summary = TC.summarise(tc)
+    summary["series"] = summary.series.map(TC.SERIES)
+    summary = summary.rename(
+        columns={
+            TC.REASON_FEW: "undefined: too few days",
+            TC.REASON_COV: "undefined: cross covariance ≤ 0",
+            TC.REASON_NEG: "undefined: negative error variance",
+            "layer_cm": "layer (cm)",
+            "median err_std": "median error std (m³/m³)",
+            "median snr_db": "median SNR (dB)",
+            "points": "test points",
+            "defined": "defined",
+        }
+    )
+    parts = [
+        "<p>Triple collocation (covariance method; McColl et al. 2014, Gruber et al. 2016) of "
+        "the model's out-of-sample predictions, ERA5-Land's matched layer and the raw in-situ "
+        "series at each test point and layer: the error standard deviation of each (in its own "
+        "units, m³/m³; the scaling of each series to the common truth is part of the method) "
+        "and its signal-to-noise ratio. TC assumes the three errors independent of each other. "
+        "The model is built from ERA5-Land's predictors, so their errors are correlated: the "
+        "shared error looks like signal, which lowers the model's and ERA5-Land's error "
+        "variance (below zero, hence undefined, at most points for the model) and raises the "
+        "in-situ one. Read the model's and ERA5-Land's values as lower bounds and the in-situ "
+        "value as an upper bound; with an independent third product (e.g. a satellite "
+        "retrieval through `smci compare`) the assumption would hold better.</p>"
+    ]
+    if twin_world:
+        parts.append(
+            "<p>In this twin world the stations read their own pixel's truth through a linear "
+            "calibration plus 0.001 m³/m³ hourly noise: their true error is at most about "
+            "0.001 m³/m³. A larger in-situ estimate below is the model's and ERA5-Land's "
+            "shared error booked to the stations.</p>"
+        )
+    for exp, g in summary.groupby("experiment"):
+        parts += [f"<h3>{exp}-to-{exp} test points</h3>", _table(g.drop(columns="experiment"))]
+        parts.append(f"<img src='{tc_map_figure(tc, exp, out / f'tc_map_{exp}.png')}'>")
+    parts.append("<p class=note>Per point, layer and series in work/validation/tc.csv.</p>")
+    return "".join(parts)
 
 
 # --------------------------------------------------------------------------- page
@@ -507,6 +861,16 @@ def report(cfg: Config, console: Console) -> dict[str, Any]:
     imp = _read_csv(val / "importance.csv")
     twin = _read_csv(val / "twin_world.csv")
     sections: list[tuple[str, str]] = [("Validation metrics", metrics_section(frame))]
+    clim, tc = _read_csv(val / "climatology.csv"), _read_csv(val / "tc.csv")
+    sections.append(
+        ("Raw vs matched in-situ: what matching hides", raw_metrics_section(frame, clim))
+    )
+    comparison = compare_section(Path(cfg.path("work", "compare")))
+    if comparison is not None:
+        sections.append(("Other products at the stations (smci compare)", comparison))
+    if not tc.empty:
+        truth = Path(cfg.path("truth")).exists()
+        sections.append(("Triple collocation", tc_section(tc, out, truth)))
     for exp in sorted(pred.experiment.unique()) if not pred.empty else ():
         figs = [density_figure(pred, exp, out / f"density_{exp}.png")]
         if not per_station.empty:

@@ -29,7 +29,7 @@ from smci_gpu.config import Config
 from smci_gpu.errors import ConfigError, InputDataError
 from smci_gpu.io.atomic import atomic_path
 from smci_gpu.model.forest import check_features
-from smci_gpu.model.train import TARGET, load_table, make_estimator
+from smci_gpu.model.train import TARGET, load_table, make_estimator, resolve_backend
 from smci_gpu.pipeline import stage
 
 FOLD_MODES = ("random", "station")
@@ -74,7 +74,7 @@ def cv_grid(
     device: str = "cpu",
     progress=None,
 ) -> pd.DataFrame:
-    """RMSE of every grid cell in every fold.
+    """RMSE of every grid cell in every fold, fitted with ``cfg.forest.backend``.
 
     Returns
     -------
@@ -178,6 +178,7 @@ def tune(
 ) -> dict[str, Any]:
     """Grid-search each tuned layer in each fold mode; write CSV, heat-maps and the best cells."""
     device = backend.resolve_device(cfg.device)
+    trainer = resolve_backend(cfg.forest.backend, device)  # an absent trainer fails here
     table = load_table(cfg)
     modes = modes or cfg.tune.modes
     layers = layers or cfg.tune.layers or cfg.layers
@@ -211,6 +212,7 @@ def tune(
         "folds": cfg.tune.folds,
         "n_estimators": cfg.tune.n_estimators,
         "device": device,
+        "backend": trainer,
         "best": best,
     }
     with atomic_path(out / "tune.json") as tmp:

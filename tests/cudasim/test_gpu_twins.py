@@ -97,3 +97,23 @@ def test_forest_traversal(rng):
         xt, pf.feature, pf.threshold, pf.left, pf.right, pf.value, pf.roots, out
     )
     np.testing.assert_allclose(out, est.predict(xt), atol=1e-6)
+
+
+def test_assemble_bilinear(rng):
+    from smci_gpu.kernels.upsample import linear_weights
+
+    coarse = rng.random((3, 4, 5)).astype(np.float32)
+    fine = rng.random((2, 9, 11)).astype(np.float32)
+    iy0, iy1, wy = linear_weights(np.arange(4.0)[::-1], np.linspace(-0.3, 3.3, 9))
+    ix0, ix1, wx = linear_weights(np.arange(5.0), np.linspace(-0.2, 4.4, 11))
+    rows, cols = rng.integers(0, 9, 13), rng.integers(0, 11, 13)
+    kind, index = np.array([0, 1, 0, 1]), np.array([2, 1, 0, 0])
+    out = np.empty((13, 4), np.float32)
+    grid = blocks_2d(4, 13, assemble.ASSEMBLE_THREADS)
+    assemble._assemble_bilinear_gpu[grid, assemble.ASSEMBLE_THREADS](
+        coarse, iy0, ix0, iy1, wy, ix1, wx, fine, rows, cols, kind, index, out
+    )
+    want = K.assemble_features(
+        coarse, iy0, ix0, fine, rows, cols, kind, index, bilinear=(iy1, wy, ix1, wx)
+    )
+    np.testing.assert_allclose(out, want, rtol=1e-6)
