@@ -32,6 +32,7 @@ from smci_gpu.config import Config
 from smci_gpu.errors import GridError, InputDataError
 from smci_gpu.grid import RegularGrid
 from smci_gpu.io.atomic import atomic_path, host_tag
+from smci_gpu.io.lock import output_lock
 from smci_gpu.io.writer import (
     CONVENTIONS,
     DEPTH_ATTRS,
@@ -251,9 +252,12 @@ def smci1_layout(cfg: Config, resolution: str = "1km", years: list[int] | None =
     for f in files:
         by_year.setdefault(int(f.stem[-8:-4]), []).append(f)
     done = {"path": str(out), "written": [], "current": [], "days_added": 0, "rebuilt": []}
-    for year in sorted(by_year):
-        if not years or year in years:
-            _layout_year(out, resolution, year, by_year[year], done)
+    out.mkdir(parents=True, exist_ok=True)
+    # One layout run per folder; taking the lock removes a killed run's temporaries.
+    with output_lock(out, cfg.lock.stale_after_s, cfg.lock.heartbeat_s):
+        for year in sorted(by_year):
+            if not years or year in years:
+                _layout_year(out, resolution, year, by_year[year], done)
     return done
 
 
