@@ -82,8 +82,9 @@ def _write_era5_style(path):
         nc.createVariable("t2m", "f4", ("valid_time", "latitude", "longitude"))[:] = 280.0
 
 
-def _write_smci1(folder, depth):
-    """A published-layout year-layer file: int16 counts of 0.001 m³/m³, fill −999."""
+def _write_smci1(folder, depth, day_written=None):
+    """A published-layout year-layer file: int16 counts of 0.001 m³/m³, fill −999; with
+    ``day_written``, the project's per-day completion flags as well."""
     folder.mkdir(exist_ok=True)
     with netCDF4.Dataset(folder / f"SMCI_1km_2018_{depth}cm.nc", "w") as nc:
         for dim, n in (("time", len(DAYS)), ("lat", 3), ("lon", 4)):
@@ -100,6 +101,9 @@ def _write_smci1(folder, depth):
         counts = np.stack([np.round(1000 * _field(depth, day)) for day in range(len(DAYS))])
         counts[1, 1, 1] = -999  # P0's cell on day 2 is missing
         v[:] = counts.astype(np.int16)
+        if day_written is not None:
+            flag = nc.createVariable("day_written", "i1", ("time",), fill_value=np.int8(0))
+            flag[:] = np.asarray(day_written, dtype=np.int8)
 
 
 def _value(p: pd.DataFrame, point: str, layer: int, day: int) -> float:
@@ -166,6 +170,16 @@ def test_smci1_layout_counts_fill_and_layer_from_the_name(tmp_path):
     assert info["layers"] == {"10": "SMCI", "20": "SMCI"}  # 30 cm is not a configured layer
     assert _value(values, "P1", 20, 0) == pytest.approx(round(1000 * _field(20, 0)[2, 3]) / 1000)
     assert np.isnan(_value(values, "P0", 10, 1))  # the fill value is missing, not −0.999
+
+
+def test_a_day_not_flagged_written_in_a_year_file_is_missing(tmp_path):
+    # A run stopped while adding day 1: its values may be partly there, its flag is 0.
+    flags = np.ones(len(DAYS), dtype=np.int8)
+    flags[0] = 0
+    _write_smci1(tmp_path / "smci", 20, day_written=flags)
+    values, _ = C.sample_product(C.ProductSpec(str(tmp_path / "smci")), POINTS, _config(tmp_path))
+    assert np.isnan(_value(values, "P1", 20, 0))
+    assert _value(values, "P1", 20, 2) == pytest.approx(round(1000 * _field(20, 2)[2, 3]) / 1000)
 
 
 @pytest.mark.parametrize(

@@ -295,6 +295,7 @@ def sample_product(
                 used.add(path)
                 values = _read_points(da.transpose(tname, lat, lon), lat, lon, ri[ok], ci[ok])
                 values = values * factor
+                values[~_days_written(ds, tname)] = np.nan
                 times = pd.DatetimeIndex(ds[tname].values)
                 frame = pd.DataFrame(values, index=times, columns=points.index[ok])
                 parts.append(_daily(frame).assign(layer_cm=depth))
@@ -320,6 +321,16 @@ def sample_product(
         }
     )
     return long, info
+
+
+def _days_written(ds, tname: str) -> np.ndarray:
+    """True for each time step that holds values: a year-layer file of the SMCI1.0 layout
+    flags its finished days in ``day_written`` (a day being added when a run stopped is
+    not data); files without the flag hold values at every step."""
+    flag = ds.variables.get("day_written")
+    if flag is None or flag.dims != (tname,):
+        return np.ones(ds.sizes[tname], dtype=bool)
+    return np.asarray(flag.values) == 1
 
 
 def _read_points(da, lat: str, lon: str, ri: np.ndarray, ci: np.ndarray) -> np.ndarray:
