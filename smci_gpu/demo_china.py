@@ -33,12 +33,12 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
+from smci_gpu.config import LAYERS_CM
 from smci_gpu.errors import InputDataError
 from smci_gpu.grid import RegularGrid, target_grid
 from smci_gpu.io.atomic import atomic_path
 from smci_gpu.io.cds import cds_dataset, write_cds_netcdf
 from smci_gpu.io.geotiff import write_geotiff
-from smci_gpu.config import LAYERS_CM
 from smci_gpu.variables import ACCUMULATED, ERA5LAND_FEATURES, FEATURES
 
 #: The SMCI1.0 region (west, south, east, north), degrees.
@@ -216,7 +216,7 @@ def composite_starts(days: pd.DatetimeIndex) -> list[pd.Timestamp]:
 
 def seasonal(day: pd.Timestamp) -> float:
     """LAI seasonal factor: 0.35 in January to 1.0 in late July."""
-    return 0.675 - 0.325 * float(np.cos(2 * np.pi * (day.dayofyear - 15) / 365.25))
+    return 0.675 - 0.325 * float(np.cos(2 * np.pi * (day.day_of_year - 15) / 365.25))
 
 
 def write_lai(world: ChinaWorld, out: Path, days: pd.DatetimeIndex) -> list[pd.Timestamp]:
@@ -235,7 +235,7 @@ def write_lai(world: ChinaWorld, out: Path, days: pd.DatetimeIndex) -> list[pd.T
         stored[gaps[np.ix_(iy, ix)]] = LAI_FILL
         stored[~land] = LAI_WATER
         write_geotiff(
-            out / f"LAI_{start.year}{start.dayofyear:03d}.tif",
+            out / f"LAI_{start.year}{start.day_of_year:03d}.tif",
             stored,
             g500,
             nodata=LAI_FILL,
