@@ -23,12 +23,11 @@ from rich.console import Console
 
 from smci_gpu import __version__, backend, kernels, progress
 from smci_gpu.config import Config
+from smci_gpu.encoding import FILL, encode_counts
 from smci_gpu.errors import ConfigError, SmciError
 from smci_gpu.features import LAI_SEARCH, Predictors, land_mask, static_maps
 from smci_gpu.io.lock import output_lock
 from smci_gpu.io.writer import (
-    FILL,
-    SCALE,
     day_file_name,
     discovery_attributes,
     product_dataset,
@@ -54,29 +53,6 @@ def provenance(cfg: Config, cards: dict[int, dict]) -> dict[str, Any]:
         "inputs": "inputs/era5land, inputs/lai, inputs/static",
         **discovery_attributes(cfg.metadata),
     }
-
-
-def encode_counts(values, lo: float, hi: float):
-    """Soil moisture (m³ m⁻³) → the product's int16 counts, on the array's own device.
-
-    ``rint(clip(values, lo, hi) / 0.001)`` in float32, NaN → −999: the same numbers as
-    :func:`smci_gpu.io.writer.encode_int16` of the clipped values (round half to even in
-    both; float32 division is correctly rounded on CPUs and on CUDA devices). On the GPU
-    path it runs on the device, so only int16 (half of float32) crosses to the host.
-
-    Parameters
-    ----------
-    values : ndarray (NumPy or CuPy), float32
-    lo, hi : float
-        Clip bounds, m³ m⁻³ (``produce.clip_min``/``clip_max``).
-
-    Returns
-    -------
-    ndarray of int16, same shape and device.
-    """
-    xp = backend.array_module(values)
-    counts = xp.rint(xp.clip(values, lo, hi) / xp.float32(SCALE))
-    return xp.where(xp.isfinite(values), counts, xp.float32(FILL)).astype(xp.int16)
 
 
 def _predict_into(out, where: tuple, forests: dict, x, clip, seconds=None) -> int:

@@ -13,13 +13,14 @@ from rich.console import Console
 
 from smci_gpu import demo_china, features
 from smci_gpu.config import load_config
+from smci_gpu.encoding import encode_counts
 from smci_gpu.errors import ConfigError
 from smci_gpu.grid import target_grid
-from smci_gpu.io import era5land
+from smci_gpu.io import era5land, writer
 from smci_gpu.io.cds import cds_dataset, write_cds_netcdf
 from smci_gpu.io.rasters import LaiComposites
 from smci_gpu.io.writer import encode_int16
-from smci_gpu.produce import encode_counts, load_forests, memory_plan, predict_day, produce
+from smci_gpu.produce import load_forests, memory_plan, predict_day, produce
 
 #: A few cells of the real extent: 0.4° x 0.3° at 110 E, 30 N (48 x 36 pixels at 30″).
 BOX = (110.0, 30.0, 110.4, 30.3)
@@ -78,6 +79,7 @@ def test_the_world_takes_its_land_from_the_land_mask(world):
 
 
 def test_encode_counts_matches_hand_worked_values_and_the_writer():
+    assert (writer.SCALE, writer.FILL) == (0.001, -999)  # encoding's copy of the packing
     v = np.array([0.1, 0.2346, -0.05, 0.75, np.nan, 0.0004, 0.6], np.float32)
     assert encode_counts(v, 0.0, 0.6).tolist() == [100, 235, 0, 600, -999, 0, 600]
     rng = np.random.default_rng(0)
