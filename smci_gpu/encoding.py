@@ -23,7 +23,7 @@ def encode_counts(values, lo: float, hi: float):
 
     Parameters
     ----------
-    values : ndarray (NumPy or CuPy), float32
+    values : ndarray (NumPy or CuPy), float32 or float64 (taken to float32 first)
     lo, hi : float
         Clip bounds, m³ m⁻³ (``produce.clip_min``/``clip_max``).
 
@@ -32,5 +32,8 @@ def encode_counts(values, lo: float, hi: float):
     ndarray of int16, same shape and device.
     """
     xp = backend.array_module(values)
-    counts = xp.rint(xp.clip(values, lo, hi) / xp.float32(SCALE))
-    return xp.where(xp.isfinite(values), counts, xp.float32(FILL)).astype(xp.int16)
+    # float32 first, as the float product stores predictions (forests give float64):
+    # the counts are then those of the float32 file's values.
+    v = values.astype(xp.float32, copy=False)
+    counts = xp.rint(xp.clip(v, lo, hi) / xp.float32(SCALE))
+    return xp.where(xp.isfinite(v), counts, xp.float32(FILL)).astype(xp.int16)

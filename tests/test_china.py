@@ -88,6 +88,10 @@ def test_encode_counts_matches_hand_worked_values_and_the_writer():
     ref = encode_int16(np.clip(x, 0.0, 0.6))
     assert encode_counts(x, 0.0, 0.6).dtype == np.int16
     np.testing.assert_array_equal(encode_counts(x, 0.0, 0.6), ref)
+    # Forests predict float64; the float32 product stores the clipped values as float32.
+    x64 = rng.uniform(-0.1, 0.7, 20_000)
+    ref64 = encode_int16(np.clip(x64, 0.0, 0.6).astype(np.float32))
+    np.testing.assert_array_equal(encode_counts(x64, 0.0, 0.6), ref64)
 
 
 def test_memory_plan_counts_a_china_day_and_refuses_a_small_budget():
