@@ -180,3 +180,25 @@ def test_pipelined_days_equal_an_independent_prediction(world, tmp_path, pipelin
         assert (got[:, ~whole.land_mask()] == -999).all()
         assert (got[:, whole.land_mask()] > 0).all()
     assert set(stats["seconds"]) >= {"read", "lai", "assemble", "infer", "encode", "write"}
+
+
+def test_projection_scales_inference_by_trees_and_takes_the_slowest_thread():
+    from smci_gpu.bench.produce import PRODUCT_DAYS, projection, stage_table
+
+    day = {"read": 1.0, "lai_read": 0.5, "lai": 1.0, "assemble": 2.0, "infer": 4.0}
+    day.update(encode=0.5, write=3.0)  # static and to_host absent: count 0
+    stages = stage_table([day, {**day, "infer": 2.0}, {**day, "infer": 6.0}])
+    assert stages["infer"] == 4.0 and stages["static"] == 0.0
+    p = projection(stages, trees=4, layers=10, land_pixels=1000)
+    cpu = p["cpu"]
+    assert cpu["infer_s_per_day"] == 100.0  # 4 s at 4 trees -> 100 trees
+    assert cpu["serial_s_per_day"] == 1 + 0.5 + 1 + 2 + 100 + 0.5 + 3
+    assert cpu["pipelined_s_per_day"] == 1 + 2 + 100 + 0.5  # the predictor thread
+    assert (cpu["bounding_thread"], cpu["bounding_stage"]) == ("predictor", "infer")
+    assert cpu["hours_pipelined"] == pytest.approx(103.5 * PRODUCT_DAYS / 3600)
+    gpu = p["gpu_h200_tile"]
+    assert gpu["infer_s_per_day"] == pytest.approx(1000 * 10 / 45.5e6)
+    assert gpu["bounding_stage"] == "write"  # the largest single stage once inference is fast
+    assert p["per_tree_pixel_layer_s"] == pytest.approx(4.0 / (4 * 1000 * 10))
+    eight = projection(stages, trees=4, layers=10, land_pixels=1000, n=8)
+    assert eight["cpu"]["hours_pipelined"] == pytest.approx(cpu["hours_pipelined"] / 8)

@@ -199,13 +199,19 @@ def peak_rss_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
-def _run_days(cfg, days: list) -> dict[str, Any]:
+def _run_days(cfg, days: list, log=print) -> dict[str, Any]:
     """`smci produce`'s chunk runner on ``days``: wall seconds, per-day stage seconds."""
     from smci_gpu.produce import produce_chunk
 
     per_day: list[dict[str, float]] = []
     t0 = time.perf_counter()
-    stats = produce_chunk(cfg, "cpu", days, on_day=lambda s: per_day.append(dict(s["seconds"])))
+
+    def on_day(s: dict[str, Any]) -> None:
+        per_day.append(dict(s["seconds"]))
+        done = {k: round(v, 2) for k, v in s["seconds"].items()}
+        log(f"day {len(per_day)}/{len(days)} at {time.perf_counter() - t0:.0f} s: {done}")
+
+    stats = produce_chunk(cfg, "cpu", days, on_day=on_day)
     wall = time.perf_counter() - t0
     if stats["failed"]:
         raise RuntimeError(f"China days failed: {stats['failed']}")
@@ -286,9 +292,11 @@ def run_china(workdir: Path, out_dir: Path, days: int | None = None, log=print) 
         shutil.rmtree(product, ignore_errors=True)
         product.mkdir(parents=True)
         log(f"China {label}: {len(chosen)} day(s) from {chosen[0]:%Y-%m-%d}")
-        runs[label] = _run_days(cfg, chosen)
+        runs[label] = _run_days(cfg, chosen, log)
         runs[label]["bytes_written"] = sum(p.stat().st_size for p in product.glob("*.nc"))
         runs[label]["days"] = len(chosen)
+        out_dir.mkdir(parents=True, exist_ok=True)  # kept as it comes: a month takes long
+        (out_dir / "china_runs.json").write_text(json.dumps(runs, indent=2, default=str))
     from smci_gpu.features import land_mask, static_maps
     from smci_gpu.variables import STATIC_FEATURES
 
