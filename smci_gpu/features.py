@@ -7,6 +7,7 @@ construction.
 
 from __future__ import annotations
 
+import gc
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +18,7 @@ import pandas as pd
 from smci_gpu import backend, kernels
 from smci_gpu.config import Config
 from smci_gpu.grid import RegularGrid, index_maps
-from smci_gpu.io.era5land import Era5LandArchive
+from smci_gpu.io.era5land import NETCDF_LOCK, Era5LandArchive
 from smci_gpu.io.rasters import LaiComposites, read_static
 from smci_gpu.kernels.assemble import COARSE, FINE
 from smci_gpu.variables import ERA5LAND_FEATURES, STATIC_FEATURES
@@ -125,7 +126,9 @@ class Predictors:
             set(era_vars) | set(config.matching.reference.values()), key=ERA5LAND_FEATURES.index
         )
         archive = Era5LandArchive.from_folder(config.path("inputs", "era5land"))
-        ds = archive.load(days[0], days[-1], needed, allow_missing_days=allow_missing_days)
+        with NETCDF_LOCK:  # produce's writer thread may be writing a NetCDF meanwhile
+            ds = archive.load(days[0], days[-1], needed, allow_missing_days=allow_missing_days)
+            gc.collect()  # files of datasets in reference cycles close here, under the lock
         coarse = np.stack([ds[v].values for v in needed], axis=1).astype(np.float32)
         missing_days = dict(ds.attrs.get("missing_days", {}))
         absent = days.strftime("%Y-%m-%d").isin(list(missing_days))

@@ -26,6 +26,7 @@ from smci_gpu.config import Config
 from smci_gpu.encoding import FILL, encode_counts
 from smci_gpu.errors import ConfigError, SmciError
 from smci_gpu.features import LAI_SEARCH, Predictors, land_mask, static_maps
+from smci_gpu.io.era5land import NETCDF_LOCK
 from smci_gpu.io.lock import output_lock
 from smci_gpu.io.writer import (
     day_file_name,
@@ -567,7 +568,8 @@ def _predict_one(cfg, device, pred, forests, prov, out_dir, day):
         ds = product_dataset(sm, day, cfg.layers, grid, attrs, cfg.produce.dtype)
         if res == "9km":
             ds.attrs["title"] = "SMCI-style 9 km daily soil moisture (predicted at 9 km)"
-        write_day(out_dir / day_file_name(day, res), ds, cfg.produce.dtype)
+        with NETCDF_LOCK:  # the reader thread opens ERA5-Land NetCDF files meanwhile
+            write_day(out_dir / day_file_name(day, res), ds, cfg.produce.dtype)
         return time.perf_counter() - t0
 
     if nan_pixels:

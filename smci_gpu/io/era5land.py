@@ -27,6 +27,7 @@ Canonical means: dimensions ``(time, lat, lon)``, latitude ascending, longitude 
 from __future__ import annotations
 
 import tempfile
+import threading
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,11 @@ import xarray as xr
 
 from smci_gpu.errors import InputDataError
 from smci_gpu.variables import ACCUMULATED, ERA5LAND_LAYERS_CM, canonical_name, canonical_units
+
+#: Held by every thread of this process that opens a NetCDF through netCDF4-python while
+#: another may: netCDF-C and HDF5 as the wheels ship them are not thread-safe (a day read
+#: on produce's reader thread while its writer thread closed a file crashed the process).
+NETCDF_LOCK = threading.RLock()
 
 GRIB_SUFFIXES = (".grib", ".grb", ".grib1", ".grib2", ".grb2")
 #: Suffixes the folder scan picks up; the content, not the suffix, decides how to read.

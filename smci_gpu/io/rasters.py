@@ -127,8 +127,10 @@ def _cf_latitude_longitude(path: Path) -> bool:
         return False
     import netCDF4
 
+    from smci_gpu.io.era5land import NETCDF_LOCK
+
     try:
-        with netCDF4.Dataset(path) as nc:
+        with NETCDF_LOCK, netCDF4.Dataset(path) as nc:
             units = {str(getattr(v, "units", "")).lower() for v in nc.variables.values()}
     except OSError:
         return False
