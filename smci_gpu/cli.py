@@ -208,7 +208,7 @@ def demo(
     # --size china (issue #21): the real extent for a short period, no truth, no stations.
     start: Annotated[str, typer.Option(help="china: first day")] = "2019-07-01",
     end: Annotated[str, typer.Option(help="china: last day")] = "2019-07-31",
-    trees: Annotated[int, typer.Option(help="china: trees per layer")] = 4,
+    trees: Annotated[int, typer.Option(help="china: trees per layer")] = 1,
     landmask: Annotated[
         Path | None, typer.Option(help="china: ERA5-Land land mask NetCDF (default: shared copy)")
     ] = None,
