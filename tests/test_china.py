@@ -200,5 +200,6 @@ def test_projection_scales_inference_by_trees_and_takes_the_slowest_thread():
     assert gpu["infer_s_per_day"] == pytest.approx(1000 * 10 / 45.5e6)
     assert gpu["bounding_stage"] == "write"  # the largest single stage once inference is fast
     assert p["per_tree_pixel_layer_s"] == pytest.approx(4.0 / (4 * 1000 * 10))
+    assert p["cpu_recorded_rate"]["infer_s_per_day"] == pytest.approx(1000 / 1.31e5)
     eight = projection(stages, trees=4, layers=10, land_pixels=1000, n=8)
     assert eight["cpu"]["hours_pipelined"] == pytest.approx(cpu["hours_pipelined"] / 8)

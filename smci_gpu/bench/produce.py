@@ -190,6 +190,11 @@ PAPER_TREES = 100
 #: Recorded PackedForest rates on one NVIDIA H200 (benchmarks/RESULTS.md, 2026-11-26,
 #: 100 trees, one layer per row): 1 M random rows 20.8 M rows/s, tile order 45.5 M rows/s.
 H200_ROWS_PER_S_100_TREES = (20.8e6, 45.5e6)
+#: Recorded CPU production rate on the idle 2-core VM (benchmarks/RESULTS.md, produce
+#: suite, size small: 1.31e5 land pixels/s for all 10 layers, 100 trees of depth ≤ 64,
+#: the demo's forests). The China world's trees are shallower (depth ≤ 10), so scaling its
+#: own per-tree rate to 100 trees is a lower bound; this rate is the realistic one.
+CPU_PIXELS_PER_S_100_TREES_10_LAYERS = 1.31e5
 
 
 def peak_rss_gib() -> float:
@@ -230,7 +235,9 @@ def projection(
     """Hours for the full product (:data:`PRODUCT_DAYS` days) from a China day's stages.
 
     Inference is scaled to :data:`PAPER_TREES` by the measured per-tree rate (traversal
-    cost is linear in trees). ``cpu``: every stage as measured on this machine; ``gpu``:
+    cost is linear in trees). ``cpu``: every stage as measured on this machine;
+    ``cpu_recorded_rate``: inference at the recorded 2-core rate of deep forests
+    (:data:`CPU_PIXELS_PER_S_100_TREES_10_LAYERS`), the rest as measured; ``gpu``:
     inference at the recorded H200 rates (:data:`H200_ROWS_PER_S_100_TREES`, the slower
     and the faster) instead, host stages as measured here. A pipelined day costs its
     slowest thread (reader, predictor, writer); a serial day the sum. ``n`` machines split
@@ -242,6 +249,7 @@ def projection(
     out: dict[str, Any] = {"per_tree_pixel_layer_s": stages["infer"] / (trees * rows)}
     for label, infer in (
         ("cpu", infer_cpu),
+        ("cpu_recorded_rate", land_pixels * layers / 10 / CPU_PIXELS_PER_S_100_TREES_10_LAYERS),
         ("gpu_h200_random", rows / H200_ROWS_PER_S_100_TREES[0]),
         ("gpu_h200_tile", rows / H200_ROWS_PER_S_100_TREES[1]),
     ):
