@@ -46,7 +46,7 @@ def prepare(world: Path, carry: Path) -> None:
     pred = Predictors.load(cfg, day, day)
     rows, cols = np.nonzero(pred.land_mask())
     rng = np.random.default_rng(21)
-    pick = np.sort(rng.choice(rows.size, SAMPLE_ROWS, replace=False))
+    pick = np.sort(rng.choice(rows.size, min(SAMPLE_ROWS, rows.size), replace=False))
     x = pred.features(day, rows[pick], cols[pick])
     carry.mkdir(parents=True, exist_ok=True)
     np.save(carry / "rows.npy", np.ascontiguousarray(x, dtype=np.float32))
