@@ -498,6 +498,24 @@ def _time_span(path: Path) -> tuple[pd.Timestamp, pd.Timestamp] | None:
     return _SPANS[key]
 
 
+#: Canonical variable names and the grid of each file, by path, size and modification time.
+_CONTENTS: dict[tuple, tuple[set[str], np.ndarray, np.ndarray]] = {}
+
+
+def _contents(path: Path) -> tuple[set[str], np.ndarray, np.ndarray]:
+    """A file's canonical variable names and its (lat, lon), read once per process while
+    the file is unchanged."""
+    st = path.stat()
+    key = (str(path), st.st_size, st.st_mtime_ns)
+    if key not in _CONTENTS:
+        fields = _guarded(str(path), read_file, path)
+        first = next(iter(fields.values()))[0][1] if fields else None
+        empty = np.array([], np.float64)
+        grid = (first["lat"].values, first["lon"].values) if first is not None else (empty, empty)
+        _CONTENTS[key] = (set(fields), *grid)
+    return _CONTENTS[key]
+
+
 @dataclass
 class Era5LandArchive:
     """All ERA5-Land files of a folder, read per period into canonical daily fields."""
@@ -600,11 +618,28 @@ class Era5LandArchive:
             )
         return daily.astype(np.float32).load()
 
+    def _holding(self, name: str) -> tuple[np.ndarray, np.ndarray] | None:
+        """The grid (lat, lon) of a file that holds variable ``name``, or None if none does.
+
+        A day read alone (production's one-day loads) can find no piece of a variable that
+        other days have; that is a missing day, not a missing variable.
+        """
+        for path in self.paths:
+            names, lat, lon = _contents(path)
+            if name in names:
+                return lat, lon
+        return None
+
     def _assemble(self, pieces, start, end, allow_missing_days) -> xr.Dataset:
         days = pd.date_range(start, end, freq="D")
         out = {}
         gaps: dict[str, list[str]] = {}
         for name, parts in pieces.items():
+            held = self._holding(name) if not parts and allow_missing_days else None
+            if held is not None:  # the variable exists, none of these days has it
+                lat, lon = held
+                nan = np.full((days.size, lat.size, lon.size), np.nan, np.float32)
+                parts = [xr.DataArray(nan, {"time": days, "lat": lat, "lon": lon}, name=name)]
             if not parts:
                 raise InputDataError(
                     f"variable '{name}' not found in the ERA5-Land files for "
