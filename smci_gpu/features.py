@@ -132,7 +132,9 @@ class Predictors:
         coarse = np.stack([ds[v].values for v in needed], axis=1).astype(np.float32)
         missing_days = dict(ds.attrs.get("missing_days", {}))
         absent = days.strftime("%Y-%m-%d").isin(list(missing_days))
-        if absent.any():  # leave absent days NaN; fill the others' coast/lake cells
+        if absent.all():  # a one-day load of a day the files lack: nothing to fill
+            pass
+        elif absent.any():  # leave absent days NaN; fill the others' coast/lake cells
             coarse[~absent] = kernels.fill_nearest_valid(coarse[~absent])
         else:
             coarse = kernels.fill_nearest_valid(coarse)

@@ -639,7 +639,10 @@ class Era5LandArchive:
             if held is not None:  # the variable exists, none of these days has it
                 lat, lon = held
                 nan = np.full((days.size, lat.size, lon.size), np.nan, np.float32)
-                parts = [xr.DataArray(nan, {"time": days, "lat": lat, "lon": lon}, name=name)]
+                out[name] = xr.DataArray(nan, {"time": days, "lat": lat, "lon": lon}, name=name)
+                for day in days:
+                    gaps.setdefault(f"{day:%Y-%m-%d}", []).append(name)
+                continue
             if not parts:
                 raise InputDataError(
                     f"variable '{name}' not found in the ERA5-Land files for "
