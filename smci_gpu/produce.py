@@ -265,6 +265,7 @@ def produce(cfg: Config, console: Console, start=None, end=None) -> dict[str, An
     shape = (1, len(cfg.layers), *grid.shape)
     days = pd.date_range(start, end, freq="D")
     res = cfg.produce.resolution
+    _check_era5_period(cfg, start, end)
     with output_lock(out_dir, cfg.lock.stale_after_s, cfg.lock.heartbeat_s):
         todo = [d for d in days if not verify_day(out_dir / day_file_name(d, res), check, shape)]
         run = _run_on_dask if distributed and todo else _run_here
@@ -272,6 +273,21 @@ def produce(cfg: Config, console: Console, start=None, end=None) -> dict[str, An
     stats.update(days=len(days), skipped_complete=len(days) - len(todo), path=str(out_dir))
     stats["pixels"] = int(_land_pixels(cfg))
     return stats
+
+
+def _check_era5_period(cfg: Config, start, end) -> None:
+    """Days are read one at a time, so a day the files lack fails alone; a period that no
+    ERA5-Land file touches at all is refused up front instead (the CLI then names the
+    files' period)."""
+    from smci_gpu.errors import InputDataError
+    from smci_gpu.io.era5land import Era5LandArchive
+
+    archive = Era5LandArchive.from_folder(cfg.path("inputs", "era5land"))
+    if not archive.holds_any(start, end):
+        raise InputDataError(
+            f"variable 'swvl1' not found in the ERA5-Land files for {start.date()}.."
+            f"{end.date()} ({len(archive.paths)} files searched)"
+        )
 
 
 def _land_pixels(cfg: Config) -> int:

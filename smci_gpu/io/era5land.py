@@ -541,6 +541,14 @@ class Era5LandArchive:
             raise InputDataError(f"no ERA5-Land NetCDF/GRIB/zip files in {folder}")
         return cls(paths)
 
+    def holds_any(self, start, end) -> bool:
+        """Whether any file holds a stamp that days ``start..end`` use (a file that cannot be
+        read counts as holding them: reading it names the problem)."""
+        start, end = pd.Timestamp(start).normalize(), pd.Timestamp(end).normalize()
+        stop = end + pd.Timedelta(days=1)
+        spans = [_time_span(p) for p in self.paths]
+        return any(s is None or (s[1] >= start and s[0] <= stop) for s in spans)
+
     def period(self) -> tuple[pd.Timestamp, pd.Timestamp]:
         """First and last valid time held by the files (time stamps, not days).
 
