@@ -85,6 +85,15 @@ fi
 if $python -c "from smci_gpu import backend; raise SystemExit(not backend.gpu_available())"; then
     bench 60 kernels-gpu-large kernels --device gpu --size large --repeats 5
 fi
+# A China day's inference + int16 encoding on the GPU beside the CPU, identical int16 or
+# the differences counted (issue #21). Needs the carried sample: made here with
+#   .venv/bin/python benchmarks/device_china.py --prepare CHINA_WORLD .carry/china
+# and sent with the device tool's carry=[".carry/china"] (22 MB).
+if [ -f "$repo/.carry/china/meta.json" ]; then
+    echo "== $(date +%T) device_china.py (limit 240 s)" >> "$out/run.log"
+    timeout 240 $python "$repo/benchmarks/device_china.py" "$repo/.carry/china" "$out/china" \
+        >> "$out/run.log" 2>&1 || status=1
+fi
 grep -v '^|' "$out/run.log" | tail -n 40
 rm -rf "$work"
 exit $status

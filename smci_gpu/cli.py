@@ -202,12 +202,36 @@ def config_check() -> None:
 @app.command()
 @shared_options
 def demo(
-    size: Annotated[str, typer.Option(help="default | tiny")] = "default",
+    size: Annotated[str, typer.Option(help="default | tiny | china")] = "default",
     seed: Annotated[int, typer.Option(help="world seed")] = 42,
     stages: Annotated[str, typer.Option(help="comma list or 'all'")] = "all",
+    # --size china (issue #21): the real extent for a short period, no truth, no stations.
+    start: Annotated[str, typer.Option(help="china: first day")] = "2019-07-01",
+    end: Annotated[str, typer.Option(help="china: last day")] = "2019-07-31",
+    trees: Annotated[int, typer.Option(help="china: trees per layer")] = 1,
+    landmask: Annotated[
+        Path | None, typer.Option(help="china: ERA5-Land land mask NetCDF (default: shared copy)")
+    ] = None,
 ) -> None:
-    """Generate the twin world into the workdir, then run every pipeline stage on it."""
+    """Generate the twin world into the workdir, then run every pipeline stage on it.
+
+    ``--size china`` writes the China-size world (inputs and small forests, no truth) and
+    runs nothing: then `smci produce` or `smci bench produce --size china`.
+    """
     from smci_gpu import pipeline
+
+    if size == "china":
+        import json
+
+        from smci_gpu.demo_china import generate_china
+        from smci_gpu.errors import ConfigError
+
+        start, end = _day(start, "--start"), _day(end, "--end")
+        if trees < 1:
+            raise ConfigError(f"--trees must be at least 1, got {trees}")
+        summary = generate_china(state.workdir, start, end, trees, seed, landmask=landmask)
+        typer.echo(json.dumps(summary))
+        return
 
     summary = pipeline.run_demo(
         state.workdir,
@@ -539,7 +563,7 @@ def bench(
     bench_device: Annotated[
         str, typer.Option("--device", "--on", help="cpu | gpu | both (both = every one found)")
     ] = "both",
-    size: Annotated[str, typer.Option(help="tiny | small | medium | large")] = "small",
+    size: Annotated[str, typer.Option(help="tiny | small | medium | large | china")] = "small",
     repeats: Annotated[int, typer.Option(help="timed repeats per cell")] = 5,
     out_dir: Annotated[Path, typer.Option("--out", help="result folder (JSON, md, PNG)")] = Path(
         "bench"
@@ -562,6 +586,14 @@ def bench(
         )
     devices = available_devices(bench_device)
     folder = state.workdir / out_dir
+    if size == "china":  # issue #21: a real-size day and month through produce's runner
+        from smci_gpu.bench.produce import run_china
+
+        if names != ["produce"] or "cpu" not in devices:
+            raise ConfigError("bench --size china runs the produce suite on the CPU only")
+        run_china(state.workdir, folder, log=out.print)
+        typer.echo((folder / "china.md").read_text())
+        return
     doc = run_suite(names, devices, size, folder, repeats, log=out.print, workdir=state.workdir)
     if json_path is not None:
         json_path.parent.mkdir(parents=True, exist_ok=True)

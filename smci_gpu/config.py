@@ -286,6 +286,17 @@ class ProduceConfig(_Section):
                 "layout 'daily' (the smci1 layout is assembled from daily NetCDF files)"
             )
         return self
+    # China scale (issue #21): memory budget and the read/predict/write pipeline.
+    memory_gb: float = Field(
+        8.0,
+        gt=0,
+        description="memory budget of one produce process, GiB: sets the tile size and "
+        "is checked against a day's fixed needs (static maps, LAI window, outputs)",
+    )
+    pipeline: bool = Field(
+        True,
+        description="read day d+1 and write day d-1 on threads while day d is predicted",
+    )
 
 
 class StaticConfig(_Section):

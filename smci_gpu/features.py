@@ -7,6 +7,8 @@ construction.
 
 from __future__ import annotations
 
+import gc
+import time
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -17,8 +19,8 @@ import pandas as pd
 from smci_gpu import backend, kernels
 from smci_gpu.config import Config
 from smci_gpu.grid import RegularGrid, index_maps
-from smci_gpu.io.era5land import Era5LandArchive
-from smci_gpu.io.rasters import read_lai, read_static
+from smci_gpu.io.era5land import NETCDF_LOCK, Era5LandArchive
+from smci_gpu.io.rasters import LaiComposites, read_static
 from smci_gpu.kernels.assemble import COARSE, FINE
 from smci_gpu.kernels.upsample import linear_weights
 from smci_gpu.variables import ERA5LAND_FEATURES, STATIC_FEATURES
@@ -38,6 +40,10 @@ def column_plan(features: list[str], era_vars: list[str], fine_vars: list[str]):
     return kind, index
 
 
+#: LAI composites held in this process across the days it loads (production walks the
+#: days in order, so each composite is read once).
+_LAI = LaiComposites()
+
 #: Static maps already read in this process, by folder, grid, names and file times.
 _STATIC: dict[tuple, np.ndarray] = {}
 
@@ -54,15 +60,18 @@ def bilinear_maps(grid: RegularGrid, era_lat, era_lon):
     return iy0, ix0, (iy1, wy, ix1, wx)
 
 
-def static_maps(folder, grid, names: list[str], units: dict[str, str] | None = None) -> np.ndarray:
+def static_maps(
+    folder, grid, names: list[str], units: dict[str, str] | None = None, copy: bool = True
+) -> np.ndarray:
     """Static maps on the grid, read once per process while their files are unchanged
-    (a Dask worker keeps them across its tasks); ``units``: declared file units by map."""
+    (a Dask worker keeps them across its tasks); ``units``: declared file units by map.
+    ``copy=False`` returns the held array itself (1 GB at China size), to be read only."""
     stamps = tuple(sorted((p.name, p.stat().st_mtime_ns) for p in Path(folder).glob("*")))
     key = (str(folder), grid, tuple(names), tuple(sorted((units or {}).items())), stamps)
     if key not in _STATIC:
         _STATIC.clear()
         _STATIC[key] = read_static(folder, grid, names, units)
-    return _STATIC[key].copy()
+    return _STATIC[key].copy() if copy else _STATIC[key]
 
 
 def land_mask(static, static_vars: list[str]):
@@ -84,7 +93,10 @@ class Predictors:
     static
         ``(n_static, ny, nx)`` static maps on the target grid.
     lai_comp, lai_dates
-        LAI composites on the target grid and their dates.
+        LAI composites on the target grid (a list of ``(ny, nx)`` maps, shared with the
+        process's :class:`~smci_gpu.io.rasters.LaiComposites`) and their dates.
+    seconds
+        Time :meth:`load` spent: ``read`` (ERA5-Land), ``static``, ``lai_read``.
     """
 
     config: Config
@@ -102,6 +114,7 @@ class Predictors:
     lai_dates: np.ndarray
     device: str
     missing_days: dict[str, list[str]] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
 
     @classmethod
     def load(
@@ -111,7 +124,14 @@ class Predictors:
 
         With ``allow_missing_days``, days the ERA5-Land files lack are listed in
         :attr:`missing_days` (day → variables) instead of failing the whole period.
+
+        Memory stays bounded however long the period: ERA5-Land is read per file and
+        variable for these days only (``(days, vars)`` 0.1° fields, ~15 MB per China day);
+        static maps are read once per process and shared; LAI composites are read once
+        per process and held only while a loaded window needs them (:data:`_LAI`).
+        Production loads one day at a time, a day ahead (:mod:`smci_gpu.produce`).
         """
+        t0 = time.perf_counter()
         grid = config.product_grid()
         days = pd.date_range(pd.Timestamp(start), pd.Timestamp(end), freq="D")
         era_vars = [f for f in config.features if f in ERA5LAND_FEATURES]
@@ -120,22 +140,31 @@ class Predictors:
             set(era_vars) | set(config.matching.reference.values()), key=ERA5LAND_FEATURES.index
         )
         archive = Era5LandArchive.from_folder(config.path("inputs", "era5land"))
-        ds = archive.load(days[0], days[-1], needed, allow_missing_days=allow_missing_days)
+        with NETCDF_LOCK:  # produce's writer thread may be writing a NetCDF meanwhile
+            ds = archive.load(days[0], days[-1], needed, allow_missing_days=allow_missing_days)
+            gc.collect()  # files of datasets in reference cycles close here, under the lock
         coarse = np.stack([ds[v].values for v in needed], axis=1).astype(np.float32)
         missing_days = dict(ds.attrs.get("missing_days", {}))
         absent = days.strftime("%Y-%m-%d").isin(list(missing_days))
-        if absent.any():  # leave absent days NaN; fill the others' coast/lake cells
+        if absent.all():  # a one-day load of a day the files lack: nothing to fill
+            pass
+        elif absent.any():  # leave absent days NaN; fill the others' coast/lake cells
             coarse[~absent] = kernels.fill_nearest_valid(coarse[~absent])
         else:
             coarse = kernels.fill_nearest_valid(coarse)
         iy, ix = index_maps(grid, ds["lat"].values, ds["lon"].values)
+        seconds = {"read": time.perf_counter() - t0}
+        t0 = time.perf_counter()
         static_vars = list(STATIC_FEATURES)
         static = static_maps(
-            config.path("inputs", "static"), grid, static_vars, config.static.units
+            config.path("inputs", "static"), grid, static_vars, config.static.units, copy=False
         )
-        comp, dates = read_lai(
+        seconds["static"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        comp, dates = _LAI.window(
             config.path("inputs", "lai"), grid, days[0], days[-1], margin=LAI_SEARCH + 1
         )
+        seconds["lai_read"] = time.perf_counter() - t0
         put = lambda a: backend.to_device(a, device)  # noqa: E731
         return cls(
             config,
@@ -149,10 +178,11 @@ class Predictors:
             put(ix),
             static_vars,
             put(static),
-            put(comp),
+            [put(c) for c in comp],
             dates,
             device,
             missing_days,
+            seconds,
         )
 
     @property
@@ -177,7 +207,9 @@ class Predictors:
         # LAI (and product) does not depend on which period was loaded with it.
         i = int(np.searchsorted(self.lai_dates, target, "right"))
         lo, hi = max(i - 1 - LAI_SEARCH, 0), min(i + 1 + LAI_SEARCH, len(self.lai_dates))
-        lai = kernels.lai_daily(self.lai_comp[lo:hi], self.lai_dates[lo:hi], np.array([target]))
+        comps = self.lai_comp[lo:hi]
+        comps = xp.stack(comps) if isinstance(comps, list) else comps  # held maps: stack a copy
+        lai = kernels.lai_daily(comps, self.lai_dates[lo:hi], np.array([target]))
         lai = xp.where(xp.isnan(lai), 0.0, lai).astype(np.float32)  # bare soil, water: no leaves
         return xp.concatenate([lai, self.static.astype(np.float32)], axis=0)
 

@@ -23,8 +23,10 @@ from rich.console import Console
 
 from smci_gpu import __version__, backend, kernels, progress
 from smci_gpu.config import Config
-from smci_gpu.errors import SmciError
-from smci_gpu.features import Predictors, land_mask, static_maps
+from smci_gpu.encoding import FILL, encode_counts
+from smci_gpu.errors import ConfigError, SmciError
+from smci_gpu.features import LAI_SEARCH, Predictors, land_mask, static_maps
+from smci_gpu.io.era5land import NETCDF_LOCK
 from smci_gpu.io.lock import output_lock
 from smci_gpu.io.writer import (
     day_file_name,
@@ -55,22 +57,36 @@ def provenance(cfg: Config, cards: dict[int, dict]) -> dict[str, Any]:
     }
 
 
-def _predict_into(out, where: tuple, forests: dict, x, clip) -> int:
-    """Each layer's forest on rows ``x``, clipped into ``out[layer][where]``; the number
-    of predictions that needed clipping."""
+def _predict_into(out, where: tuple, forests: dict, x, clip, seconds=None) -> int:
+    """Each layer's forest on rows ``x``, clipped into ``out[layer][where]`` (encoded to
+    int16 counts when ``out`` is int16, timed into ``seconds["encode"]``); the number of
+    predictions that needed clipping."""
     xp = backend.array_module(x)
     clipped = 0
     for k, forest in enumerate(forests.values()):
         p = forest.predict(x)
         clipped += int(((p < clip[0]) | (p > clip[1])).sum())
-        out[(k, *where)] = xp.clip(p, clip[0], clip[1])
+        if out.dtype == np.int16:
+            t0 = time.perf_counter()
+            out[(k, *where)] = encode_counts(p, clip[0], clip[1])
+            if seconds is not None:
+                seconds["encode"] = seconds.get("encode", 0.0) + time.perf_counter() - t0
+        else:
+            out[(k, *where)] = xp.clip(p, clip[0], clip[1])
     return clipped
 
 
-def predict_day(pred: Predictors, forests: dict, day, tile_size: int, clip=(0.0, 0.6)):
-    """One day: ``(layers, ny, nx)`` float32 soil moisture (NaN off land), stage timings,
-    the number of predictions clipped to ``clip`` and of land pixels left empty because a
-    predictor was not finite there (they are written as the fill value, never as data)."""
+def predict_day(
+    pred: Predictors, forests: dict, day, tile_size: int, clip=(0.0, 0.6), int16: bool = False
+):
+    """One day: ``(layers, ny, nx)`` soil moisture, stage timings, the number of
+    predictions clipped to ``clip`` and of land pixels left empty because a predictor was
+    not finite there (they are written as the fill value, never as data).
+
+    The values are float32 m³ m⁻³ with NaN off land, or with ``int16`` the product's
+    counts of 0.001 with −999 off land, encoded tile by tile on the device
+    (:func:`encode_counts`), so a China day holds 0.65 GB instead of 1.3 GB.
+    """
     xp = backend.xp_for(pred.device)
     ny, nx = pred.grid.shape
     t = {"lai": 0.0, "assemble": 0.0, "infer": 0.0}
@@ -78,7 +94,8 @@ def predict_day(pred: Predictors, forests: dict, day, tile_size: int, clip=(0.0,
     fine = pred.fine_stack(day)
     t["lai"] += time.perf_counter() - t0
     land = pred.land_mask()
-    out = xp.full((len(forests), ny, nx), np.nan, dtype=np.float32)
+    shape = (len(forests), ny, nx)
+    out = xp.full(shape, FILL, np.int16) if int16 else xp.full(shape, np.nan, np.float32)
     clipped = nan_pixels = 0
     for r0, r1, c0, c1 in pred.grid.tiles(tile_size):
         rr, cc = xp.nonzero(land[r0:r1, c0:c1])
@@ -95,9 +112,75 @@ def predict_day(pred: Predictors, forests: dict, day, tile_size: int, clip=(0.0,
         if rows.size == 0:
             continue
         t0 = time.perf_counter()
-        clipped += _predict_into(out, (rows, cols), forests, x, clip)
-        t["infer"] += time.perf_counter() - t0
+        encode0 = t.get("encode", 0.0)
+        clipped += _predict_into(out, (rows, cols), forests, x, clip, t)
+        t["infer"] += time.perf_counter() - t0 - (t.get("encode", 0.0) - encode0)
     return out, t, clipped, nan_pixels
+
+
+#: Bytes of one process's interpreter, libraries and JIT code (measured: ~0.6 GB RSS).
+RUNTIME_BYTES = 0.7 * 2**30
+
+
+#: Bytes per tile pixel: the feature rows (float32), their indexes and predictions, with
+#: room for the temporaries of the assembly and the forests.
+def _tile_pixel_bytes(n_features: int, n_layers: int) -> int:
+    return 2 * (4 * n_features + 3 * 8 + 4 * n_layers)
+
+
+def memory_plan(
+    shape: tuple[int, int],
+    n_features: int,
+    n_static: int,
+    n_layers: int,
+    memory_gb: float,
+    tile_size: int,
+    int16: bool = True,
+) -> dict:
+    """What a day of production holds, and the tile side that fits ``memory_gb``.
+
+    Fixed per process, whatever the tile: static maps (float32), the day's fine stack (LAI
+    + statics, float32), the LAI window (up to ``2 + 2 × (LAI_SEARCH + 1)`` composites
+    held, and a stacked copy of those a day uses), two days' outputs (the one predicted
+    and the one being written) and the writer's copy of one, the land mask. The rest of
+    the budget sizes the tiles (``produce.tile_size`` at most).
+
+    Returns
+    -------
+    dict
+        ``fixed_bytes`` by item, ``tile_size``, ``budget_bytes``.
+
+    Raises
+    ------
+    ConfigError
+        The fixed needs alone exceed ``produce.memory_gb``.
+    """
+    px = shape[0] * shape[1]
+    out_bytes = n_layers * px * (2 if int16 else 4)
+    n_lai = 2 + 2 * (LAI_SEARCH + 1)
+    fixed = {
+        "runtime": RUNTIME_BYTES,
+        "static maps": n_static * px * 4,
+        "fine stack": (1 + n_static) * px * 4,
+        "LAI window": 2 * n_lai * px * 4,
+        "outputs (2 days + writer copy)": 3 * out_bytes,
+        "land mask": px,
+    }
+    budget = memory_gb * 2**30
+    spare = budget - sum(fixed.values())
+    per_px = _tile_pixel_bytes(n_features, n_layers)
+    if spare < 64 * 64 * per_px:
+        need = (sum(fixed.values()) + 64 * 64 * per_px) / 2**30
+        raise ConfigError(
+            f"produce.memory_gb = {memory_gb:g} is too small for a {shape[0]} x {shape[1]} "
+            f"grid: a day needs about {need:.1f} GiB (static maps, LAI window, outputs)"
+        )
+    side = int(np.sqrt(spare / per_px)) // 8 * 8
+    return {
+        "fixed_bytes": fixed,
+        "tile_size": int(min(tile_size, max(64, side))),
+        "budget_bytes": int(budget),
+    }
 
 
 def predict_day_coarse(
@@ -183,6 +266,7 @@ def produce(cfg: Config, console: Console, start=None, end=None) -> dict[str, An
     shape = (1, len(cfg.layers), *grid.shape)
     days = pd.date_range(start, end, freq="D")
     res = cfg.produce.resolution
+    _check_era5_period(cfg, start, end)
     with output_lock(out_dir, cfg.lock.stale_after_s, cfg.lock.heartbeat_s):
         if cfg.produce.format == "zarr":
             from smci_gpu.io.zarr_store import product_store
@@ -201,9 +285,26 @@ def produce(cfg: Config, console: Console, start=None, end=None) -> dict[str, An
     return stats
 
 
+def _check_era5_period(cfg: Config, start, end) -> None:
+    """Days are read one at a time, so a day the files lack fails alone; a period that no
+    ERA5-Land file touches at all is refused up front instead (the CLI then names the
+    files' period)."""
+    from smci_gpu.errors import InputDataError
+    from smci_gpu.io.era5land import Era5LandArchive
+
+    archive = Era5LandArchive.from_folder(cfg.path("inputs", "era5land"))
+    if not archive.holds_any(start, end):
+        raise InputDataError(
+            f"variable 'swvl1' not found in the ERA5-Land files for {start.date()}.."
+            f"{end.date()} ({len(archive.paths)} files searched)"
+        )
+
+
 def _land_pixels(cfg: Config) -> int:
     names = list(STATIC_FEATURES)
-    static = static_maps(cfg.path("inputs", "static"), cfg.product_grid(), names, cfg.static.units)
+    static = static_maps(
+        cfg.path("inputs", "static"), cfg.product_grid(), names, cfg.static.units, copy=False
+    )
     return int(land_mask(static, names).sum())
 
 
@@ -361,12 +462,17 @@ def _share_cores_with_other_workers() -> None:
 
 
 def produce_chunk(cfg: Config, device: str, days: list, on_day=None) -> dict[str, Any]:
-    """Produce ``days`` (contiguous) with models and inputs loaded once; return the stats.
+    """Produce ``days`` (contiguous) with models loaded once; return the stats.
 
-    Runs in this process or in a Dask worker. Each day's file is compressed and written on
-    a writer thread while the next day is predicted (one writer: netCDF4 is not
-    thread-safe). A day that fails with an engine error is recorded and the others go on;
-    ``on_day(stats_of_that_day)`` is called as each day finishes.
+    Runs in this process or in a Dask worker. With ``produce.pipeline`` (default) three
+    stages overlap on threads: a reader loads day d+1's inputs (ERA5-Land for that day,
+    LAI composites it lacks; static maps once per process) while day d is predicted and
+    encoded, and a writer compresses and writes day d−1 (one writer: netCDF4 is not
+    thread-safe). NumPy, Numba's kernels, GDAL and netCDF-C's zlib release the GIL for
+    their long calls, so the stages share the cores. At most two days' outputs and one
+    read-ahead are held (:func:`memory_plan`). A day that fails with an engine error is
+    recorded and the others go on; ``on_day(stats_of_that_day)`` is called as each day
+    finishes, in order.
     """
     from concurrent.futures import ThreadPoolExecutor
 
@@ -374,8 +480,13 @@ def produce_chunk(cfg: Config, device: str, days: list, on_day=None) -> dict[str
     forests, cards = _worker_forests(cfg, device)
     out_dir = Path(cfg.path("product", cfg.produce.resolution))
     prov = provenance(cfg, cards)
-    pred = Predictors.load(cfg, days[0], days[-1], device=device, allow_missing_days=True)
+    days = [pd.Timestamp(d) for d in days]
     stats = _empty_stats()
+    if not days:
+        return stats
+
+    def load(day: pd.Timestamp) -> Predictors:
+        return Predictors.load(cfg, day, day, device=device, allow_missing_days=True)
 
     def finish(key: str, day_stats: dict[str, Any], write) -> None:
         if write is not None:
@@ -388,18 +499,42 @@ def produce_chunk(cfg: Config, device: str, days: list, on_day=None) -> dict[str
         if on_day is not None:
             on_day(day_stats)
 
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="smci-writer") as writer:
-        pending = None
+    if not cfg.produce.pipeline:
         for day in days:
-            day_stats, job = _predict_one(
-                cfg, device, pred, forests, prov, out_dir, pd.Timestamp(day)
-            )
+            day_stats, job = _predict_one(cfg, device, load(day), forests, prov, out_dir, day)
+            done = None
+            if job is not None:
+                done = _Done(job())
+            finish(f"{day:%Y-%m-%d}", day_stats, done)
+        return stats
+    with (
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="smci-reader") as reader,
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="smci-writer") as writer,
+    ):
+        ahead = reader.submit(load, days[0])
+        pending = None
+        for i, day in enumerate(days):
+            pred = ahead.result()
+            if i + 1 < len(days):
+                ahead = reader.submit(load, days[i + 1])
+            day_stats, job = _predict_one(cfg, device, pred, forests, prov, out_dir, day)
+            del pred
             if pending is not None:
                 finish(*pending)
             pending = (f"{day:%Y-%m-%d}", day_stats, writer.submit(job) if job else None)
         if pending is not None:
             finish(*pending)
     return stats
+
+
+class _Done:
+    """A finished result in the shape of a future (the sequential path)."""
+
+    def __init__(self, value: float) -> None:
+        self.value = value
+
+    def result(self) -> float:
+        return self.value
 
 
 def _predict_one(cfg, device, pred, forests, prov, out_dir, day):
@@ -415,6 +550,7 @@ def _predict_one(cfg, device, pred, forests, prov, out_dir, day):
         return stats, None
     clip = (cfg.produce.clip_min, cfg.produce.clip_max)
     grid, res = pred.grid, cfg.produce.resolution
+    int16 = cfg.produce.dtype == "int16" and res == "1km"
     try:
         if res == "9km":
             factor = cfg.grid.coarse_factor
@@ -423,14 +559,26 @@ def _predict_one(cfg, device, pred, forests, prov, out_dir, day):
                 pred, forests, day, factor, cfg.produce.tile_size, clip
             )
         else:
-            sm, t, clipped, nan_pixels = predict_day(
-                pred, forests, day, cfg.produce.tile_size, clip
+            plan = memory_plan(
+                grid.shape,
+                len(cfg.features),
+                len(pred.static_vars),
+                len(forests),
+                cfg.produce.memory_gb,
+                cfg.produce.tile_size,
+                int16,
             )
-        sm = backend.to_host(sm)  # the writer thread gets host memory only
+            sm, t, clipped, nan_pixels = predict_day(
+                pred, forests, day, plan["tile_size"], clip, int16=int16
+            )
+        t0 = time.perf_counter()
+        sm = backend.to_host(sm)  # the writer thread gets host memory only (int16 on 1 km)
+        t["to_host"] = time.perf_counter() - t0
     except SmciError as exc:
         stats["failed"][key] = str(exc)
         log.error("day %s failed: %s", day.date(), exc)
         return stats, None
+    t.update(pred.seconds)
     attrs = {
         **prov,
         "date": key,
@@ -446,12 +594,15 @@ def _predict_one(cfg, device, pred, forests, prov, out_dir, day):
         if cfg.produce.format == "zarr":
             from smci_gpu.io.zarr_store import product_store
 
-            product_store(cfg, grid).write_day(day, encode_int16(sm))
+            # 1 km int16 days arrive as counts already (encoded per tile on the device).
+            counts = sm if sm.dtype == np.int16 else encode_int16(sm)
+            product_store(cfg, grid).write_day(day, counts)
             return time.perf_counter() - t0
         ds = product_dataset(sm, day, cfg.layers, grid, attrs, cfg.produce.dtype)
         if res == "9km":
             ds.attrs["title"] = "SMCI-style 9 km daily soil moisture (predicted at 9 km)"
-        write_day(out_dir / day_file_name(day, res), ds, cfg.produce.dtype)
+        with NETCDF_LOCK:  # the reader thread opens ERA5-Land NetCDF files meanwhile
+            write_day(out_dir / day_file_name(day, res), ds, cfg.produce.dtype)
         return time.perf_counter() - t0
 
     if nan_pixels:

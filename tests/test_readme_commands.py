@@ -64,6 +64,14 @@ SKIPPED = {
         "size small benchmarks (minutes); `smci bench --size tiny` runs the same suites here"
     ),
     "bash benchmarks/device_check.sh [folder]": "real-GPU parity tests: needs a CUDA device",
+    "smci demo --size china": (
+        "writes the China-size world (about 5 min, 1 GB); tests/test_china.py builds it on "
+        "a few cells of the real grid and produces from it"
+    ),
+    "smci bench produce --size china": (
+        "a real-size China day and month (tens of minutes on 2 cores); tests/test_china.py "
+        "checks the projection and runs produce on a few cells of the real grid"
+    ),
     (
         "gdal_translate 'HDF4_EOS:EOS_GRID:\"inputs/lai/MCD15A2H.A2018001.h26v05.061."
         "2021350123456.hdf\":MOD_Grid_MOD15A2H:Lai_500m' "

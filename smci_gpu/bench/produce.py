@@ -10,6 +10,7 @@ measured 100-tree rate by the tree count (traversal cost is linear in trees).
 
 from __future__ import annotations
 
+import os
 import tempfile
 import time
 import warnings
@@ -174,3 +175,220 @@ def run(
                 rec.extra["speedup_vs_xarray_sklearn"] = base.seconds.median / rec.seconds.median
         records.append(base)
     return records
+
+
+# --------------------------------------------------------------------------- China size
+
+#: Stages of a China day as `smci produce` times them, in pipeline order, by thread.
+CHINA_STAGES = {
+    "reader": ("read", "lai_read", "static"),
+    "predictor": ("lai", "assemble", "infer", "encode", "to_host"),
+    "writer": ("write",),
+}
+#: The paper's forests: 100 trees per layer (config default ``forest.n_estimators``).
+PAPER_TREES = 100
+#: Recorded PackedForest rates on one NVIDIA H200 (benchmarks/RESULTS.md, 2026-11-26,
+#: 100 trees, one layer per row): 1 M random rows 20.8 M rows/s, tile order 45.5 M rows/s.
+H200_ROWS_PER_S_100_TREES = (20.8e6, 45.5e6)
+#: Recorded CPU production rate on the idle 2-core VM (benchmarks/RESULTS.md, produce
+#: suite, size small: 1.31e5 land pixels/s for all 10 layers, 100 trees of depth ≤ 64,
+#: the demo's forests). The China world's trees are shallower (depth ≤ 10), so scaling its
+#: own per-tree rate to 100 trees is a lower bound; this rate is the realistic one.
+CPU_PIXELS_PER_S_100_TREES_10_LAYERS = 1.31e5
+
+
+def peak_rss_gib() -> float:
+    """This process's peak resident set so far, GiB (``ru_maxrss``, KiB on Linux)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+def _run_days(cfg, days: list, log=print) -> dict[str, Any]:
+    """`smci produce`'s chunk runner on ``days``: wall seconds, per-day stage seconds."""
+    from smci_gpu.produce import produce_chunk
+
+    per_day: list[dict[str, float]] = []
+    t0 = time.perf_counter()
+
+    def on_day(s: dict[str, Any]) -> None:
+        per_day.append(dict(s["seconds"]))
+        done = {k: round(v, 2) for k, v in s["seconds"].items()}
+        log(f"day {len(per_day)}/{len(days)} at {time.perf_counter() - t0:.0f} s: {done}")
+
+    stats = produce_chunk(cfg, "cpu", days, on_day=on_day)
+    wall = time.perf_counter() - t0
+    if stats["failed"]:
+        raise RuntimeError(f"China days failed: {stats['failed']}")
+    return {"wall_s": wall, "per_day": per_day, "peak_rss_gib": peak_rss_gib()}
+
+
+def stage_table(per_day: list[dict[str, float]]) -> dict[str, float]:
+    """Median seconds per day of each stage (a stage a day did not run counts 0)."""
+    names = [s for group in CHINA_STAGES.values() for s in group]
+    return {s: float(np.median([d.get(s, 0.0) for d in per_day])) for s in names}
+
+
+def projection(
+    stages: dict[str, float], trees: int, layers: int, land_pixels: int, n: int = 1
+) -> dict[str, Any]:
+    """Hours for the full product (:data:`PRODUCT_DAYS` days) from a China day's stages.
+
+    Inference is scaled to :data:`PAPER_TREES` by the measured per-tree rate (traversal
+    cost is linear in trees). ``cpu``: every stage as measured on this machine;
+    ``cpu_recorded_rate``: inference at the recorded 2-core rate of deep forests
+    (:data:`CPU_PIXELS_PER_S_100_TREES_10_LAYERS`), the rest as measured; ``gpu``:
+    inference at the recorded H200 rates (:data:`H200_ROWS_PER_S_100_TREES`, the slower
+    and the faster) instead, host stages as measured here. A pipelined day costs its
+    slowest thread (reader, predictor, writer); a serial day the sum. ``n`` machines split
+    the days (independent), if the file system keeps up.
+    """
+    host = {k: v for k, v in stages.items() if k != "infer"}
+    infer_cpu = stages["infer"] * PAPER_TREES / trees
+    rows = land_pixels * layers
+    out: dict[str, Any] = {"per_tree_pixel_layer_s": stages["infer"] / (trees * rows)}
+    for label, infer in (
+        ("cpu", infer_cpu),
+        ("cpu_recorded_rate", land_pixels * layers / 10 / CPU_PIXELS_PER_S_100_TREES_10_LAYERS),
+        ("gpu_h200_random", rows / H200_ROWS_PER_S_100_TREES[0]),
+        ("gpu_h200_tile", rows / H200_ROWS_PER_S_100_TREES[1]),
+    ):
+        s = {**host, "infer": infer}
+        threads = {t: sum(s[k] for k in group) for t, group in CHINA_STAGES.items()}
+        bound = max(threads, key=threads.get)
+        stage_bound = max(s, key=s.get)
+        out[label] = {
+            "infer_s_per_day": infer,
+            "serial_s_per_day": sum(s.values()),
+            "pipelined_s_per_day": threads[bound],
+            "bounding_thread": bound,
+            "bounding_stage": stage_bound,
+            "hours_serial": sum(s.values()) * PRODUCT_DAYS / 3600 / n,
+            "hours_pipelined": threads[bound] * PRODUCT_DAYS / 3600 / n,
+        }
+    return out
+
+
+def run_china(workdir: Path, out_dir: Path, days: int | None = None, log=print) -> dict:
+    """A China day, then a China month, through `smci produce`'s runner on this machine.
+
+    Generates the China-size world in ``workdir`` first when it has none
+    (:func:`smci_gpu.demo_china.generate_china`). Writes ``china.json`` and
+    ``china.md`` into ``out_dir`` and returns the document.
+    """
+    import json
+    import platform
+    import shutil
+
+    from smci_gpu.config import load_config
+    from smci_gpu.produce import memory_plan
+
+    workdir = Path(workdir)
+    if not (workdir / "models" / "layer_010cm" / "card.json").exists():
+        from smci_gpu.demo_china import generate_china
+
+        log(f"no China-size world in {workdir}: generating one (minutes)")
+        generate_china(workdir)
+    cfg = load_config(workdir=workdir, overrides={"device": "cpu"})
+    all_days = list(pd.date_range(cfg.produce.start, cfg.produce.end, freq="D"))
+    all_days = all_days[: days or len(all_days)]
+    card = json.loads((workdir / "models" / "layer_010cm" / "card.json").read_text())
+    trees = int(card["forest"]["n_estimators"])
+    product = Path(cfg.path("product", cfg.produce.resolution))
+    runs = {}
+    for label, chosen in (("day", all_days[:1]), ("month", all_days)):
+        shutil.rmtree(product, ignore_errors=True)
+        product.mkdir(parents=True)
+        log(f"China {label}: {len(chosen)} day(s) from {chosen[0]:%Y-%m-%d}")
+        runs[label] = _run_days(cfg, chosen, log)
+        runs[label]["bytes_written"] = sum(p.stat().st_size for p in product.glob("*.nc"))
+        runs[label]["days"] = len(chosen)
+        out_dir.mkdir(parents=True, exist_ok=True)  # kept as it comes: a month takes long
+        (out_dir / "china_runs.json").write_text(json.dumps(runs, indent=2, default=str))
+    from smci_gpu.features import land_mask, static_maps
+    from smci_gpu.variables import STATIC_FEATURES
+
+    names = list(STATIC_FEATURES)
+    static = static_maps(cfg.path("inputs", "static"), cfg.product_grid(), names, copy=False)
+    land = int(land_mask(static, names).sum())
+    month = runs["month"]
+    stages = stage_table(month["per_day"][1:] or month["per_day"])  # day 1 holds the JIT
+    grid = cfg.product_grid()
+    plan = memory_plan(
+        grid.shape,
+        len(cfg.features),
+        len(names),
+        len(cfg.layers),
+        cfg.produce.memory_gb,
+        cfg.produce.tile_size,
+    )
+    doc = {
+        "machine": {"host": platform.node(), "cpus": os.cpu_count(), "load": os.getloadavg()},
+        "grid": list(grid.shape),
+        "land_pixels": land,
+        "layers": len(cfg.layers),
+        "trees": trees,
+        "memory_gb": cfg.produce.memory_gb,
+        "memory_plan_gib": {k: v / 2**30 for k, v in plan["fixed_bytes"].items()},
+        "tile_size": plan["tile_size"],
+        "runs": runs,
+        "stages_s_per_day": stages,
+        "sum_of_stages_s_per_day": sum(stages.values()),
+        "wall_s_per_day": month["wall_s"] / month["days"],
+        "host_s_per_day": sum(v for k, v in stages.items() if k != "infer"),
+        "projection_1": projection(stages, trees, len(cfg.layers), land),
+        "projection_8": projection(stages, trees, len(cfg.layers), land, n=8),
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "china.json").write_text(json.dumps(doc, indent=2, default=str))
+    (out_dir / "china.md").write_text(china_markdown(doc))
+    return doc
+
+
+def china_markdown(doc: dict) -> str:
+    """The China benchmark as markdown: stage table, runs, projection."""
+    s = doc["stages_s_per_day"]
+    lines = [
+        f"China day: {doc['grid'][0]} x {doc['grid'][1]} cells, {doc['land_pixels']:,} land "
+        f"pixels, {doc['layers']} layers, {doc['trees']} trees per layer; tile "
+        f"{doc['tile_size']}, produce.memory_gb = {doc['memory_gb']:g}; "
+        f"{doc['machine']['cpus']} CPUs, load average {doc['machine']['load'][0]:.1f} at the end.",
+        "",
+        "| stage | thread | s per day (median, month) |",
+        "|---|---|---|",
+    ]
+    for thread, group in CHINA_STAGES.items():
+        lines += [f"| {k} | {thread} | {s[k]:.2f} |" for k in group]
+    lines += [
+        f"| **sum of stages** | | **{doc['sum_of_stages_s_per_day']:.2f}** |",
+        f"| **wall per day (month run)** | | **{doc['wall_s_per_day']:.2f}** |",
+        f"| host side (all but infer) | | {doc['host_s_per_day']:.2f} |",
+        "",
+        "| run | days | wall s | peak RSS GiB | bytes written |",
+        "|---|---|---|---|---|",
+    ]
+    for label, r in doc["runs"].items():
+        lines.append(
+            f"| {label} | {r['days']} | {r['wall_s']:.1f} | {r['peak_rss_gib']:.2f} | "
+            f"{r['bytes_written']:,} |"
+        )
+    lines += [
+        "",
+        f"Full product ({PRODUCT_DAYS:,} days) at {PAPER_TREES} trees (inference scaled from "
+        f"{doc['trees']} trees by the measured per-tree rate; GPU rows use the H200 rates "
+        "recorded in RESULTS.md, host stages as measured here):",
+        "",
+        "| machines | inference on | s per day serial | s per day pipelined | hours "
+        "(pipelined) | bounding thread / stage |",
+        "|---|---|---|---|---|---|",
+    ]
+    for n, key in ((1, "projection_1"), (8, "projection_8")):
+        for label, p in doc[key].items():
+            if not isinstance(p, dict):
+                continue
+            lines.append(
+                f"| {n} | {label} | {p['serial_s_per_day']:.1f} | "
+                f"{p['pipelined_s_per_day']:.1f} | {p['hours_pipelined']:.1f} | "
+                f"{p['bounding_thread']} / {p['bounding_stage']} |"
+            )
+    return "\n".join(lines) + "\n"

@@ -27,6 +27,7 @@ Canonical means: dimensions ``(time, lat, lon)``, latitude ascending, longitude 
 from __future__ import annotations
 
 import tempfile
+import threading
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,11 @@ import xarray as xr
 
 from smci_gpu.errors import InputDataError
 from smci_gpu.variables import ACCUMULATED, ERA5LAND_LAYERS_CM, canonical_name, canonical_units
+
+#: Held by every thread of this process that opens a NetCDF through netCDF4-python while
+#: another may: netCDF-C and HDF5 as the wheels ship them are not thread-safe (a day read
+#: on produce's reader thread while its writer thread closed a file crashed the process).
+NETCDF_LOCK = threading.RLock()
 
 GRIB_SUFFIXES = (".grib", ".grb", ".grib1", ".grib2", ".grb2")
 #: Suffixes the folder scan picks up; the content, not the suffix, decides how to read.
@@ -448,6 +454,68 @@ def _one_series(name: str, found: list[tuple[str, xr.DataArray]], path: Path) ->
     return da.sortby("time")
 
 
+def _period_stamps(name: str, da: xr.DataArray, start, end) -> xr.DataArray:
+    """Only the stamps that days ``start..end`` need, still unread: a state's stamps in
+    ``[start, end + 1 day)``, an accumulation's 00 UTC stamps in ``(start, end + 1 day]``.
+
+    So a day's values are read and reduced without reading the rest of the file (an hourly
+    China month is ~0.7 GB per variable; one day of it ~23 MB).
+    """
+    times = pd.DatetimeIndex(da["time"].values)
+    stop = end + pd.Timedelta(days=1)
+    if name in ACCUMULATED:
+        keep = (times.hour == 0) & (times > start) & (times <= stop)
+    else:
+        keep = (times >= start) & (times < stop)
+    return da.isel(time=np.flatnonzero(keep))
+
+
+#: First and last time stamp of each file, by path, size and modification time.
+_SPANS: dict[tuple, tuple[pd.Timestamp, pd.Timestamp] | None] = {}
+
+
+def _time_span(path: Path) -> tuple[pd.Timestamp, pd.Timestamp] | None:
+    """A file's first and last valid time, read once per process while the file is
+    unchanged (None when it cannot be read: the caller's read then names the problem).
+
+    A day's read skips the files that hold none of its stamps instead of opening every
+    monthly file of the folder again.
+    """
+    st = path.stat()
+    key = (str(path), st.st_size, st.st_mtime_ns)
+    if key not in _SPANS:
+        try:
+            stamps = [
+                pd.DatetimeIndex(np.ravel(_time_axis(ds, label)["time"].values))
+                for label, ds in _open(path)
+            ]
+            stamps = [t for t in stamps if t.size]
+            _SPANS[key] = (
+                (min(t.min() for t in stamps), max(t.max() for t in stamps)) if stamps else None
+            )
+        except InputDataError:
+            _SPANS[key] = None
+    return _SPANS[key]
+
+
+#: Canonical variable names and the grid of each file, by path, size and modification time.
+_CONTENTS: dict[tuple, tuple[set[str], np.ndarray, np.ndarray]] = {}
+
+
+def _contents(path: Path) -> tuple[set[str], np.ndarray, np.ndarray]:
+    """A file's canonical variable names and its (lat, lon), read once per process while
+    the file is unchanged."""
+    st = path.stat()
+    key = (str(path), st.st_size, st.st_mtime_ns)
+    if key not in _CONTENTS:
+        fields = _guarded(str(path), read_file, path)
+        first = next(iter(fields.values()))[0][1] if fields else None
+        empty = np.array([], np.float64)
+        grid = (first["lat"].values, first["lon"].values) if first is not None else (empty, empty)
+        _CONTENTS[key] = (set(fields), *grid)
+    return _CONTENTS[key]
+
+
 @dataclass
 class Era5LandArchive:
     """All ERA5-Land files of a folder, read per period into canonical daily fields."""
@@ -472,6 +540,14 @@ class Era5LandArchive:
         if not paths:
             raise InputDataError(f"no ERA5-Land NetCDF/GRIB/zip files in {folder}")
         return cls(paths)
+
+    def holds_any(self, start, end) -> bool:
+        """Whether any file holds a stamp that days ``start..end`` use (a file that cannot be
+        read counts as holding them: reading it names the problem)."""
+        start, end = pd.Timestamp(start).normalize(), pd.Timestamp(end).normalize()
+        stop = end + pd.Timedelta(days=1)
+        spans = [_time_span(p) for p in self.paths]
+        return any(s is None or (s[1] >= start and s[0] <= stop) for s in spans)
 
     def period(self) -> tuple[pd.Timestamp, pd.Timestamp]:
         """First and last valid time held by the files (time stamps, not days).
@@ -517,6 +593,9 @@ class Era5LandArchive:
         pieces: dict[str, list[xr.DataArray]] = {v: [] for v in variables}
         grid = None
         for path in self.paths:
+            span = _time_span(path)
+            if span is not None and (span[1] < start or span[0] > end + pd.Timedelta(days=1)):
+                continue  # holds nothing of the period: not opened again
             # Values are read lazily: a file damaged past its header fails here, named.
             grid = _guarded(str(path), self._read_into, path, pieces, grid, start, end, points)
         return self._assemble(pieces, start, end, allow_missing_days)
@@ -539,7 +618,7 @@ class Era5LandArchive:
 
     @staticmethod
     def _daily(name, da, start, end, points) -> xr.DataArray:
-        daily = to_daily(name, da).sel(time=slice(start, end))
+        daily = to_daily(name, _period_stamps(name, da, start, end)).sel(time=slice(start, end))
         if points is not None:
             daily = daily.isel(
                 lat=xr.DataArray(points[0], dims="point"),
@@ -547,11 +626,31 @@ class Era5LandArchive:
             )
         return daily.astype(np.float32).load()
 
+    def _holding(self, name: str) -> tuple[np.ndarray, np.ndarray] | None:
+        """The grid (lat, lon) of a file that holds variable ``name``, or None if none does.
+
+        A day read alone (production's one-day loads) can find no piece of a variable that
+        other days have; that is a missing day, not a missing variable.
+        """
+        for path in self.paths:
+            names, lat, lon = _contents(path)
+            if name in names:
+                return lat, lon
+        return None
+
     def _assemble(self, pieces, start, end, allow_missing_days) -> xr.Dataset:
         days = pd.date_range(start, end, freq="D")
         out = {}
         gaps: dict[str, list[str]] = {}
         for name, parts in pieces.items():
+            held = self._holding(name) if not parts and allow_missing_days else None
+            if held is not None:  # the variable exists, none of these days has it
+                lat, lon = held
+                nan = np.full((days.size, lat.size, lon.size), np.nan, np.float32)
+                out[name] = xr.DataArray(nan, {"time": days, "lat": lat, "lon": lon}, name=name)
+                for day in days:
+                    gaps.setdefault(f"{day:%Y-%m-%d}", []).append(name)
+                continue
             if not parts:
                 raise InputDataError(
                     f"variable '{name}' not found in the ERA5-Land files for "

@@ -127,8 +127,10 @@ def _cf_latitude_longitude(path: Path) -> bool:
         return False
     import netCDF4
 
+    from smci_gpu.io.era5land import NETCDF_LOCK
+
     try:
-        with netCDF4.Dataset(path) as nc:
+        with NETCDF_LOCK, netCDF4.Dataset(path) as nc:
             units = {str(getattr(v, "units", "")).lower() for v in nc.variables.values()}
     except OSError:
         return False
@@ -417,6 +419,14 @@ def mosaic_lai(files: pd.DataFrame, grid: RegularGrid) -> np.ndarray:
         return np.where(count > 0, total / count, np.nan).astype(np.float32)
 
 
+def _window(dates: np.ndarray, start, end, margin: int) -> slice:
+    """The composites covering ``start..end`` plus ``margin`` more each side."""
+    start, end = pd.Timestamp(start), pd.Timestamp(end)
+    lo = max(int(np.searchsorted(dates, np.datetime64(start), "right")) - 1 - margin, 0)
+    hi = min(int(np.searchsorted(dates, np.datetime64(end), "left")) + 1 + margin, len(dates))
+    return slice(lo, hi)
+
+
 def read_lai(
     folder: str | Path, grid: RegularGrid, start, end, margin: int = 1
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -427,12 +437,49 @@ def read_lai(
     """
     df = lai_files(folder)
     dates = np.unique(df.date.values)
-    start, end = pd.Timestamp(start), pd.Timestamp(end)
-    lo = max(int(np.searchsorted(dates, np.datetime64(start), "right")) - 1 - margin, 0)
-    hi = min(int(np.searchsorted(dates, np.datetime64(end), "left")) + 1 + margin, len(dates))
-    sel = dates[lo:hi]
+    sel = dates[_window(dates, start, end, margin)]
     comps = np.stack([mosaic_lai(df[df.date == d], grid) for d in sel])
     return comps, sel
+
+
+class LaiComposites:
+    """LAI composites on a grid, each read once and held only while a window needs it.
+
+    Production walks the days in order; each day's window (:func:`read_lai`'s) shares
+    most composites with the previous day's. :meth:`window` reads the composites it lacks
+    and drops those the new window no longer holds, so a China-size run keeps about a
+    window of composites (≤ 2 + 2 × margin maps of 130 MB at 30″) instead of a period's.
+    A composite is read again when its files change (size or modification time).
+
+    Attributes
+    ----------
+    reads
+        Composites read so far (the files of one date count once).
+    """
+
+    def __init__(self) -> None:
+        self._held: dict[tuple, np.ndarray] = {}
+        self.reads = 0
+
+    def window(
+        self, folder: str | Path, grid: RegularGrid, start, end, margin: int = 1
+    ) -> tuple[list[np.ndarray], np.ndarray]:
+        """As :func:`read_lai`, but a list of ``(ny, nx)`` float32 maps, shared with later
+        windows (callers must not write into them)."""
+        df = lai_files(folder)
+        dates = np.unique(df.date.values)
+        sel = dates[_window(dates, start, end, margin)]
+        held: dict[tuple, np.ndarray] = {}
+        for d in sel:
+            files = df[df.date == d]
+            stamps = tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files.path)
+            key = (grid, stamps)
+            if key not in self._held:
+                self._held[key] = mosaic_lai(files, grid)
+                self.reads += 1
+            held[key] = self._held[key]
+        self._held = held
+        return list(held.values()), sel
 
 
 # --------------------------------------------------------------------------- static maps

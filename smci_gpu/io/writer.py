@@ -158,8 +158,10 @@ def product_dataset(
 
     Parameters
     ----------
-    sm : ndarray, shape (layers, ny, nx), float
+    sm : ndarray, shape (layers, ny, nx), float or int16
         Volumetric soil moisture, m³ m⁻³; NaN where there is no value (written as fill).
+        int16 values are taken as counts already encoded (as :func:`encode_int16` does;
+        production encodes on the device) and stored as they are.
     day : date-like
         The day; the value is that day's mean (``time_bnds`` = day 00 UTC to next day).
     layers : list of int
@@ -182,7 +184,10 @@ def product_dataset(
 
     depth = np.asarray(layers, dtype=np.float32)
     bnds = np.stack([depth - 10.0, depth], axis=1).astype(np.float32)
-    values = encode_int16(sm) if dtype == "int16" else sm.astype(np.float32)
+    if dtype == "int16":  # counts already encoded (produce encodes on the device) pass as they are
+        values = sm if sm.dtype == np.int16 else encode_int16(sm)
+    else:
+        values = sm.astype(np.float32)
     t0 = pd.Timestamp(day).normalize()
     time_bnds = np.array([[t0, t0 + pd.Timedelta(days=1)]], dtype="datetime64[ns]")
     ds = xr.Dataset(
