@@ -286,6 +286,7 @@ class ProduceConfig(_Section):
                 "layout 'daily' (the smci1 layout is assembled from daily NetCDF files)"
             )
         return self
+
     # China scale (issue #21): memory budget and the read/predict/write pipeline.
     memory_gb: float = Field(
         8.0,
