@@ -103,7 +103,7 @@ def test_inference_bench_is_exact_and_schema_valid(trained, tmp_path, monkeypatc
     def gpu_fails(*args):
         raise RuntimeError("kernel did not compile")
 
-    monkeypatch.setattr(inference, "_add_gpu", gpu_fails)
+    monkeypatch.setattr(inference, "_gpu_engines", gpu_fails)
     with pytest.warns(UserWarning, match="on gpu failed.*did not compile"):
         records = inference.run("tiny", ("cpu", "gpu"), repeats=2, workdir=trained)
     doc = run_suite(

@@ -17,12 +17,13 @@ product values (``round(clip(p, 0, 0.6) / 0.001)``) that differ from scikit-lear
 from __future__ import annotations
 
 import os
+import time
 import warnings
 from pathlib import Path
 
 import numpy as np
 
-from smci_gpu.bench.harness import Record, time_call
+from smci_gpu.bench.harness import Record, Timing, _sync_for
 
 #: (tree counts, training rows, predicted rows) per size; ``large`` is the issue's case.
 SIZES: dict[str, tuple[tuple[int, ...], int, int]] = {
@@ -222,43 +223,65 @@ def run(
             records += _predict_records(
                 stage, est, packed, onnx, x, shape, devices, max(1, repeats)
             )
+    info = rows["info"]
+    source = f"{info['world']} {info['production_days']} ×{info['cycles']}"
     for r in records:
-        r.extra["rows_source"] = rows["info"]
+        r.extra["rows_source"] = source
     return records
 
 
 def _predict_records(stage, est, packed, onnx, x, shape, devices, reps) -> list[Record]:
-    """scikit-learn, then each PackedForest twin, onnxruntime (and nvForest) on rows ``x``."""
-    visits = node_visits_per_row(packed, x)
-    ref = est.predict(x)
-    ref16 = int16_counts(ref)
-    records = []
-
-    def add(impl: str, device: str, fn) -> None:
-        t = time_call(fn, device=device, repeats=reps)
-        got = np.asarray(_host(fn()), dtype=np.float64)
-        rec = Record("inference", stage, impl, device, shape, t, items=len(x), item_name="rows")
-        rec.extra = {
-            "max_abs_diff_vs_sklearn": float(np.max(np.abs(got - ref))),
-            "int16_changed_vs_sklearn": int(np.count_nonzero(int16_counts(got) != ref16)),
-            "node_visits_per_s": visits * len(x) / t.median,
-        }
-        records.append(rec)
-
-    add("sklearn", "cpu", lambda: est.predict(x))
+    """scikit-learn, each PackedForest twin, onnxruntime (and nvForest) on rows ``x``,
+    timed in interleaved rounds (one call of each engine per round, so that a load
+    change on a shared machine falls on all of them alike)."""
+    engines: dict[tuple[str, str], object] = {("sklearn", "cpu"): lambda: est.predict(x)}
     if "cpu" in devices:
-        add("packed", "cpu", lambda: packed.predict(x, device="cpu"))
+        engines["packed", "cpu"] = lambda: packed.predict(x, device="cpu")
         if onnx is not None:
-            add("onnxruntime", "cpu", lambda: onnx.run(None, {"X": x})[0])
+            engines["onnxruntime", "cpu"] = lambda: onnx.run(None, {"X": x})[0]
     if "gpu" in devices:
         try:
-            _add_gpu(add, est, packed, x)
-        except Exception as exc:  # the CPU rows above still make a table
+            engines.update(_gpu_engines(packed, x))
+        except Exception as exc:  # the CPU rows still make a table
             warnings.warn(f"inference {shape} on gpu failed: {exc!r}", stacklevel=2)
-    base = records[0].seconds.median
-    for r in records:
-        r.extra["speedup_vs_sklearn"] = base / r.seconds.median
+    ref = est.predict(x)
+    ref16 = int16_counts(ref)
+    got = {key: np.asarray(_host(fn()), dtype=np.float64) for key, fn in engines.items()}
+    seconds = interleaved_seconds(engines, reps)
+    visits = node_visits_per_row(packed, x)
+    base = np.asarray(seconds["sklearn", "cpu"])
+    records = []
+    for (impl, device), times in seconds.items():
+        t = Timing.of(times)
+        rec = Record("inference", stage, impl, device, shape, t, items=len(x), item_name="rows")
+        ratio = base / np.asarray(times)  # per round: the same moment's load on both
+        rec.extra = {
+            "max_abs_diff_vs_sklearn": float(np.max(np.abs(got[impl, device] - ref))),
+            "int16_changed_vs_sklearn": int(
+                np.count_nonzero(int16_counts(got[impl, device]) != ref16)
+            ),
+            "node_visits_per_s": visits * len(x) / t.median,
+            "speedup_vs_sklearn": float(base.mean() / np.mean(times)),
+            "speedup_range": f"{ratio.min():.2f}–{ratio.max():.2f}",
+        }
+        records.append(rec)
     return records
+
+
+def interleaved_seconds(engines: dict, reps: int) -> dict:
+    """Seconds of ``reps`` rounds, each calling every engine once (the caller has made one
+    untimed call of each); GPU engines are synchronised before their clock stops. Unlike
+    ``harness.time_interleaved`` it keeps each round's seconds (for per-round ratios) and
+    mixes CPU and GPU engines."""
+    syncs = {key: _sync_for(key[1]) for key in engines}
+    seconds: dict = {key: [] for key in engines}
+    for _ in range(reps):
+        for key, fn in engines.items():
+            t0 = time.perf_counter()
+            fn()
+            syncs[key]()
+            seconds[key].append(time.perf_counter() - t0)
+    return seconds
 
 
 def _onnx_session(est):
@@ -278,15 +301,17 @@ def _onnx_session(est):
     return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
 
 
-def _add_gpu(add, est, packed, x) -> None:
-    """The GPU rows: PackedForest's GPU twin, and nvForest where installed."""
+def _gpu_engines(packed, x) -> dict:
+    """The GPU engines: PackedForest's GPU twin, and nvForest where installed (rows on
+    the device beforehand: the copy is not timed)."""
     from smci_gpu.backend import cupy_module
 
     xg = cupy_module().asarray(x)
-    add("packed", "gpu", lambda: packed.predict(xg, device="gpu"))
+    engines = {("packed", "gpu"): lambda: packed.predict(xg, device="gpu")}
     nv = _nvforest(packed)
     if nv is not None:
-        add("nvforest", "gpu", lambda: nv.predict(xg))
+        engines["nvforest", "gpu"] = lambda: nv.predict(xg)
+    return engines
 
 
 def _host(a):
