@@ -112,7 +112,8 @@ def test_inference_bench_is_exact_and_schema_valid(trained, tmp_path, monkeypatc
     assert {(r.stage, r.impl) for r in records} == {(r["stage"], r["impl"]) for r in doc["records"]}
     jsonschema.validate(doc, json.loads(SCHEMA.read_text()))
     cells = {(r["stage"], r["impl"]): r for r in doc["records"]}
-    impls = {"sklearn", "packed"} | ({"onnxruntime"} if _has("onnxruntime") else set())
+    onnx = _has("onnxruntime") and _has("skl2onnx")  # the optional `bench` extra
+    impls = {"sklearn", "packed"} | ({"onnxruntime"} if onnx else set())
     assert set(cells) == {(s, i) for s in ("predict", "predict_tile_order") for i in impls}
     for stage in ("predict", "predict_tile_order"):
         packed = cells[(stage, "packed")]
