@@ -10,7 +10,9 @@ production order") are here so that the comparison can be rerun elsewhere:
 
 * ``paths``: each tree keeps the previous row's path and a row re-checks it first;
 * ``groups``: consecutive rows with equal ERA5-Land columns walk a tree together;
-* ``bins``: rows and thresholds as bin indices of the forest's own thresholds.
+* ``bins``: rows and thresholds as bin indices of the forest's own thresholds;
+* ``boxes``: a row sharing its neighbour's ERA5-Land values first tests the neighbour's
+  leaf's bounds on the other columns.
 """
 
 from __future__ import annotations
@@ -137,6 +139,86 @@ def predict_groups(
             out[r] = acc[r - lo] / roots.size
 
 
+@numba.njit(cache=True)
+def leaf_boxes(feature, threshold, left, right, roots, fine):
+    """Per node its leaf slot (−1 inside), per leaf its (lo, hi] bounds on columns ``fine``."""
+    nf = fine.size
+    col = np.full(feature.max() + 1, -1, np.int64)
+    for j in range(nf):
+        col[fine[j]] = j
+    slot = np.full(feature.size, -1, np.int32)
+    n_leaf = 0
+    for i in range(feature.size):
+        if feature[i] < 0:
+            slot[i] = n_leaf
+            n_leaf += 1
+    blo = np.empty((n_leaf, nf), np.float32)
+    bhi = np.empty((n_leaf, nf), np.float32)
+    stack = np.empty(256, np.int64)
+    lo = np.empty((256, nf), np.float32)
+    hi = np.empty((256, nf), np.float32)
+    for t in range(roots.size):
+        stack[0], sp = roots[t], 1
+        lo[0, :] = -np.inf
+        hi[0, :] = np.inf
+        while sp > 0:
+            sp -= 1
+            node, l0, h0 = stack[sp], lo[sp].copy(), hi[sp].copy()
+            if feature[node] < 0:
+                blo[slot[node]] = l0
+                bhi[slot[node]] = h0
+                continue
+            j = col[feature[node]]
+            stack[sp], lo[sp], hi[sp] = right[node], l0, h0  # x > threshold
+            if j >= 0:
+                lo[sp, j] = max(l0[j], threshold[node])
+            stack[sp + 1], lo[sp + 1], hi[sp + 1] = left[node], l0, h0
+            if j >= 0:
+                hi[sp + 1, j] = min(h0[j], threshold[node])
+            sp += 2
+    return slot, blo, bhi
+
+
+@numba.njit(cache=True)
+def same_as_previous(x, shared):
+    """Per row: every ``shared`` column equals the previous row's."""
+    same = np.zeros(x.shape[0], np.bool_)
+    for r in range(1, x.shape[0]):
+        same[r] = True
+        for f in range(x.shape[1]):
+            if shared[f] and x[r, f] != x[r - 1, f]:
+                same[r] = False
+    return same
+
+
+@numba.njit(parallel=True, cache=True)
+def predict_boxes(x, feature, threshold, left, right, value, roots, boxes, same, block, out):
+    """Leaf boxes: a row like its neighbour in the shared columns tests the neighbour's leaf
+    bounds on the other columns (branch-free) and walks only on a miss."""
+    fine, slot, blo, bhi = boxes
+    n = x.shape[0]
+    for b in numba.prange((n + block - 1) // block):
+        lo, hi = b * block, min(b * block + block, n)
+        acc = np.zeros(hi - lo)
+        for t in range(roots.size):
+            prev = -1
+            for r in range(lo, hi):
+                leaf = -1
+                if prev >= 0 and same[r]:
+                    ok = True
+                    for j in range(fine.size):
+                        v = x[r, fine[j]]
+                        ok = ok & (v > blo[slot[prev], j]) & (v <= bhi[slot[prev], j])
+                    if ok:
+                        leaf = prev
+                if leaf < 0:
+                    leaf = fk._leaf_of(x[r], feature, threshold, left, right, roots[t])
+                acc[r - lo] += value[leaf]
+                prev = leaf
+        for r in range(lo, hi):
+            out[r] = acc[r - lo] / roots.size
+
+
 def bins_of(forest: PackedForest):
     """Per feature the sorted unique thresholds, and each node's threshold as its bin."""
     f, th = forest.feature, forest.threshold
@@ -178,6 +260,14 @@ def engines(est, forest, x, names):
             predict_groups, x, f, th, lf, rt, forest.value, forest.roots, shared, starts, 1500
         )()
 
+    fine = np.flatnonzero(~shared)
+    boxes = (fine, *leaf_boxes(f, th, lf, rt, forest.roots, fine))
+
+    def box_walk():
+        same = same_as_previous(x, shared)
+        args = (x, f, th, lf, rt, forest.value, forest.roots, boxes, same, block)
+        return call(predict_boxes, *args)()
+
     def bins():
         args = (binned(x, edges), f, tb, lf, rt, forest.value, forest.roots, block)
         return call(fk.predict_branching_cpu, *args)()
@@ -191,6 +281,7 @@ def engines(est, forest, x, names):
         "paths": call(predict_paths, x, f, th, lf, rt, forest.value, forest.roots, block, depth),
         "groups": groups,
         "bins": bins,
+        "boxes": box_walk,
     }
 
 
