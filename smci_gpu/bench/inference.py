@@ -66,14 +66,16 @@ def synthetic_target(x: np.ndarray, seed: int = 0) -> np.ndarray:
     )
 
 
-def fit_forest(x: np.ndarray, y: np.ndarray, n_trees: int, seed: int = 0):
-    """The paper's forest parameters on ``(x, y)`` (both cores)."""
+def fit_forest(
+    x: np.ndarray, y: np.ndarray, n_trees: int, seed: int = 0, min_samples_leaf: int = 20
+):
+    """The paper's forest parameters on ``(x, y)`` (every core)."""
     from sklearn.ensemble import RandomForestRegressor
 
     est = RandomForestRegressor(
         n_estimators=n_trees,
         max_features=1,
-        min_samples_leaf=20,
+        min_samples_leaf=min_samples_leaf,
         max_depth=64,
         random_state=seed,
         n_jobs=-1,
@@ -81,9 +83,9 @@ def fit_forest(x: np.ndarray, y: np.ndarray, n_trees: int, seed: int = 0):
     return est.fit(x, y)
 
 
-def synthetic_forest(n_trees: int, n_train: int, seed: int = 0):
+def synthetic_forest(n_trees: int, n_train: int, seed: int = 0, min_samples_leaf: int = 20):
     """A forest with the paper's parameters fitted on :func:`synthetic_rows`."""
-    return fit_forest(*synthetic_rows(n_train, seed), n_trees, seed)
+    return fit_forest(*synthetic_rows(n_train, seed), n_trees, seed, min_samples_leaf)
 
 
 def day_tile_rows(pred, day, tile_size: int) -> np.ndarray:
