@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One prepared run for a lent GPU machine: the real-GPU parity tests, then the kernel and
 # inference benchmarks on GPU and CPU side by side, and the kernels on GPU at size large:
-# about 5 minutes, 9 at the most.
+# about 6 minutes, 11 at the most.
 #
 # Needs only NumPy, Numba, numba-cuda and CuPy (plus pytest and hypothesis for the tests):
 # pydantic, dask, netCDF4 and rioxarray are not imported. The checkout is not installed
@@ -11,6 +11,10 @@
 #   bash benchmarks/device_check.sh [result-folder]     # default: $OUT, else ./device-check
 #
 # KERNEL_SIZE (medium) and INFERENCE_SIZE (small, or "skip") choose the benchmark sizes,
+# INFERENCE_ROWS the inference rows (a world's production days, tile by tile; the device
+# has no readers, so write them beforehand with
+# `python -m smci_gpu.bench.inference .carry/rows.npz --workdir demo-work` and carry
+# .carry; without them the inference benchmark fails for want of a world),
 # KERNEL_DEVICE (both) the kernel table's devices and TESTS_K a pytest -k selection, so a
 # rerun after a GPU-side change can measure only the GPU (about 2 minutes). At most eight
 # files come back from the device tool, so only each suite's bench.json is kept
@@ -24,6 +28,10 @@ mkdir -p "$out"
 export PYTHONUNBUFFERED=1
 python=${PYTHON:-python3}
 
+if [ -n "${INFERENCE_ROWS:-}" ]; then
+    SMCI_INFERENCE_ROWS=$(realpath "$INFERENCE_ROWS")
+    export SMCI_INFERENCE_ROWS
+fi
 work=$(mktemp -d)
 cp -r "$repo/smci_gpu" "$repo/tests" "$repo/pyproject.toml" "$work/"
 rm -rf "$work/smci_gpu/kernels"
@@ -80,7 +88,9 @@ bench() {  # time limit in seconds, result folder, then the suite's arguments
 bench 190 kernels kernels --device "${KERNEL_DEVICE:-both}" --size "${KERNEL_SIZE:-medium}" \
     --repeats 5
 if [ "${INFERENCE_SIZE:-small}" != skip ]; then
-    bench 110 inference inference --device both --size "${INFERENCE_SIZE:-small}" --repeats 3
+    # PackedForest CPU/GPU, scikit-learn, nvForest (onnxruntime where installed), 100 and
+    # 1000 trees, random and production order, exactness per engine
+    bench 200 inference inference --device both --size "${INFERENCE_SIZE:-small}" --repeats 3
 fi
 if $python -c "from smci_gpu import backend; raise SystemExit(not backend.gpu_available())"; then
     bench 60 kernels-gpu-large kernels --device gpu --size large --repeats 5

@@ -96,37 +96,73 @@ def test_kernel_bench_evicts_the_caches_before_each_cpu_call(monkeypatch):
     assert all(calls[i - 1] == "evict" for i, c in enumerate(calls) if c == "twin")
 
 
-def test_inference_bench_is_exact_and_schema_valid(tmp_path, monkeypatch):
+def test_inference_bench_is_exact_and_schema_valid(trained, tmp_path, monkeypatch):
     # The GPU's rows fail (a kernel that does not compile there, say): warned, CPU rows kept.
     from smci_gpu.bench import inference
 
     def gpu_fails(*args):
         raise RuntimeError("kernel did not compile")
 
-    monkeypatch.setattr(inference, "_add_gpu", gpu_fails)
+    monkeypatch.setattr(inference, "_gpu_engines", gpu_fails)
     with pytest.warns(UserWarning, match="on gpu failed.*did not compile"):
-        records = inference.run("tiny", ("cpu", "gpu"), repeats=2)
-    doc = run_suite(["inference"], ("cpu",), "tiny", tmp_path, repeats=2, log=lambda _: None)
+        records = inference.run("tiny", ("cpu", "gpu"), repeats=2, workdir=trained)
+    doc = run_suite(
+        ["inference"], ("cpu",), "tiny", tmp_path, repeats=2, log=lambda _: None, workdir=trained
+    )
     assert {(r.stage, r.impl) for r in records} == {(r["stage"], r["impl"]) for r in doc["records"]}
     jsonschema.validate(doc, json.loads(SCHEMA.read_text()))
     cells = {(r["stage"], r["impl"]): r for r in doc["records"]}
-    stages = {"predict": 50_000, "predict_tile_order": 12_500}  # random rows; a tile's
-    assert set(cells) == {(s, i) for s in stages for i in ("sklearn", "packed")}
-    for stage, n_rows in stages.items():
+    onnx = _has("onnxruntime") and _has("skl2onnx")  # the optional `bench` extra
+    impls = {"sklearn", "packed"} | ({"onnxruntime"} if onnx else set())
+    assert set(cells) == {(s, i) for s in ("predict", "predict_tile_order") for i in impls}
+    for stage in ("predict", "predict_tile_order"):
         packed = cells[(stage, "packed")]
         assert packed["extra"]["max_abs_diff_vs_sklearn"] <= 1e-6
-        assert packed["rate"] == pytest.approx(n_rows / packed["seconds"]["median"])
+        assert packed["extra"]["int16_changed_vs_sklearn"] == 0
+        assert packed["rate"] == pytest.approx(20_000 / packed["seconds"]["median"])
+        assert packed["size"]["trees"] == 10
 
 
-def test_tile_order_rows_are_smooth_in_row_order():
-    from smci_gpu.bench.inference import tile_order_rows
+def _has(module: str) -> bool:
+    import importlib.util
 
-    x = tile_order_rows(10_000)
-    assert x.shape == (10_000, 25) and x.dtype == np.float32
-    assert x.min() >= 0.0 and x.max() <= 1.0
-    step = np.abs(np.diff(x, axis=0)).mean()  # neighbours close, unlike shuffled rows
-    shuffled = np.abs(np.diff(np.random.default_rng(0).permutation(x), axis=0)).mean()
-    assert step < shuffled / 5
+    return importlib.util.find_spec(module) is not None
+
+
+def test_inference_rows_are_a_production_day_tile_by_tile(trained, tmp_path):
+    # The tiny world's one production day, every land pixel in tile order, then again.
+    from smci_gpu.bench.inference import load_rows, save_rows, world_rows
+    from smci_gpu.config import load_config
+    from smci_gpu.features import Predictors
+
+    rows = world_rows(trained, 5000, 300)
+    cfg = load_config(workdir=trained, overrides={"device": "cpu"})
+    day = cfg.produce.start
+    pred = Predictors.load(cfg, day, day)
+    land = np.asarray(pred.land_mask())
+    size = cfg.produce.tile_size  # the first tile's land pixels in row order:
+    rr, cc = np.nonzero(land[:size, :size])
+    first = pred.features(day, rr, cc)
+    n_day = int(land.sum())
+    assert rows["info"]["rows_per_day"] == [n_day]
+    assert rows["info"]["cycles"] == -(-5000 // n_day)
+    np.testing.assert_array_equal(rows["production"][: len(first)], first)
+    np.testing.assert_array_equal(rows["production"][n_day : n_day + 10], rows["production"][:10])
+    assert rows["train"].shape == (300, 25) and np.isfinite(rows["train"]).all()
+    back = load_rows(save_rows(tmp_path / "rows.npz", rows), 12_000, 100)
+    assert back["production"].shape == (12_000, 25) and back["train"].shape == (100, 25)
+    np.testing.assert_array_equal(back["production"][5000:5100], rows["production"][:100])
+
+
+def test_int16_counts_are_the_writers():
+    from smci_gpu.bench.inference import int16_counts
+    from smci_gpu.io.writer import encode_int16
+
+    p = np.random.default_rng(0).uniform(-0.1, 0.7, 10_000)
+    p[:3] = [0.0005, 0.0015, 0.6]  # rounding edges and the clip
+    want = encode_int16(np.clip(p, 0, 0.6).astype(np.float32))
+    np.testing.assert_array_equal(int16_counts(p), want)
+    assert int16_counts(np.array([0.7, -1.0, 0.1234])).tolist() == [600, 0, 123]
 
 
 def test_full_product_extrapolation_by_hand():

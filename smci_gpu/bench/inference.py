@@ -1,22 +1,43 @@
 """Forest inference benchmark: PackedForest (CPU twin, GPU twin) vs scikit-learn ``predict``
-(and nvForest where installed) on the same forest and rows, with exactness recorded."""
+vs onnxruntime (and nvForest on a GPU), same forest and rows, exactness per engine.
+
+Rows are real predictors: a trained world's production days, every land pixel of a day
+tile by tile as ``smci produce`` assembles them (``predict_tile_order``), the days one after
+the other and cycled when the world has fewer pixel-days than the size asks; the same rows
+shuffled are the random order (``predict``). The forest has the paper's parameters
+(``max_features=1``, ``min_samples_leaf=20``, ``max_depth=64``), fitted on pixel-days of
+the month before production with a synthetic target (a smooth function of the
+standardised predictors plus noise: the demo holds no dense truth for those days), so its
+thresholds fall where the real predictors lie.
+
+Exactness per engine: the largest ``|prediction − scikit-learn|`` and the number of int16
+product values (``round(clip(p, 0, 0.6) / 0.001)``) that differ from scikit-learn's.
+"""
 
 from __future__ import annotations
 
+import os
+import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 
-from smci_gpu.bench.harness import Record, time_call
+from smci_gpu.bench.harness import Record, Timing, _sync_for
 
-#: (trees, training rows, predicted rows) per size; the paper's forest parameters.
-SIZES: dict[str, tuple[int, int, int]] = {
-    "tiny": (10, 20_000, 50_000),
-    "small": (100, 200_000, 1_000_000),
-    "medium": (100, 200_000, 4_000_000),
-    "large": (1000, 200_000, 1_000_000),
+#: (tree counts, training rows, predicted rows) per size; ``large`` is the issue's case.
+SIZES: dict[str, tuple[tuple[int, ...], int, int]] = {
+    "tiny": ((10,), 10_000, 20_000),
+    "small": ((100, 1000), 50_000, 100_000),
+    "medium": ((100, 1000), 200_000, 200_000),
+    "large": ((100, 1000), 200_000, 1_000_000),
 }
 N_FEATURES = 25
+#: Environment variable naming an ``.npz`` of rows saved by :func:`save_rows`, for machines
+#: without the readers (a lent GPU node): then no world is needed.
+ROWS_ENV = "SMCI_INFERENCE_ROWS"
+TRAIN_DAYS_BEFORE = 30
+INT16_SCALE = 0.001  # the product's scale_factor
 
 
 def synthetic_rows(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -27,28 +48,30 @@ def synthetic_rows(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
-def tile_order_rows(n: int, seed: int = 2) -> np.ndarray:
-    """``n`` rows as a tile's pixels come in production: each predictor a smooth field on a
-    square grid (a few long waves plus a little noise), read in row order, in [0, 1]."""
+def synthetic_target(x: np.ndarray, seed: int = 0) -> np.ndarray:
+    """A smooth function of the standardised columns of ``x`` (soil-moisture-like scale,
+    about 0.25 ± 0.08) plus N(0, 0.02) noise."""
+    z = (x - x.mean(0)) / (x.std(0) + 1e-12)
     rng = np.random.default_rng(seed)
-    side = int(np.ceil(np.sqrt(n)))
-    i, j = np.meshgrid(np.arange(side) / side, np.arange(side) / side, indexing="ij")
-    cols = []
-    for _ in range(N_FEATURES):
-        f = sum(
-            np.sin(2 * np.pi * (rng.uniform(0.5, 3) * i + rng.uniform(0.5, 3) * j + rng.random()))
-            for _ in range(3)
-        )
-        f = f + rng.normal(0, 0.05, f.shape)
-        cols.append(((f - f.min()) / (f.max() - f.min())).ravel()[:n])
-    return np.ascontiguousarray(np.stack(cols, axis=1), dtype=np.float32)
+    k = x.shape[1]
+    return (
+        0.25
+        + 0.06 * z[:, 0]
+        + 0.03 * z[:, 1 % k]
+        + 0.02 * z[:, 16 % k]
+        - 0.015 * z[:, 21 % k]
+        + 0.01 * np.sin(z[:, 18 % k])
+        + 0.01 * z[:, 8 % k] * z[:, 20 % k]
+        + rng.normal(0, 0.02, len(x))
+    )
 
 
-def synthetic_forest(n_trees: int, n_train: int, seed: int = 0, min_samples_leaf: int = 20):
-    """A forest fitted with max_features=1 (the paper's) on :func:`synthetic_rows`."""
+def fit_forest(
+    x: np.ndarray, y: np.ndarray, n_trees: int, seed: int = 0, min_samples_leaf: int = 20
+):
+    """The paper's forest parameters on ``(x, y)`` (every core)."""
     from sklearn.ensemble import RandomForestRegressor
 
-    x, y = synthetic_rows(n_train, seed)
     est = RandomForestRegressor(
         n_estimators=n_trees,
         max_features=1,
@@ -58,6 +81,85 @@ def synthetic_forest(n_trees: int, n_train: int, seed: int = 0, min_samples_leaf
         n_jobs=-1,
     )
     return est.fit(x, y)
+
+
+def synthetic_forest(n_trees: int, n_train: int, seed: int = 0, min_samples_leaf: int = 20):
+    """A forest with the paper's parameters fitted on :func:`synthetic_rows`."""
+    return fit_forest(*synthetic_rows(n_train, seed), n_trees, seed, min_samples_leaf)
+
+
+def day_tile_rows(pred, day, tile_size: int) -> np.ndarray:
+    """Every land pixel's predictors for ``day``, tile by tile in row order (as production)."""
+    land = pred.land_mask()
+    fine = pred.fine_stack(day)
+    parts = []
+    for r0, r1, c0, c1 in pred.grid.tiles(tile_size):
+        rr, cc = np.nonzero(land[r0:r1, c0:c1])
+        if rr.size:
+            parts.append(pred.features(day, rr + r0, cc + c0, fine=fine))
+    x = np.concatenate(parts)
+    return x[np.isfinite(x).all(axis=1)]
+
+
+def world_rows(workdir: Path | None, n_rows: int | None, n_train: int, seed: int = 0) -> dict:
+    """Production-order rows (``n_rows``) and training rows (``n_train``) of a world.
+
+    Production: the config's production days in turn, each tile by tile, cycled until
+    ``n_rows`` (``None``: every production day once). Training: pixel-days drawn at
+    random from every third day of the :data:`TRAIN_DAYS_BEFORE` days before production
+    (with replacement when too few).
+    """
+    import pandas as pd
+
+    from smci_gpu.bench.produce import trained_world
+    from smci_gpu.config import load_config
+    from smci_gpu.features import Predictors
+
+    wd = trained_world(workdir)
+    cfg = load_config(workdir=wd, overrides={"device": "cpu"})
+    start, end = pd.Timestamp(cfg.produce.start), pd.Timestamp(cfg.produce.end)
+    pred = Predictors.load(cfg, start, end)
+    days = [day_tile_rows(pred, d, cfg.produce.tile_size) for d in pred.days]
+    per_day = [len(d) for d in days]
+    reps = 1 if n_rows is None else -(-n_rows // sum(per_day))
+    prod = np.concatenate(days * reps)[:n_rows]
+    before = Predictors.load(cfg, start - pd.Timedelta(days=TRAIN_DAYS_BEFORE), start)
+    pool = np.concatenate([day_tile_rows(before, d, 10**6) for d in before.days[:-1:3]])
+    rng = np.random.default_rng(seed)
+    train = pool[rng.choice(len(pool), n_train, replace=n_train > len(pool))]
+    info = {
+        "world": wd.name,
+        "production_days": f"{start.date()}..{end.date()}",
+        "rows_per_day": per_day,
+        "cycles": reps,
+    }
+    return {"production": np.ascontiguousarray(prod), "train": train, "info": info}
+
+
+def save_rows(path: Path, rows: dict) -> Path:
+    """Write :func:`world_rows`' result as ``.npz`` (for :data:`ROWS_ENV`)."""
+    import json
+
+    np.savez_compressed(
+        path,
+        production=rows["production"],
+        train=rows["train"],
+        info=np.frombuffer(json.dumps(rows["info"]).encode(), np.uint8),
+    )
+    return Path(path)
+
+
+def load_rows(path: Path, n_rows: int, n_train: int) -> dict:
+    """Rows saved by :func:`save_rows`, cycled or cut to the sizes asked."""
+    import json
+
+    with np.load(path) as z:
+        prod, train = z["production"], z["train"]
+        info = json.loads(bytes(z["info"]).decode())
+    reps = -(-n_rows // len(prod))
+    info["cycles"] = info.get("cycles", 1) * reps
+    prod = np.concatenate([prod] * reps)[:n_rows]
+    return {"production": prod, "train": train[:n_train], "info": info}
 
 
 def node_visits_per_row(forest, x: np.ndarray, sample: int = 2000) -> float:
@@ -80,65 +182,138 @@ def node_visits_per_row(forest, x: np.ndarray, sample: int = 2000) -> float:
     return total / x.shape[0]
 
 
-def run(size: str = "small", devices: tuple[str, ...] = ("cpu",), repeats: int = 3) -> list[Record]:
-    """rows/s of each implementation on one forest and one set of rows."""
+def int16_counts(p: np.ndarray) -> np.ndarray:
+    """The stored product value of predictions ``p``: ``round(clip(p, 0, 0.6) / 0.001)``
+    of the float32 field, as ``smci_gpu.io.writer.encode_int16`` encodes it (repeated here:
+    the writer's module needs pandas, which a lent GPU node may lack)."""
+    return np.round(np.clip(p, 0.0, 0.6).astype(np.float32) / INT16_SCALE).astype(np.int16)
+
+
+def run(
+    size: str = "small",
+    devices: tuple[str, ...] = ("cpu",),
+    repeats: int = 3,
+    workdir: Path | None = None,
+) -> list[Record]:
+    """rows/s and exactness of each engine, per tree count and row order."""
     from smci_gpu.model.forest import PackedForest
 
-    n_trees, n_train, n_rows = SIZES[size]
-    est = synthetic_forest(n_trees, n_train)
-    packed = PackedForest.from_sklearn(est)
-    row_sets = {
-        "predict": np.random.default_rng(1).random((n_rows, N_FEATURES), dtype=np.float32),
-        # Production predicts a tile's pixels in row order: neighbours take the same paths.
-        "predict_tile_order": tile_order_rows(n_rows // 4),
-    }
-    depth = max(e.tree_.max_depth for e in est.estimators_)
+    tree_counts, n_train, n_rows = SIZES[size]
+    saved = os.environ.get(ROWS_ENV)
+    if saved:
+        rows = load_rows(Path(saved), n_rows, n_train)
+    else:
+        rows = world_rows(workdir, n_rows, n_train)
+    prod, train = rows["production"], rows["train"]
+    shuffled = np.ascontiguousarray(prod[np.random.default_rng(1).permutation(len(prod))])
+    y = synthetic_target(train)
     records = []
-    for stage, x in row_sets.items():
-        shape = {"trees": n_trees, "train_rows": n_train, "rows": len(x), "max_depth": depth}
-        records += _predict_records(stage, est, packed, x, shape, devices, max(1, repeats))
+    for n_trees in tree_counts:
+        est = fit_forest(train, y, n_trees)
+        est.n_jobs = -1  # predict on every core (2 threads on the project's VM)
+        packed = PackedForest.from_sklearn(est)
+        onnx = _onnx_session(est)
+        depth = max(e.tree_.max_depth for e in est.estimators_)
+        for stage, x in (("predict", shuffled), ("predict_tile_order", prod)):
+            shape = {
+                "trees": n_trees,
+                "train_rows": len(train),
+                "rows": len(x),
+                "max_depth": depth,
+                "order": "random" if stage == "predict" else "production (tile)",
+            }
+            records += _predict_records(
+                stage, est, packed, onnx, x, shape, devices, max(1, repeats)
+            )
+    info = rows["info"]
+    source = f"{info['world']} {info['production_days']} ×{info['cycles']}"
+    for r in records:
+        r.extra["rows_source"] = source
     return records
 
 
-def _predict_records(stage, est, packed, x, shape, devices, reps) -> list[Record]:
-    """scikit-learn, then each PackedForest twin (and nvForest) on the rows ``x``."""
-    visits = node_visits_per_row(packed, x)
-    ref = est.predict(x)
-    records = []
-
-    def add(impl: str, device: str, fn) -> None:
-        t = time_call(fn, device=device, repeats=reps)
-        got = np.asarray(_host(fn()))
-        rec = Record("inference", stage, impl, device, shape, t, items=len(x), item_name="rows")
-        rec.extra = {
-            "max_abs_diff_vs_sklearn": float(np.max(np.abs(got - ref))),
-            "node_visits_per_s": visits * len(x) / t.median,
-        }
-        records.append(rec)
-
-    add("sklearn", "cpu", lambda: est.predict(x))
+def _predict_records(stage, est, packed, onnx, x, shape, devices, reps) -> list[Record]:
+    """scikit-learn, each PackedForest twin, onnxruntime (and nvForest) on rows ``x``,
+    timed in interleaved rounds (one call of each engine per round, so that a load
+    change on a shared machine falls on all of them alike)."""
+    engines: dict[tuple[str, str], object] = {("sklearn", "cpu"): lambda: est.predict(x)}
     if "cpu" in devices:
-        add("packed", "cpu", lambda: packed.predict(x, device="cpu"))
+        engines["packed", "cpu"] = lambda: packed.predict(x, device="cpu")
+        if onnx is not None:
+            engines["onnxruntime", "cpu"] = lambda: onnx.run(None, {"X": x})[0]
     if "gpu" in devices:
         try:
-            _add_gpu(add, est, packed, x)
-        except Exception as exc:  # the CPU rows above still make a table
+            engines.update(_gpu_engines(packed, x))
+        except Exception as exc:  # the CPU rows still make a table
             warnings.warn(f"inference {shape} on gpu failed: {exc!r}", stacklevel=2)
-    base = records[0].seconds.median
-    for r in records:
-        r.extra["speedup_vs_sklearn"] = base / r.seconds.median
+    ref = est.predict(x)
+    ref16 = int16_counts(ref)
+    got = {key: np.asarray(_host(fn()), dtype=np.float64) for key, fn in engines.items()}
+    seconds = interleaved_seconds(engines, reps)
+    visits = node_visits_per_row(packed, x)
+    base = np.asarray(seconds["sklearn", "cpu"])
+    records = []
+    for (impl, device), times in seconds.items():
+        t = Timing.of(times)
+        rec = Record("inference", stage, impl, device, shape, t, items=len(x), item_name="rows")
+        ratio = base / np.asarray(times)  # per round: the same moment's load on both
+        rec.extra = {
+            "max_abs_diff_vs_sklearn": float(np.max(np.abs(got[impl, device] - ref))),
+            "int16_changed_vs_sklearn": int(
+                np.count_nonzero(int16_counts(got[impl, device]) != ref16)
+            ),
+            "node_visits_per_s": visits * len(x) / t.median,
+            "speedup_vs_sklearn": float(base.mean() / np.mean(times)),
+            "speedup_range": f"{ratio.min():.2f}–{ratio.max():.2f}",
+        }
+        records.append(rec)
     return records
 
 
-def _add_gpu(add, est, packed, x) -> None:
-    """The GPU rows: PackedForest's GPU twin, and nvForest where installed."""
+def interleaved_seconds(engines: dict, reps: int) -> dict:
+    """Seconds of ``reps`` rounds, each calling every engine once (the caller has made one
+    untimed call of each); GPU engines are synchronised before their clock stops. Unlike
+    ``harness.time_interleaved`` it keeps each round's seconds (for per-round ratios) and
+    mixes CPU and GPU engines."""
+    syncs = {key: _sync_for(key[1]) for key in engines}
+    seconds: dict = {key: [] for key in engines}
+    for _ in range(reps):
+        for key, fn in engines.items():
+            t0 = time.perf_counter()
+            fn()
+            syncs[key]()
+            seconds[key].append(time.perf_counter() - t0)
+    return seconds
+
+
+def _onnx_session(est):
+    """An onnxruntime session of the forest (skl2onnx, float32 thresholds rounded to
+    nearest, so a few decisions differ from scikit-learn's), or None with a printed reason
+    where the ``bench`` extra is not installed."""
+    try:
+        import onnxruntime as ort
+        from skl2onnx import convert_sklearn
+        from skl2onnx.common.data_types import FloatTensorType
+    except ImportError as exc:
+        print(f"inference: onnxruntime skipped ({exc}; pip install -e '.[bench]')")
+        return None
+    model = convert_sklearn(est, initial_types=[("X", FloatTensorType([None, est.n_features_in_]))])
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = os.cpu_count() or 1
+    return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+
+
+def _gpu_engines(packed, x) -> dict:
+    """The GPU engines: PackedForest's GPU twin, and nvForest where installed (rows on
+    the device beforehand: the copy is not timed)."""
     from smci_gpu.backend import cupy_module
 
     xg = cupy_module().asarray(x)
-    add("packed", "gpu", lambda: packed.predict(xg, device="gpu"))
-    nv = _nvforest(est)
+    engines = {("packed", "gpu"): lambda: packed.predict(xg, device="gpu")}
+    nv = _nvforest(packed)
     if nv is not None:
-        add("nvforest", "gpu", lambda: nv.predict(xg))
+        engines["nvforest", "gpu"] = lambda: nv.predict(xg)
+    return engines
 
 
 def _host(a):
@@ -147,12 +322,33 @@ def _host(a):
     return to_host(a).ravel()
 
 
-def _nvforest(est):
-    """An nvForest model of the same forest, or None where nvForest is not installed."""
+def _nvforest(packed):
+    """nvForest on the same forest with PackedForest's rounded-down float32 thresholds
+    (scikit-learn's decisions), or None where nvForest is not installed."""
     try:
-        from smci_gpu.backend import nvforest_module
+        from smci_gpu.model.forest import NvForestPredictor
 
-        nvf = nvforest_module()
-    except Exception:  # noqa: BLE001 (optional backend)
+        return NvForestPredictor(packed, device="gpu")
+    except Exception as exc:  # noqa: BLE001 (optional backend)
+        print(f"inference: nvForest skipped ({exc!r})")
         return None
-    return nvf.load_from_sklearn(est, device="gpu")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m smci_gpu.bench.inference ROWS.npz [--workdir DIR] [--size SIZE]``: save a
+    world's rows for a machine without the readers (then ``SMCI_INFERENCE_ROWS=ROWS.npz``)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m smci_gpu.bench.inference")
+    parser.add_argument("rows", type=Path, help="the .npz to write")
+    parser.add_argument("--workdir", type=Path, default=None, help="a world (else the tiny one)")
+    parser.add_argument("--size", default="small", choices=list(SIZES))
+    args = parser.parse_args(argv)
+    rows = world_rows(args.workdir, None, SIZES[args.size][1])
+    save_rows(args.rows, rows)
+    print(f"{len(rows['production']):,} production rows, {len(rows['train']):,} training rows")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -30,7 +30,7 @@ def _kernels(size: str, devices: tuple[str, ...], repeats: int, workdir=None) ->
 def _inference(size: str, devices: tuple[str, ...], repeats: int, workdir=None) -> list[Record]:
     from smci_gpu.bench import inference
 
-    return inference.run(size, devices, max(1, repeats // 2))
+    return inference.run(size, devices, max(1, repeats // 2), workdir)
 
 
 def _produce(size: str, devices: tuple[str, ...], repeats: int, workdir=None) -> list[Record]:

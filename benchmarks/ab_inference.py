@@ -1,0 +1,315 @@
+"""The forest-inference candidates tried for issue 24, A/B against the kernels in use.
+
+python benchmarks/ab_inference.py [--workdir DIR] [--rows 200000] [--rounds 3]
+
+Rows and forest as ``smci bench inference`` builds them (a world's production days tile by
+tile; the paper's forest on the world's predictors, 100 trees, ``--train`` rows); every
+engine is timed in interleaved rounds in this one process and checked against
+scikit-learn. The candidates (none kept: see benchmarks/RESULTS.md, "Forest inference in
+production order") are here so that the comparison can be rerun elsewhere:
+
+* ``paths``: each tree keeps the previous row's path and a row re-checks it first;
+* ``groups``: consecutive rows with equal ERA5-Land columns walk a tree together;
+* ``bins``: rows and thresholds as bin indices of the forest's own thresholds;
+* ``boxes``: a row sharing its neighbour's ERA5-Land values first tests the neighbour's
+  leaf's bounds on the other columns.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numba
+import numpy as np
+from smci_gpu.kernels import forest as fk
+
+from smci_gpu.bench import inference
+from smci_gpu.bench.produce import trained_world
+from smci_gpu.config import load_config
+from smci_gpu.model.forest import PackedForest
+from smci_gpu.variables import ERA5LAND_FEATURES
+
+
+@numba.njit(parallel=True, cache=True)
+def predict_paths(x, feature, threshold, left, right, value, roots, block, max_depth, out):
+    """Path reuse: a row first re-tests the previous row's path of each tree (independent
+    loads) and walks on from the first test that fails. Same sums as the slot kernel."""
+    n, nt = x.shape[0], roots.size
+    for b in numba.prange((n + block - 1) // block):
+        lo, hi = b * block, min(b * block + block, n)
+        pn = np.empty((nt, max_depth + 1), np.int32)
+        pf = np.empty((nt, max_depth + 1), np.int32)
+        pt = np.empty((nt, max_depth + 1), np.float32)
+        pr = np.empty((nt, max_depth + 1), np.bool_)
+        plen = np.full(nt, -1, np.int32)
+        pleaf = np.empty(nt, np.int32)
+        for r in range(lo, hi):
+            xr = x[r]
+            acc = 0.0
+            for t in range(nt):
+                d, length, node = 0, plen[t], roots[t]
+                if length >= 0:
+                    while d < length and (xr[pf[t, d]] > pt[t, d]) == pr[t, d]:
+                        d += 1
+                    if d == length:
+                        acc += value[pleaf[t]]
+                        continue
+                    pr[t, d] = not pr[t, d]
+                    node = right[pn[t, d]] if pr[t, d] else left[pn[t, d]]
+                    d += 1
+                f = feature[node]
+                while f >= 0:
+                    pn[t, d], pf[t, d], pt[t, d] = node, f, threshold[node]
+                    pr[t, d] = xr[f] > threshold[node]
+                    node = right[node] if pr[t, d] else left[node]
+                    f = feature[node]
+                    d += 1
+                plen[t], pleaf[t] = d, node
+                acc += value[node]
+            out[r] = acc / nt
+
+
+@numba.njit(cache=True)
+def shared_runs(x, shared, cap):
+    """Row offsets of runs of consecutive rows equal in every ``shared`` column (≤ cap)."""
+    n = x.shape[0]
+    starts = np.empty(n + 1, np.int64)
+    g = 0
+    starts[0] = 0
+    for r in range(1, n):
+        same = r - starts[g] < cap
+        for f in range(x.shape[1]):
+            if same and shared[f] and x[r, f] != x[r - 1, f]:
+                same = False
+        if not same:
+            g += 1
+            starts[g] = r
+    starts[g + 1] = n
+    return starts[: g + 2]
+
+
+@numba.njit(parallel=True, cache=True)
+def predict_groups(
+    x, feature, threshold, left, right, value, roots, shared, starts, per_block, out
+):
+    """Cell groups: a run's rows walk each tree as one bit mask; a shared-column node sends
+    the whole mask one way, another node splits it. Same sums as the slot kernel."""
+    n_groups = starts.size - 1
+    one = np.uint64(1)
+    for b in numba.prange((n_groups + per_block - 1) // per_block):
+        g0, g1 = b * per_block, min(b * per_block + per_block, n_groups)
+        lo, hi = starts[g0], starts[g1]
+        acc = np.zeros(hi - lo)
+        stack_node = np.empty(256, np.int64)
+        stack_mask = np.empty(256, np.uint64)
+        for t in range(roots.size):
+            for g in range(g0, g1):
+                r0, k = starts[g], starts[g + 1] - starts[g]
+                full = np.uint64(0xFFFFFFFFFFFFFFFF) if k == 64 else (one << np.uint64(k)) - one
+                stack_node[0], stack_mask[0], sp = roots[t], full, 1
+                while sp > 0:
+                    sp -= 1
+                    node, m = stack_node[sp], stack_mask[sp]
+                    f = feature[node]
+                    while f >= 0:
+                        th = threshold[node]
+                        if shared[f]:
+                            node = left[node] if x[r0, f] <= th else right[node]
+                        else:
+                            lm = np.uint64(0)
+                            for j in range(k):
+                                bit = one << np.uint64(j)
+                                if (m & bit) != 0 and x[r0 + j, f] <= th:
+                                    lm |= bit
+                            rm = m & ~lm
+                            if lm == 0:
+                                node = right[node]
+                            elif rm == 0:
+                                node = left[node]
+                            else:
+                                stack_node[sp], stack_mask[sp] = right[node], rm
+                                sp += 1
+                                node, m = left[node], lm
+                        f = feature[node]
+                    for j in range(k):
+                        if (m >> np.uint64(j)) & one:
+                            acc[r0 + j - lo] += value[node]
+        for r in range(lo, hi):
+            out[r] = acc[r - lo] / roots.size
+
+
+@numba.njit(cache=True)
+def leaf_boxes(feature, threshold, left, right, roots, fine):
+    """Per node its leaf slot (−1 inside), per leaf its (lo, hi] bounds on columns ``fine``."""
+    nf = fine.size
+    col = np.full(feature.max() + 1, -1, np.int64)
+    for j in range(nf):
+        col[fine[j]] = j
+    slot = np.full(feature.size, -1, np.int32)
+    n_leaf = 0
+    for i in range(feature.size):
+        if feature[i] < 0:
+            slot[i] = n_leaf
+            n_leaf += 1
+    blo = np.empty((n_leaf, nf), np.float32)
+    bhi = np.empty((n_leaf, nf), np.float32)
+    stack = np.empty(256, np.int64)
+    lo = np.empty((256, nf), np.float32)
+    hi = np.empty((256, nf), np.float32)
+    for t in range(roots.size):
+        stack[0], sp = roots[t], 1
+        lo[0, :] = -np.inf
+        hi[0, :] = np.inf
+        while sp > 0:
+            sp -= 1
+            node, l0, h0 = stack[sp], lo[sp].copy(), hi[sp].copy()
+            if feature[node] < 0:
+                blo[slot[node]] = l0
+                bhi[slot[node]] = h0
+                continue
+            j = col[feature[node]]
+            stack[sp], lo[sp], hi[sp] = right[node], l0, h0  # x > threshold
+            if j >= 0:
+                lo[sp, j] = max(l0[j], threshold[node])
+            stack[sp + 1], lo[sp + 1], hi[sp + 1] = left[node], l0, h0
+            if j >= 0:
+                hi[sp + 1, j] = min(h0[j], threshold[node])
+            sp += 2
+    return slot, blo, bhi
+
+
+@numba.njit(cache=True)
+def same_as_previous(x, shared):
+    """Per row: every ``shared`` column equals the previous row's."""
+    same = np.zeros(x.shape[0], np.bool_)
+    for r in range(1, x.shape[0]):
+        same[r] = True
+        for f in range(x.shape[1]):
+            if shared[f] and x[r, f] != x[r - 1, f]:
+                same[r] = False
+    return same
+
+
+@numba.njit(parallel=True, cache=True)
+def predict_boxes(x, feature, threshold, left, right, value, roots, boxes, same, block, out):
+    """Leaf boxes: a row like its neighbour in the shared columns tests the neighbour's leaf
+    bounds on the other columns (branch-free) and walks only on a miss."""
+    fine, slot, blo, bhi = boxes
+    n = x.shape[0]
+    for b in numba.prange((n + block - 1) // block):
+        lo, hi = b * block, min(b * block + block, n)
+        acc = np.zeros(hi - lo)
+        for t in range(roots.size):
+            prev = -1
+            for r in range(lo, hi):
+                leaf = -1
+                if prev >= 0 and same[r]:
+                    ok = True
+                    for j in range(fine.size):
+                        v = x[r, fine[j]]
+                        ok = ok & (v > blo[slot[prev], j]) & (v <= bhi[slot[prev], j])
+                    if ok:
+                        leaf = prev
+                if leaf < 0:
+                    leaf = fk._leaf_of(x[r], feature, threshold, left, right, roots[t])
+                acc[r - lo] += value[leaf]
+                prev = leaf
+        for r in range(lo, hi):
+            out[r] = acc[r - lo] / roots.size
+
+
+def bins_of(forest: PackedForest):
+    """Per feature the sorted unique thresholds, and each node's threshold as its bin."""
+    f, th = forest.feature, forest.threshold
+    edges = [np.unique(th[f == k]) for k in range(forest.n_features)]
+    tb = np.zeros(f.size, np.uint16)
+    for k, e in enumerate(edges):
+        tb[f == k] = np.searchsorted(e, th[f == k])
+    return edges, tb
+
+
+def binned(x, edges):
+    """Each value's bin: the number of the feature's thresholds below it, so that
+    ``x <= t`` ⇔ ``bin(x) <= bin(t)`` exactly."""
+    q = np.empty(x.shape, np.uint16)
+    for k, e in enumerate(edges):
+        q[:, k] = np.searchsorted(e, x[:, k], side="left")
+    return q
+
+
+def engines(est, forest, x, names):
+    """Name → zero-argument call returning predictions, for each engine compared."""
+    f, th, lf, rt = forest._branching_layout()
+    block = fk.cpu_block(len(x))
+    depth = max(e.tree_.max_depth for e in est.estimators_)
+    shared = np.array([n in ERA5LAND_FEATURES for n in names])
+    edges, tb = bins_of(forest)
+
+    def call(kernel, *args):
+        def go():
+            out = np.empty(len(x))
+            kernel(*args, out)
+            return out
+
+        return go
+
+    def groups():
+        starts = shared_runs(x, shared, 64)
+        return call(
+            predict_groups, x, f, th, lf, rt, forest.value, forest.roots, shared, starts, 1500
+        )()
+
+    fine = np.flatnonzero(~shared)
+    boxes = (fine, *leaf_boxes(f, th, lf, rt, forest.roots, fine))
+
+    def box_walk():
+        same = same_as_previous(x, shared)
+        args = (x, f, th, lf, rt, forest.value, forest.roots, boxes, same, block)
+        return call(predict_boxes, *args)()
+
+    def bins():
+        args = (binned(x, edges), f, tb, lf, rt, forest.value, forest.roots, block)
+        return call(fk.predict_branching_cpu, *args)()
+
+    return {
+        "sklearn": lambda: est.predict(x),
+        "branching": call(
+            fk.predict_branching_cpu, x, f, th, lf, rt, forest.value, forest.roots, block
+        ),
+        "slots": lambda: fk.predict_compact_cpu(x, *forest._cpu_layout()),
+        "paths": call(predict_paths, x, f, th, lf, rt, forest.value, forest.roots, block, depth),
+        "groups": groups,
+        "bins": bins,
+        "boxes": box_walk,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--workdir", type=Path, default=None, help="a world (else the tiny one)")
+    parser.add_argument("--rows", type=int, default=200_000)
+    parser.add_argument("--train", type=int, default=200_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    rows = inference.world_rows(args.workdir, args.rows, args.train)
+    prod, train = rows["production"], rows["train"]
+    est = inference.fit_forest(train, inference.synthetic_target(train), 100)
+    est.n_jobs = -1
+    forest = PackedForest.from_sklearn(est)
+    names = load_config(workdir=trained_world(args.workdir)).features
+    calls = engines(est, forest, prod, names)
+    ref = est.predict(prod)
+    for name, fn in calls.items():
+        print(f"{name}: max |diff| vs scikit-learn {np.abs(fn() - ref).max():.1e}")
+    seconds = inference.interleaved_seconds({(k, "cpu"): v for k, v in calls.items()}, args.rounds)
+    base = np.asarray(seconds["sklearn", "cpu"])
+    for (name, _), s in seconds.items():
+        ratio = base / np.asarray(s)
+        print(
+            f"{name:10s} best {min(s):.2f} s  vs scikit-learn {ratio.min():.2f}–{ratio.max():.2f}×"
+        )
+
+
+if __name__ == "__main__":
+    main()
