@@ -143,7 +143,8 @@ class Predictors:
         LAI composites on the target grid (a list of ``(ny, nx)`` maps, shared with the
         process's :class:`~smci_gpu.io.rasters.LaiComposites`) and their dates.
     seconds
-        Time :meth:`load` spent: ``read`` (ERA5-Land), ``static``, ``lai_read``.
+        Time :meth:`load` spent: ``read`` (ERA5-Land), ``read_wait`` (waiting for the
+        NetCDF lock another thread held, not part of ``read``), ``static``, ``lai_read``.
     """
 
     config: Config
@@ -187,7 +188,9 @@ class Predictors:
             set(era_vars) | set(config.matching.reference.values()), key=ERA5LAND_FEATURES.index
         )
         archive = Era5LandArchive.from_folder(config.path("inputs", "era5land"))
+        t_lock = time.perf_counter()
         with NETCDF_LOCK:  # produce's writer thread may be writing a NetCDF meanwhile
+            waited = time.perf_counter() - t_lock  # idle, not work: timed apart
             ds = archive.load(days[0], days[-1], needed, allow_missing_days=allow_missing_days)
             gc.collect()  # files of datasets in reference cycles close here, under the lock
         coarse = np.stack([ds[v].values for v in needed], axis=1).astype(np.float32)
@@ -200,7 +203,7 @@ class Predictors:
         else:
             coarse = kernels.fill_nearest_valid(coarse)
         iy, ix = index_maps(grid, ds["lat"].values, ds["lon"].values)
-        seconds = {"read": time.perf_counter() - t0}
+        seconds = {"read": time.perf_counter() - t0 - waited, "read_wait": waited}
         t0 = time.perf_counter()
         static_vars = list(STATIC_FEATURES)
         static = static_maps(

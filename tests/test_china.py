@@ -187,8 +187,9 @@ def test_projection_scales_inference_by_trees_and_takes_the_slowest_thread():
 
     day = {"read": 1.0, "lai_read": 0.5, "lai": 1.0, "assemble": 2.0, "infer": 4.0}
     day.update(encode=0.5, write=3.0)  # static and to_host absent: count 0
+    day.update(read_wait=9.0)  # the reader idle on the NetCDF lock: shown, never summed
     stages = stage_table([day, {**day, "infer": 2.0}, {**day, "infer": 6.0}])
-    assert stages["infer"] == 4.0 and stages["static"] == 0.0
+    assert stages["infer"] == 4.0 and stages["static"] == 0.0 and stages["read_wait"] == 9.0
     p = projection(stages, trees=4, layers=10, land_pixels=1000)
     cpu = p["cpu"]
     assert cpu["infer_s_per_day"] == 100.0  # 4 s at 4 trees -> 100 trees
