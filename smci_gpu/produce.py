@@ -23,7 +23,7 @@ from rich.console import Console
 
 from smci_gpu import __version__, backend, kernels, progress
 from smci_gpu.config import Config
-from smci_gpu.encoding import FILL, encode_counts
+from smci_gpu.encoding import FILL, encode_counts, encode_scatter
 from smci_gpu.errors import ConfigError, SmciError
 from smci_gpu.features import LAI_SEARCH, FineBuffer, Predictors, land_mask, static_maps
 from smci_gpu.io.era5land import NETCDF_LOCK
@@ -59,12 +59,19 @@ def provenance(cfg: Config, cards: dict[int, dict]) -> dict[str, Any]:
 
 def _predict_into(out, where: tuple, forests: dict, x, clip, seconds=None) -> int:
     """Each layer's forest on rows ``x``, clipped into ``out[layer][where]`` (encoded to
-    int16 counts when ``out`` is int16, timed into ``seconds["encode"]``); the number of
-    predictions that needed clipping."""
+    int16 counts when ``out`` is int16, fused with the scatter and the clip count by
+    :func:`encode_scatter`, timed into ``seconds["encode"]``); the number of predictions
+    that needed clipping."""
     xp = backend.array_module(x)
     clipped = 0
     for k, forest in enumerate(forests.values()):
         p = forest.predict(x)
+        if out.dtype == np.int16 and len(where) == 2:  # the clip count is fused in
+            t0 = time.perf_counter()
+            clipped += encode_scatter(out[k], *where, p, clip[0], clip[1])
+            if seconds is not None:
+                seconds["encode"] = seconds.get("encode", 0.0) + time.perf_counter() - t0
+            continue
         clipped += int(((p < clip[0]) | (p > clip[1])).sum())
         if out.dtype == np.int16:
             t0 = time.perf_counter()
