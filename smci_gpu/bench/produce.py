@@ -207,15 +207,25 @@ def peak_rss_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
+def _process_cpu_s() -> float:
+    """User + system CPU seconds of this process so far, all threads."""
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
 def _run_days(cfg, days: list, log=print) -> dict[str, Any]:
     """`smci produce`'s chunk runner on ``days``: wall seconds, per-day stage seconds."""
     from smci_gpu.produce import produce_chunk
 
     per_day: list[dict[str, float]] = []
     t0 = time.perf_counter()
+    cpu = [_process_cpu_s()]
 
     def on_day(s: dict[str, Any]) -> None:
-        per_day.append(dict(s["seconds"]))
+        cpu.append(_process_cpu_s())  # all threads' CPU since the last day finished
+        per_day.append({**s["seconds"], "process_cpu": cpu[-1] - cpu[-2]})
         done = {k: round(v, 2) for k, v in s["seconds"].items()}
         log(f"day {len(per_day)}/{len(days)} at {time.perf_counter() - t0:.0f} s: {done}")
 
@@ -338,6 +348,10 @@ def run_china(workdir: Path, out_dir: Path, days: int | None = None, log=print) 
         "stages_s_per_day": stages,
         "sum_of_stages_s_per_day": sum(v for k, v in stages.items() if k not in IDLE_STAGES),
         "wall_s_per_day": month["wall_s"] / month["days"],
+        "process_cpu_s_per_day": float(
+            np.median([d["process_cpu"] for d in (month["per_day"][1:] or month["per_day"])])
+        ),
+        "pipeline": cfg.produce.pipeline,
         "host_s_per_day": sum(
             v for k, v in stages.items() if k != "infer" and k not in IDLE_STAGES
         ),
@@ -369,6 +383,9 @@ def china_markdown(doc: dict) -> str:
         f"| **sum of stages** | | **{doc['sum_of_stages_s_per_day']:.2f}** |",
         f"| **wall per day (month run)** | | **{doc['wall_s_per_day']:.2f}** |",
         f"| host side (all but infer) | | {doc['host_s_per_day']:.2f} |",
+        f"| process CPU s per day (all threads, median) | | "
+        f"{doc.get('process_cpu_s_per_day', float('nan')):.2f} |",
+        f"| produce.pipeline | | {doc.get('pipeline', True)} |",
         "",
         "| run | days | wall s | peak RSS GiB | bytes written |",
         "|---|---|---|---|---|",
