@@ -120,7 +120,7 @@ def predict_day(
         rows, cols = rr + r0, cc + c0
         t0 = time.perf_counter()
         x = pred.features(day, rows, cols, fine=fine)
-        finite = xp.all(xp.isfinite(x), axis=1)
+        finite = kernels.rows_finite(x)
         if not bool(finite.all()):
             nan_pixels += int((~finite).sum())
             rows, cols, x = rows[finite], cols[finite], x[finite]
