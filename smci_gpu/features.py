@@ -82,6 +82,53 @@ def land_mask(static, static_vars: list[str]):
     return ok & xp.all(xp.isfinite(static), axis=0)
 
 
+class FineBuffer:
+    """Reusable memory for :meth:`Predictors.fine_stack` over a run of days (one thread).
+
+    Holds the ``(1 + n_static, ny, nx)`` float32 stack with the static maps it was filled
+    from, the stacked LAI composites of the last window and the land mask. Each is kept
+    while the same (identical) arrays come in: static maps and LAI composites are held
+    once per process and shared by the days' :class:`Predictors`, so the copies are made
+    once per run, or once per LAI window.
+    """
+
+    def __init__(self) -> None:
+        self._static = None  # the static array the buffer was filled from (kept alive)
+        self._fine = None
+        self._comps: tuple = ()  # the composites stacked in _stack (kept alive)
+        self._stack = None
+        self._land = None
+
+    def with_static(self, static, xp):
+        """The stack, its planes ``1:`` holding ``static`` (copied when it is new)."""
+        if self._static is not static:
+            self._fine = None  # free the old stack before allocating the new one
+            self._fine = xp.empty((1 + static.shape[0], *static.shape[1:]), np.float32)
+            self._fine[1:] = static
+            self._static, self._land = static, None
+        return self._fine
+
+    def window(self, comps, xp):
+        """``comps`` (held ``(ny, nx)`` maps, or an array) as one ``(T, ny, nx)`` array,
+        stacked again only when the maps differ from the last call's."""
+        if not isinstance(comps, list):
+            return comps
+        if len(comps) != len(self._comps) or any(
+            a is not b for a, b in zip(comps, self._comps, strict=True)
+        ):
+            self._stack = None
+            self._stack = xp.stack(comps)
+            self._comps = tuple(comps)
+        return self._stack
+
+    def land_mask(self, pred: Predictors):
+        """``pred.land_mask()``, computed once per static array."""
+        if self._land is None or self._static is not pred.static:
+            self.with_static(pred.static, backend.xp_for(pred.device))
+            self._land = pred.land_mask()
+        return self._land
+
+
 @dataclass
 class Predictors:
     """Inputs of a period, loaded once and kept on one device.
@@ -96,7 +143,8 @@ class Predictors:
         LAI composites on the target grid (a list of ``(ny, nx)`` maps, shared with the
         process's :class:`~smci_gpu.io.rasters.LaiComposites`) and their dates.
     seconds
-        Time :meth:`load` spent: ``read`` (ERA5-Land), ``static``, ``lai_read``.
+        Time :meth:`load` spent: ``read`` (ERA5-Land), ``read_wait`` (waiting for the
+        NetCDF lock another thread held, not part of ``read``), ``static``, ``lai_read``.
     """
 
     config: Config
@@ -140,7 +188,9 @@ class Predictors:
             set(era_vars) | set(config.matching.reference.values()), key=ERA5LAND_FEATURES.index
         )
         archive = Era5LandArchive.from_folder(config.path("inputs", "era5land"))
+        t_lock = time.perf_counter()
         with NETCDF_LOCK:  # produce's writer thread may be writing a NetCDF meanwhile
+            waited = time.perf_counter() - t_lock  # idle, not work: timed apart
             ds = archive.load(days[0], days[-1], needed, allow_missing_days=allow_missing_days)
             gc.collect()  # files of datasets in reference cycles close here, under the lock
         coarse = np.stack([ds[v].values for v in needed], axis=1).astype(np.float32)
@@ -153,7 +203,7 @@ class Predictors:
         else:
             coarse = kernels.fill_nearest_valid(coarse)
         iy, ix = index_maps(grid, ds["lat"].values, ds["lon"].values)
-        seconds = {"read": time.perf_counter() - t0}
+        seconds = {"read": time.perf_counter() - t0 - waited, "read_wait": waited}
         t0 = time.perf_counter()
         static_vars = list(STATIC_FEATURES)
         static = static_maps(
@@ -199,19 +249,31 @@ class Predictors:
             raise KeyError(f"day {pd.Timestamp(day).date()} is not in the loaded period")
         return int(i)
 
-    def fine_stack(self, day):
-        """``(1 + n_static, ny, nx)``: the day's LAI, then the static maps."""
+    def fine_stack(self, day, buffer: FineBuffer | None = None):
+        """``(1 + n_static, ny, nx)`` float32: the day's LAI, then the static maps.
+
+        Without ``buffer`` a new array. With a :class:`FineBuffer` (production: one per run
+        of days) its array, valid until the next call: the static planes are copied into
+        it once per static array, the stacked LAI window once per window, and each day
+        only the LAI plane is rewritten (a new 1.2 GB stack per China day cost page faults
+        and copies). The values are the same either way.
+        """
         xp = backend.xp_for(self.device)
         target = np.datetime64(pd.Timestamp(day), "s")
         # Only the composites within LAI_SEARCH of the day's brackets take part, so a day's
         # LAI (and product) does not depend on which period was loaded with it.
         i = int(np.searchsorted(self.lai_dates, target, "right"))
         lo, hi = max(i - 1 - LAI_SEARCH, 0), min(i + 1 + LAI_SEARCH, len(self.lai_dates))
-        comps = self.lai_comp[lo:hi]
-        comps = xp.stack(comps) if isinstance(comps, list) else comps  # held maps: stack a copy
-        lai = kernels.lai_daily(comps, self.lai_dates[lo:hi], np.array([target]))
-        lai = xp.where(xp.isnan(lai), 0.0, lai).astype(np.float32)  # bare soil, water: no leaves
-        return xp.concatenate([lai, self.static.astype(np.float32)], axis=0)
+        buffer = buffer or FineBuffer()
+        fine = buffer.with_static(self.static, xp)
+        comps = buffer.window(self.lai_comp[lo:hi], xp)
+        lai, when = fine[:1], (self.lai_dates[lo:hi], np.array([target]))
+        if comps.dtype == np.float32:
+            kernels.lai_daily(comps, *when, out=lai)
+        else:  # interpolated in the composites' dtype, then stored as float32
+            lai[...] = kernels.lai_daily(comps, *when)
+        xp.copyto(lai, 0.0, where=xp.isnan(lai))  # bare soil, water: no leaves
+        return fine
 
     @cached_property
     def coarse_maps(self) -> tuple:

@@ -23,9 +23,9 @@ from rich.console import Console
 
 from smci_gpu import __version__, backend, kernels, progress
 from smci_gpu.config import Config
-from smci_gpu.encoding import FILL, encode_counts
+from smci_gpu.encoding import FILL, encode_counts, encode_scatter
 from smci_gpu.errors import ConfigError, SmciError
-from smci_gpu.features import LAI_SEARCH, Predictors, land_mask, static_maps
+from smci_gpu.features import LAI_SEARCH, FineBuffer, Predictors, land_mask, static_maps
 from smci_gpu.io.era5land import NETCDF_LOCK
 from smci_gpu.io.lock import output_lock
 from smci_gpu.io.writer import (
@@ -59,12 +59,19 @@ def provenance(cfg: Config, cards: dict[int, dict]) -> dict[str, Any]:
 
 def _predict_into(out, where: tuple, forests: dict, x, clip, seconds=None) -> int:
     """Each layer's forest on rows ``x``, clipped into ``out[layer][where]`` (encoded to
-    int16 counts when ``out`` is int16, timed into ``seconds["encode"]``); the number of
-    predictions that needed clipping."""
+    int16 counts when ``out`` is int16, fused with the scatter and the clip count by
+    :func:`encode_scatter`, timed into ``seconds["encode"]``); the number of predictions
+    that needed clipping."""
     xp = backend.array_module(x)
     clipped = 0
     for k, forest in enumerate(forests.values()):
         p = forest.predict(x)
+        if out.dtype == np.int16 and len(where) == 2:  # the clip count is fused in
+            t0 = time.perf_counter()
+            clipped += encode_scatter(out[k], *where, p, clip[0], clip[1])
+            if seconds is not None:
+                seconds["encode"] = seconds.get("encode", 0.0) + time.perf_counter() - t0
+            continue
         clipped += int(((p < clip[0]) | (p > clip[1])).sum())
         if out.dtype == np.int16:
             t0 = time.perf_counter()
@@ -77,7 +84,13 @@ def _predict_into(out, where: tuple, forests: dict, x, clip, seconds=None) -> in
 
 
 def predict_day(
-    pred: Predictors, forests: dict, day, tile_size: int, clip=(0.0, 0.6), int16: bool = False
+    pred: Predictors,
+    forests: dict,
+    day,
+    tile_size: int,
+    clip=(0.0, 0.6),
+    int16: bool = False,
+    buffer: FineBuffer | None = None,
 ):
     """One day: ``(layers, ny, nx)`` soil moisture, stage timings, the number of
     predictions clipped to ``clip`` and of land pixels left empty because a predictor was
@@ -85,15 +98,18 @@ def predict_day(
 
     The values are float32 m³ m⁻³ with NaN off land, or with ``int16`` the product's
     counts of 0.001 with −999 off land, encoded tile by tile on the device
-    (:func:`encode_counts`), so a China day holds 0.65 GB instead of 1.3 GB.
+    (:func:`encode_counts`), so a China day holds 0.65 GB instead of 1.3 GB. ``buffer``
+    (one per run of days) keeps the fine stack's memory, static planes and land mask
+    across days (:class:`FineBuffer`).
     """
     xp = backend.xp_for(pred.device)
     ny, nx = pred.grid.shape
     t = {"lai": 0.0, "assemble": 0.0, "infer": 0.0}
+    buffer = buffer or FineBuffer()
     t0 = time.perf_counter()
-    fine = pred.fine_stack(day)
+    fine = pred.fine_stack(day, buffer)
+    land = buffer.land_mask(pred)
     t["lai"] += time.perf_counter() - t0
-    land = pred.land_mask()
     shape = (len(forests), ny, nx)
     out = xp.full(shape, FILL, np.int16) if int16 else xp.full(shape, np.nan, np.float32)
     clipped = nan_pixels = 0
@@ -104,7 +120,7 @@ def predict_day(
         rows, cols = rr + r0, cc + c0
         t0 = time.perf_counter()
         x = pred.features(day, rows, cols, fine=fine)
-        finite = xp.all(xp.isfinite(x), axis=1)
+        finite = kernels.rows_finite(x)
         if not bool(finite.all()):
             nan_pixels += int((~finite).sum())
             rows, cols, x = rows[finite], cols[finite], x[finite]
@@ -484,6 +500,7 @@ def produce_chunk(cfg: Config, device: str, days: list, on_day=None) -> dict[str
     stats = _empty_stats()
     if not days:
         return stats
+    buffer = FineBuffer()  # this run's fine stack, static planes filled once
 
     def load(day: pd.Timestamp) -> Predictors:
         return Predictors.load(cfg, day, day, device=device, allow_missing_days=True)
@@ -501,7 +518,8 @@ def produce_chunk(cfg: Config, device: str, days: list, on_day=None) -> dict[str
 
     if not cfg.produce.pipeline:
         for day in days:
-            day_stats, job = _predict_one(cfg, device, load(day), forests, prov, out_dir, day)
+            pred = load(day)
+            day_stats, job = _predict_one(cfg, device, pred, forests, prov, out_dir, day, buffer)
             done = None
             if job is not None:
                 done = _Done(job())
@@ -517,7 +535,7 @@ def produce_chunk(cfg: Config, device: str, days: list, on_day=None) -> dict[str
             pred = ahead.result()
             if i + 1 < len(days):
                 ahead = reader.submit(load, days[i + 1])
-            day_stats, job = _predict_one(cfg, device, pred, forests, prov, out_dir, day)
+            day_stats, job = _predict_one(cfg, device, pred, forests, prov, out_dir, day, buffer)
             del pred
             if pending is not None:
                 finish(*pending)
@@ -537,7 +555,7 @@ class _Done:
         return self.value
 
 
-def _predict_one(cfg, device, pred, forests, prov, out_dir, day):
+def _predict_one(cfg, device, pred, forests, prov, out_dir, day, buffer):
     """Predict one day; return its stats and the job that writes its file (or None)."""
     stats = _empty_stats()
     key = f"{day:%Y-%m-%d}"
@@ -569,7 +587,7 @@ def _predict_one(cfg, device, pred, forests, prov, out_dir, day):
                 int16,
             )
             sm, t, clipped, nan_pixels = predict_day(
-                pred, forests, day, plan["tile_size"], clip, int16=int16
+                pred, forests, day, plan["tile_size"], clip, int16=int16, buffer=buffer
             )
         t0 = time.perf_counter()
         sm = backend.to_host(sm)  # the writer thread gets host memory only (int16 on 1 km)

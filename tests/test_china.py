@@ -94,6 +94,29 @@ def test_encode_counts_matches_hand_worked_values_and_the_writer():
     np.testing.assert_array_equal(encode_counts(x64, 0.0, 0.6), ref64)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_encode_scatter_writes_the_writers_counts_and_counts_the_clipped(dtype):
+    from smci_gpu.encoding import encode_scatter
+
+    rng = np.random.default_rng(1)
+    n = 30_000
+    x = rng.uniform(-0.1, 0.7, n).astype(dtype)
+    x[::97] = np.nan
+    x[:4] = [np.inf, -np.inf, 0.6000000238, -0.0]
+    x[4:604] = (np.arange(600) + 0.5).astype(np.float32) * np.float32(0.001)  # halves
+    out = np.full((300, 200), 7, np.int16)
+    rows, cols = np.divmod(rng.permutation(60_000)[:n], 200)
+    clipped = encode_scatter(out, rows, cols, x, 0.0, 0.6)
+    want = np.full_like(out, 7)
+    with np.errstate(invalid="ignore"):  # the writer's encoding of the clipped float32
+        # values; a non-finite prediction is no value (fill), as encode_counts documents
+        kept = np.where(np.isfinite(x), np.clip(x, 0.0, 0.6), np.nan).astype(np.float32)
+        want[rows, cols] = encode_int16(kept)
+        assert clipped == int(((x < 0.0) | (x > 0.6)).sum())  # NaN: not clipped
+    np.testing.assert_array_equal(out, want)
+    assert out[rows[0], cols[0]] == -999 and out[rows[1], cols[1]] == -999  # ±inf: fill
+
+
 def test_memory_plan_counts_a_china_day_and_refuses_a_small_budget():
     px = 4320 * 7560
     plan = memory_plan((4320, 7560), 24, 8, 10, 12.0, 512)
@@ -187,8 +210,9 @@ def test_projection_scales_inference_by_trees_and_takes_the_slowest_thread():
 
     day = {"read": 1.0, "lai_read": 0.5, "lai": 1.0, "assemble": 2.0, "infer": 4.0}
     day.update(encode=0.5, write=3.0)  # static and to_host absent: count 0
+    day.update(read_wait=9.0)  # the reader idle on the NetCDF lock: shown, never summed
     stages = stage_table([day, {**day, "infer": 2.0}, {**day, "infer": 6.0}])
-    assert stages["infer"] == 4.0 and stages["static"] == 0.0
+    assert stages["infer"] == 4.0 and stages["static"] == 0.0 and stages["read_wait"] == 9.0
     p = projection(stages, trees=4, layers=10, land_pixels=1000)
     cpu = p["cpu"]
     assert cpu["infer_s_per_day"] == 100.0  # 4 s at 4 trees -> 100 trees

@@ -538,3 +538,15 @@ def test_gpu_assemble_equals_cpu_full_size():
     np.testing.assert_array_equal(
         cp.asnumpy(on_gpu), K.assemble_features(coarse, iy, ix, fine, rows, cols, kind, index)
     )
+
+
+def test_rows_finite_flags_rows_with_nan_or_inf():
+    from smci_gpu.kernels import rows_finite
+
+    x = np.random.default_rng(3).uniform(-5, 5, (1000, 24)).astype(np.float32)
+    x[3, 0], x[10, 23], x[20, 7], x[30, 5] = np.nan, np.inf, -np.inf, np.float32(3e38)
+    got = rows_finite(x)
+    assert got.dtype == np.bool_ and got.shape == (1000,)
+    assert not got[[3, 10, 20]].any() and got[30]  # a huge finite value is finite
+    np.testing.assert_array_equal(got, np.all(np.isfinite(x), axis=1))
+    np.testing.assert_array_equal(rows_finite(x[:, ::2]), np.all(np.isfinite(x[:, ::2]), axis=1))

@@ -220,6 +220,51 @@ def test_a_days_predictors_do_not_depend_on_the_period_loaded(world):
     np.testing.assert_array_equal(alone.features(day, rows, cols), wide.features(day, rows, cols))
 
 
+def _lai_by_np_interp(pred, day, rows, cols):
+    """Daily LAI at pixels by ``np.interp`` over each pixel's valid composites (ends held,
+    no valid composite: 0), on the window of composites a day uses (LAI_SEARCH)."""
+    from smci_gpu.features import LAI_SEARCH
+
+    target = np.datetime64(day, "s")
+    i = int(np.searchsorted(pred.lai_dates, target, "right"))
+    lo, hi = max(i - 1 - LAI_SEARCH, 0), min(i + 1 + LAI_SEARCH, len(pred.lai_dates))
+    t = (pred.lai_dates[lo:hi] - target) / np.timedelta64(1, "D")
+    comps = np.stack(pred.lai_comp[lo:hi])[:, rows, cols].astype(np.float64)
+    out = np.zeros(len(rows))
+    for p in range(len(rows)):
+        ok = np.isfinite(comps[:, p])
+        out[p] = np.interp(0.0, t[ok], comps[ok, p]) if ok.any() else 0.0
+    return out
+
+
+def test_a_fine_buffer_rewrites_only_the_days_lai_and_gives_each_days_values(world):
+    import dataclasses
+
+    from smci_gpu.features import FineBuffer
+
+    days = [pd.Timestamp("2018-05-10"), pd.Timestamp("2018-05-23"), pd.Timestamp("2018-05-10")]
+    pred = Predictors.load(world, days[0], days[1])
+    rng = np.random.default_rng(0)
+    rows = rng.integers(0, pred.grid.shape[0], 300)
+    cols = rng.integers(0, pred.grid.shape[1], 300)
+    buffer, first = FineBuffer(), None
+    for day in days:
+        got = pred.fine_stack(day, buffer)
+        first = got if first is None else first
+        assert np.shares_memory(got, first)  # one stack for the run of days
+        np.testing.assert_array_equal(got, pred.fine_stack(day))  # a new array: the same
+        np.testing.assert_array_equal(got[1:], pred.static)
+        want = _lai_by_np_interp(pred, day, rows, cols)
+        np.testing.assert_allclose(got[0, rows, cols], want, rtol=1e-6, atol=1e-6)
+    assert not np.array_equal(
+        pred.fine_stack(days[0])[0], pred.fine_stack(days[1])[0]
+    )  # the days differ, so the rewrite is seen
+    np.testing.assert_array_equal(buffer.land_mask(pred), pred.land_mask())
+    other = dataclasses.replace(pred, static=pred.static * np.float32(2))  # new statics
+    np.testing.assert_array_equal(other.fine_stack(days[0], buffer)[1:], other.static)
+    np.testing.assert_array_equal(buffer.land_mask(other), other.land_mask())
+
+
 def test_9km_version_predicts_from_block_aggregated_predictors(world, tmp_path):
     import shutil
 
