@@ -20,6 +20,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from smci_gpu.errors import SmciError
 
@@ -614,7 +615,8 @@ def main() -> None:
     except SmciError as exc:
         if state.debug or "--debug" in sys.argv:
             console.print_exception()
-        console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        # The message is text, not markup: "[sklearnex]" or a path with brackets stays.
+        console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
         sys.exit(exc.exit_code)
     except typer.Abort:
         console.print("aborted")

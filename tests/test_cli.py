@@ -42,6 +42,17 @@ def test_debug_shows_the_traceback(tmp_path):
     assert "Traceback" in r.stderr and "does not exist" in r.stderr
 
 
+def test_error_text_with_brackets_is_printed_as_written(tmp_path):
+    # Error lines are text, not console markup: "[/b]" once raised a markup error and
+    # "[v2]" vanished from the path shown.
+    for folder in ("a[/b]", "data[v2]"):
+        missing = tmp_path / folder / "missing.toml"
+        r = smci("--config", str(missing), "config", "show")
+        assert r.returncode == 2, r.stderr
+        assert "Traceback" not in r.stderr
+        assert str(missing) in " ".join(r.stderr.split()), r.stderr
+
+
 def test_usage_error_is_not_a_traceback():
     r = smci("demo", "--no-such-option")
     assert r.returncode == 2

