@@ -782,8 +782,14 @@ def tc_map_figure(tc: pd.DataFrame, experiment: str, path: Path) -> str:
         ax.set_title(f"{name}", fontsize=9)
         ax.set_aspect("equal")
         _lonlat_axes(ax)
-    fig.colorbar(
-        sc, ax=list(axes.flat), label="TC error std (m³/m³), mean over defined layers", shrink=0.85
+    fig.colorbar(  # the scale stops at the 95th percentile: the arrow marks larger values
+        sc,
+        ax=list(axes.flat),
+        label="TC error std (m³/m³), mean over defined layers",
+        shrink=0.85,
+        extend="max"
+        if float(defined.max() if not defined.empty else 0) > (hi or 0.05)
+        else "neither",
     )
     fig.suptitle(
         f"triple collocation, {experiment} test points (hollow grey: undefined)", fontsize=10
