@@ -470,7 +470,7 @@ def _print(console: Console, metrics: pd.DataFrame, infos: list[dict[str, Any]])
     t = Table(title="compare: against in-situ before matching (each product's own rows)")
     for col in ("product", "layer", "n", "bias", "ubRMSE", "RMSE", "R", "R²"):
         t.add_column(col, justify="left" if col == "product" else "right")
-    for _, r in own.iterrows():
+    for _, r in own[own.n > 0].iterrows():  # a layer the product lacks has no row here
         t.add_row(
             str(r["product"]),
             f"{r.layer_cm} cm",
@@ -482,6 +482,9 @@ def _print(console: Console, metrics: pd.DataFrame, infos: list[dict[str, Any]])
             f"{r.r2:.3f}",
         )
     console.print(t)
+    lacking = own[own.n == 0].groupby("product").layer_cm.apply(list)
+    for product, layers in lacking.items():
+        console.print(f"compare: {product} has no values at the stations for {layers} cm")
     console.print("compare: all metrics (raw and matched, own and common rows) in work/compare/")
 
 
