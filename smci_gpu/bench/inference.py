@@ -37,7 +37,6 @@ N_FEATURES = 25
 #: without the readers (a lent GPU node): then no world is needed.
 ROWS_ENV = "SMCI_INFERENCE_ROWS"
 TRAIN_DAYS_BEFORE = 30
-INT16_SCALE = 0.001  # the product's scale_factor
 
 
 def synthetic_rows(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -184,9 +183,11 @@ def node_visits_per_row(forest, x: np.ndarray, sample: int = 2000) -> float:
 
 def int16_counts(p: np.ndarray) -> np.ndarray:
     """The stored product value of predictions ``p``: ``round(clip(p, 0, 0.6) / 0.001)``
-    of the float32 field, as ``smci_gpu.io.writer.encode_int16`` encodes it (repeated here:
-    the writer's module needs pandas, which a lent GPU node may lack)."""
-    return np.round(np.clip(p, 0.0, 0.6).astype(np.float32) / INT16_SCALE).astype(np.int16)
+    of the float32 field, by production's own encoder (:func:`smci_gpu.encoding.
+    encode_counts`, importable on a lent GPU node without pandas)."""
+    from smci_gpu.encoding import encode_counts
+
+    return encode_counts(np.asarray(p), 0.0, 0.6)
 
 
 def run(
