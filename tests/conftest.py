@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -56,3 +61,23 @@ def trained(tiny_world, tmp_path_factory):
         for name in ("prepare", "train"):
             pipeline.STAGES[name](cfg, Console(quiet=True))
     return wd
+
+
+def run_killable_child(code: str, *args: str, kill_after: float | None) -> float | None:
+    """Run ``python -c code *args``, which prints ``ready`` once imported; SIGKILL it
+    ``kill_after`` s later, or (None) wait for it and return the seconds after ``ready``."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, *args],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
+    assert proc.stdout.readline().strip() == "ready"
+    t0 = time.perf_counter()
+    if kill_after is None:
+        assert proc.wait(timeout=120) == 0
+        return time.perf_counter() - t0  # the writing, after imports
+    time.sleep(kill_after)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    return None

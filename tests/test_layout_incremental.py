@@ -3,13 +3,8 @@ complete, and resuming gives the files an uninterrupted run gives."""
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
-import subprocess
-import sys
 import textwrap
-import time
 
 import netCDF4
 import numpy as np
@@ -20,6 +15,8 @@ from smci_gpu import layout
 from smci_gpu.config import load_config
 from smci_gpu.grid import RegularGrid
 from smci_gpu.io.writer import FILL, day_file_name, product_dataset, write_day
+
+from .conftest import run_killable_child
 
 RES = 30.0 / 3600.0
 GRID = RegularGrid(100.0, 30.0, RES, 24, 32)  # on the published 30″ grid
@@ -168,21 +165,7 @@ KILL_DAYS = pd.date_range("2020-02-27", periods=4)
 
 def _run_child(wd, pool, kill_after: float | None) -> float | None:
     """Run the layout child; SIGKILL it ``kill_after`` s after it is ready, or time it."""
-    proc = subprocess.Popen(
-        [sys.executable, "-c", CHILD, str(wd), str(pool)],
-        stdout=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONWARNINGS": "ignore"},
-    )
-    assert proc.stdout.readline().strip() == "ready"
-    t0 = time.perf_counter()
-    if kill_after is None:
-        assert proc.wait(timeout=120) == 0
-        return time.perf_counter() - t0  # the writing, after imports
-    time.sleep(kill_after)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=30)
-    return None
+    return run_killable_child(CHILD, str(wd), str(pool), kill_after=kill_after)
 
 
 @pytest.fixture(scope="module")

@@ -5,12 +5,7 @@ blocks, refusal of another product's store, SIGKILL + resume identical to one ru
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import textwrap
-import time
 
 import numpy as np
 import pandas as pd
@@ -21,6 +16,8 @@ from smci_gpu.errors import OutputError
 from smci_gpu.grid import RegularGrid
 from smci_gpu.io.writer import encode_int16, product_dataset, write_day
 from smci_gpu.io.zarr_store import ZarrProduct, open_product, store_path
+
+from .conftest import run_killable_child
 
 GRID = RegularGrid(100.0, 30.0, 30.0 / 3600.0, 20, 24)
 LAYERS = [10, 20]
@@ -169,21 +166,7 @@ CHILD = textwrap.dedent(
 
 def _child(out, kill_after: float | None) -> float | None:
     """Run the writer child; SIGKILL it ``kill_after`` s after it is ready, or time it."""
-    proc = subprocess.Popen(
-        [sys.executable, "-c", CHILD, str(out)],
-        stdout=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONWARNINGS": "ignore"},
-    )
-    assert proc.stdout.readline().strip() == "ready"
-    t0 = time.perf_counter()
-    if kill_after is None:
-        assert proc.wait(timeout=120) == 0
-        return time.perf_counter() - t0  # the writing, after imports
-    time.sleep(kill_after)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=30)
-    return None
+    return run_killable_child(CHILD, str(out), kill_after=kill_after)
 
 
 @pytest.fixture(scope="module")
