@@ -270,6 +270,14 @@ class ProduceConfig(_Section):
     )
     zarr_codec: Literal["zstd", "blosc-lz4", "zlib"] = "zstd"
     zarr_level: int = Field(1, ge=1, le=9, description="compression level of zarr_codec")
+    compressor: Literal["isal", "zlib"] = Field(
+        "isal",
+        description="writer of the NetCDF files' zlib streams (shuffle + deflate either way): "
+        "ISA-L (fast) or the standard library's zlib (about 10 % smaller)",
+    )
+    write_threads: int = Field(
+        0, ge=0, description="threads compressing a day's chunks; 0 = this process's cores"
+    )
 
     @field_validator("zarr_chunks")
     @classmethod
@@ -452,7 +460,15 @@ class Config(_Section):
         # The period asked for and retry counts do not change any day's values.
         for key in ("retries", "start", "end"):
             payload["produce"].pop(key, None)
-        for key in ("format", "zarr_chunks", "zarr_codec", "zarr_level"):  # storage only
+        storage = (
+            "format",
+            "zarr_chunks",
+            "zarr_codec",
+            "zarr_level",
+            "compressor",
+            "write_threads",
+        )
+        for key in storage:  # storage only: no value changes
             payload["produce"].pop(key, None)
         if not payload["static"]["units"]:  # no declared units: hashes as before they existed
             payload.pop("static")

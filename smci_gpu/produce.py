@@ -483,9 +483,10 @@ def produce_chunk(cfg: Config, device: str, days: list, on_day=None) -> dict[str
     Runs in this process or in a Dask worker. With ``produce.pipeline`` (default) three
     stages overlap on threads: a reader loads day d+1's inputs (ERA5-Land for that day,
     LAI composites it lacks; static maps once per process) while day d is predicted and
-    encoded, and a writer compresses and writes day d−1 (one writer: netCDF4 is not
-    thread-safe). NumPy, Numba's kernels, GDAL and netCDF-C's zlib release the GIL for
-    their long calls, so the stages share the cores. At most two days' outputs and one
+    encoded, and a writer writes day d−1: its chunks are compressed on
+    ``produce.write_threads`` threads, then filed under the NetCDF lock (netCDF-C and HDF5
+    are not thread-safe). NumPy, Numba's kernels, GDAL and the zlib compressors release the
+    GIL for their long calls, so the stages share the cores. At most two days' outputs and one
     read-ahead are held (:func:`memory_plan`). A day that fails with an engine error is
     recorded and the others go on; ``on_day(stats_of_that_day)`` is called as each day
     finishes, in order.
@@ -619,8 +620,14 @@ def _predict_one(cfg, device, pred, forests, prov, out_dir, day, buffer):
         ds = product_dataset(sm, day, cfg.layers, grid, attrs, cfg.produce.dtype)
         if res == "9km":
             ds.attrs["title"] = "SMCI-style 9 km daily soil moisture (predicted at 9 km)"
-        with NETCDF_LOCK:  # the reader thread opens ERA5-Land NetCDF files meanwhile
-            write_day(out_dir / day_file_name(day, res), ds, cfg.produce.dtype)
+        write_day(
+            out_dir / day_file_name(day, res),
+            ds,
+            cfg.produce.dtype,
+            compressor=cfg.produce.compressor,
+            threads=cfg.produce.write_threads or None,
+            lock=NETCDF_LOCK,  # held while the file is open: the reader opens ERA5-Land files
+        )
         return time.perf_counter() - t0
 
     if nan_pixels:

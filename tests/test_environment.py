@@ -99,6 +99,10 @@ IMPORT_ORDERS = [
     "rasterio, netCDF4, cfgrib",
     "cfgrib, netCDF4, rasterio",
     "eccodes, rasterio, pyproj, netCDF4",
+    # h5py (HDF5 2.0) files the product's chunks beside netCDF4's own HDF5 2.2 copy.
+    "h5py, netCDF4",
+    "netCDF4, h5py, rasterio",
+    "rasterio, h5py, cfgrib",
 ]
 
 

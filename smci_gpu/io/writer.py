@@ -12,6 +12,7 @@ attributes: provenance (checked on resume) and the discovery metadata data centr
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,13 +25,10 @@ from smci_gpu import __version__
 from smci_gpu.errors import OutputError
 from smci_gpu.grid import RegularGrid
 from smci_gpu.io.atomic import atomic_path
+from smci_gpu.io.chunks import ZLIB_LEVEL, deflate_chunks, write_pieces
 
 SCALE = 0.001
 FILL = -999
-#: zlib level of the product files (with shuffle). On a China-size day (benchmarks/
-#: bench_storage.py, RESULTS.md "Product storage") level 1 wrote files within 1 % of level
-#: 4's size (213 vs 212 MB per 10-layer day) at 1.8x its speed per core (94 vs 52 MB/s).
-ZLIB_LEVEL = 1
 #: ACDD-1.3 "Conventions" value: both conventions the files follow.
 CONVENTIONS = "CF-1.8, ACDD-1.3"
 #: The CF standard-name table release the names were checked against (the one packaged
@@ -255,12 +253,37 @@ def product_dataset(
     return ds
 
 
-def write_day(path: str | Path, ds, dtype: str = "int16") -> Path:
+def write_day(
+    path: str | Path,
+    ds,
+    dtype: str = "int16",
+    compressor: str | None = "isal",
+    threads: int | None = None,
+    lock=None,
+) -> Path:
     """Write a day's dataset to a temporary name and rename it when complete.
 
     int16 files carry a float32 ``scale_factor`` (no ``add_offset``): xarray decodes packed
     data to the scale factor's type, so a read gives float32, not float64 (CF-1.8 §8.1:
     the unpacked type is the type of ``scale_factor``).
+
+    Parameters
+    ----------
+    path : path
+        The day's file.
+    ds : xarray.Dataset
+        From :func:`product_dataset`.
+    dtype : {"int16", "float32"}
+    compressor : {"isal", "zlib"} or None
+        For int16: ``sm``'s chunks are shuffled and deflated on ``threads`` threads by this
+        compressor and filed as they are (:mod:`smci_gpu.io.chunks`); the file is the same
+        NetCDF4 (shuffle + zlib filters) whichever writes the zlib streams. ``None`` leaves
+        the compression to netCDF-C (one core), as float32 files always do.
+    threads : int, optional
+        Compressing threads (default: this process's cores).
+    lock : context manager, optional
+        Held while the file is open (netCDF-C/HDF5 are not thread-safe; produce passes the
+        lock its reader thread takes), not while chunks are compressed.
 
     Raises
     ------
@@ -269,6 +292,7 @@ def write_day(path: str | Path, ds, dtype: str = "int16") -> Path:
         ``path``.
     """
     path = Path(path)
+    lock = contextlib.nullcontext() if lock is None else lock
     chunks = (1, 1, min(512, ds.sizes["lat"]), min(512, ds.sizes["lon"]))
     time_enc = {"units": "days since 1970-01-01", "calendar": "standard", "dtype": "int32"}
     enc: dict[str, dict] = {
@@ -285,12 +309,41 @@ def write_day(path: str | Path, ds, dtype: str = "int16") -> Path:
         enc["sm"].update(dtype="float32", _FillValue=np.float32(FILL))
     for v in ("lat", "lon", "depth", "depth_bnds", "lat_bnds", "lon_bnds"):
         enc[v] = {"_FillValue": None}
+    direct = dtype == "int16" and compressor is not None
+    if direct:
+        counts = np.asarray(ds["sm"].values, dtype="<i2")
+        pieces = deflate_chunks(counts, chunks, np.int16(FILL), compressor, threads)
+        sm_attrs, sm_dims = dict(ds["sm"].attrs), ds["sm"].dims
+        ds = ds.drop_vars("sm")
+        del enc["sm"]
     try:
-        with atomic_path(path) as tmp:
+        with lock, atomic_path(path) as tmp:
             ds.to_netcdf(tmp, format="NETCDF4", engine="netcdf4", encoding=enc)
+            if direct:
+                _define_int16(tmp, "sm", sm_dims, sm_attrs, chunks)
+                write_pieces(tmp, "sm", pieces, chunks)
     except OSError as exc:
         raise OutputError(f"could not write {path}: {exc}") from exc
     return path
+
+
+def _define_int16(path: Path, name: str, dims, attrs: dict, chunks: tuple[int, ...]) -> None:
+    """Declare an int16 variable with the product's fill, chunks and filters (shuffle +
+    zlib), its values left unwritten for :func:`~smci_gpu.io.chunks.write_pieces`."""
+    import netCDF4
+
+    with netCDF4.Dataset(path, "a") as nc:
+        var = nc.createVariable(
+            name,
+            "i2",
+            tuple(dims),
+            zlib=True,
+            complevel=ZLIB_LEVEL,
+            shuffle=True,
+            chunksizes=chunks,
+            fill_value=np.int16(FILL),
+        )
+        var.setncatts(attrs)
 
 
 def verify_day(path: str | Path, expect: dict[str, Any], shape: tuple[int, ...]) -> bool:
