@@ -227,3 +227,18 @@ def test_projection_scales_inference_by_trees_and_takes_the_slowest_thread():
     assert p["cpu_recorded_rate"]["infer_s_per_day"] == pytest.approx(1000 / 1.31e5)
     eight = projection(stages, trees=4, layers=10, land_pixels=1000, n=8)
     assert eight["cpu"]["hours_pipelined"] == pytest.approx(cpu["hours_pipelined"] / 8)
+
+
+def test_textured_day_has_fill_off_land_and_the_stated_texture():
+    from smci_gpu.bench.produce import textured_counts
+
+    rng = np.random.default_rng(0)
+    land = rng.random((48, 60)) < 0.7
+    counts = textured_counts(land, layers=3, seed=4)
+    assert counts.dtype == np.int16 and counts.shape == (3, 48, 60)
+    assert (counts[:, ~land] == writer.FILL).all()
+    assert ((counts[:, land] >= 0) & (counts[:, land] <= 600)).all()
+    # layers differ by 10 counts of offset plus independent per-pixel noise of s.d. 2:
+    # the difference of two layers has mean 10 and s.d. 2 * sqrt(2) (rounding adds ~0.4)
+    diff = (counts[1].astype(float) - counts[0])[land]
+    assert abs(diff.mean() - 10.0) < 0.3 and 2.6 < diff.std() < 3.2
