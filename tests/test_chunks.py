@@ -108,3 +108,16 @@ def test_raw_chunks_refused_for_other_filters(tmp_path):
 def test_unknown_compressor_is_a_clear_error():
     with pytest.raises(OutputError, match="produce.compressor 'lz4'"):
         chunks.compressor_function("lz4")
+
+
+def test_gdal_reads_the_same_counts(tmp_path):
+    rasterio = pytest.importorskip("rasterio")  # GDAL's netCDF driver: its own HDF5 copy
+    sm, grid = _day(seed=7)
+    reference = _write(tmp_path / "netcdf-c.nc", sm, grid, None)
+    ours = _write(tmp_path / "isal.nc", sm, grid, "isal")
+    bands = []
+    for path in (reference, ours):
+        with rasterio.open(f'NETCDF:"{path}":sm') as src:
+            bands.append(src.read())
+            assert src.nodata == FILL and src.crs.to_epsg() == 4326
+    np.testing.assert_array_equal(bands[1], bands[0])
