@@ -200,6 +200,22 @@ def config_check() -> None:
     typer.echo(f"config OK: {where}, hash {cfg.hash()}")
 
 
+def _print_china_world(workdir: Path, summary: dict) -> None:
+    """What `smci demo --size china` wrote, and what to run next."""
+    ny, nx = summary["grid"]
+    sizes = ", ".join(f"{k} {v / 1e6:,.0f} MB" for k, v in summary["bytes"].items())
+    seconds = sum(summary["seconds"].values())
+    out.print(
+        f'China-size world in {workdir}: {ny} x {nx} cells at 30", '
+        f"{summary['land_pixels']:,} land pixels ({summary['era5_land_cells']:,} ERA5-Land land "
+        f"cells), {summary['days']} days, {summary['trees']} tree(s) per layer; "
+        f"inputs: {sizes}; {seconds:.0f} s."
+    )
+    out.print(
+        f"Next: smci -w {workdir} produce   or   smci -w {workdir} bench produce --size china"
+    )
+
+
 @app.command()
 @shared_options
 def demo(
@@ -222,8 +238,6 @@ def demo(
     from smci_gpu import pipeline
 
     if size == "china":
-        import json
-
         from smci_gpu.demo_china import generate_china
         from smci_gpu.errors import ConfigError
 
@@ -231,7 +245,7 @@ def demo(
         if trees < 1:
             raise ConfigError(f"--trees must be at least 1, got {trees}")
         summary = generate_china(state.workdir, start, end, trees, seed, landmask=landmask)
-        typer.echo(json.dumps(summary))
+        _print_china_world(state.workdir, summary)
         return
 
     summary = pipeline.run_demo(
