@@ -158,8 +158,8 @@ def memory_plan(
     Fixed per process, whatever the tile: static maps (float32), the day's fine stack (LAI
     + statics, float32), the LAI window (up to ``2 + 2 × (LAI_SEARCH + 1)`` composites
     held, and a stacked copy of those a day uses), two days' outputs (the one predicted
-    and the one being written) and the writer's copy of one, the land mask. The rest of
-    the budget sizes the tiles (``produce.tile_size`` at most).
+    and the one being written), one day's compressed chunks (at most its size) and the
+    land mask. The rest of the budget sizes the tiles (``produce.tile_size`` at most).
 
     Returns
     -------
@@ -179,7 +179,7 @@ def memory_plan(
         "static maps": n_static * px * 4,
         "fine stack": (1 + n_static) * px * 4,
         "LAI window": 2 * n_lai * px * 4,
-        "outputs (2 days + writer copy)": 3 * out_bytes,
+        "outputs (2 days + compressed chunks)": 3 * out_bytes,
         "land mask": px,
     }
     budget = memory_gb * 2**30

@@ -122,7 +122,7 @@ def test_memory_plan_counts_a_china_day_and_refuses_a_small_budget():
     plan = memory_plan((4320, 7560), 24, 8, 10, 12.0, 512)
     fixed = plan["fixed_bytes"]
     assert fixed["static maps"] == 8 * px * 4
-    assert fixed["outputs (2 days + writer copy)"] == 3 * 10 * px * 2  # int16
+    assert fixed["outputs (2 days + compressed chunks)"] == 3 * 10 * px * 2  # int16
     assert fixed["LAI window"] == 2 * 12 * px * 4  # 2 + 2 * (LAI_SEARCH + 1) composites
     assert sum(fixed.values()) < 12 * 2**30
     assert plan["tile_size"] == 512
