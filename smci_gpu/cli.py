@@ -211,9 +211,9 @@ def _print_china_world(workdir: Path, summary: dict) -> None:
         f"cells), {summary['days']} days, {summary['trees']} tree(s) per layer; "
         f"inputs: {sizes}; {seconds:.0f} s."
     )
-    out.print(
-        f"Next: smci -w {workdir} produce   or   smci -w {workdir} bench produce --size china"
-    )
+    out.print("Next, either of:")
+    for command in ("produce", "bench produce --size china"):
+        out.print(f"  smci -w {workdir} {command}", soft_wrap=True)
 
 
 @app.command()
