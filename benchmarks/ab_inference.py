@@ -272,8 +272,26 @@ def engines(est, forest, x, names):
         args = (binned(x, edges), f, tb, lf, rt, forest.value, forest.roots, block)
         return call(fk.predict_branching_cpu, *args)()
 
+    coarse_cols = np.flatnonzero(shared)
+    order, starts = fk.cell_groups(x, coarse_cols)
+    per_block = fk.groups_per_block(starts.size - 1)
+    sizes = np.diff(starts)
+    print(
+        f"cell groups: {sizes.size:,} of {len(x):,} rows, mean {sizes.mean():.1f}, "
+        f"max {sizes.max()}, single rows {np.count_nonzero(sizes == 1):,}"
+    )
+
+    def cell_groups_sorted():
+        return fk.predict_groups(x, shared, f, th, lf, rt, forest.value, forest.roots)
+
     return {
         "sklearn": lambda: est.predict(x),
+        "cellgroups": cell_groups_sorted,
+        "cellgroups_kernel": call(
+            fk.predict_groups_cpu,
+            *(x, order, starts, shared, f, th, lf, rt, forest.value, forest.roots, per_block),
+        ),
+        "grouping": lambda: fk.cell_groups(x, coarse_cols)[0].astype(np.float64),
         "branching": call(
             fk.predict_branching_cpu, x, f, th, lf, rt, forest.value, forest.roots, block
         ),
@@ -291,17 +309,35 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=200_000)
     parser.add_argument("--train", type=int, default=200_000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--trees", type=int, default=100)
+    parser.add_argument("--order", choices=["production", "random"], default="production")
+    parser.add_argument("--engines", default="", help="comma-separated subset (default all)")
     args = parser.parse_args()
     rows = inference.world_rows(args.workdir, args.rows, args.train)
     prod, train = rows["production"], rows["train"]
-    est = inference.fit_forest(train, inference.synthetic_target(train), 100)
+    if args.order == "random":
+        prod = np.ascontiguousarray(prod[np.random.default_rng(1).permutation(len(prod))])
+    est = inference.fit_forest(train, inference.synthetic_target(train), args.trees)
     est.n_jobs = -1
     forest = PackedForest.from_sklearn(est)
     names = load_config(workdir=trained_world(args.workdir)).features
     calls = engines(est, forest, prod, names)
+    if args.engines:
+        keep = ["sklearn", *args.engines.split(",")]
+        calls = {k: calls[k] for k in keep}
     ref = est.predict(prod)
+    print(f"{len(prod):,} rows ({args.order} order), {args.trees} trees, {forest.n_nodes:,} nodes")
+    bits = fk.predict_compact_cpu(prod, *forest._cpu_layout()).view(np.int64)
     for name, fn in calls.items():
-        print(f"{name}: max |diff| vs scikit-learn {np.abs(fn() - ref).max():.1e}")
+        if name == "grouping":
+            continue
+        p = fn()
+        same = (
+            ""
+            if name == "sklearn"
+            else f", bits differ from slots: {np.sum(p.view(np.int64) != bits)}"
+        )
+        print(f"{name}: max |diff| vs scikit-learn {np.abs(p - ref).max():.1e}{same}")
     seconds = inference.interleaved_seconds({(k, "cpu"): v for k, v in calls.items()}, args.rounds)
     base = np.asarray(seconds["sklearn", "cpu"])
     for (name, _), s in seconds.items():

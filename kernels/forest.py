@@ -263,6 +263,183 @@ def rows_agree(x, feature, threshold, left, right, roots) -> bool:
     return share >= ORDERED_AGREEMENT
 
 
+#: Largest cell group walked as one; a larger set of rows with equal coarse columns is cut
+#: into groups of this size (a 0.1° cell holds 144 pixels of 30″).
+GROUP_CAP = 512
+#: Rows per group, on average, from which the cell-group kernel is used (else the others).
+GROUP_MIN_MEAN = 4
+_FNV_OFFSET = np.uint64(0xCBF29CE484222325)
+_FNV_PRIME = np.uint64(0x100000001B3)
+
+
+@numba.njit(parallel=True, cache=True)
+def coarse_hashes(bits, cols, mask):
+    """Per row a 64-bit FNV-1a hash of the float32 bit patterns ``bits[r, cols]`` (uint32
+    view of the rows), ANDed with ``mask`` (tests pass a narrow mask to force collisions)."""
+    n = bits.shape[0]
+    h = np.empty(n, np.uint64)
+    for r in numba.prange(n):
+        v = _FNV_OFFSET
+        for c in cols:
+            v = (v ^ np.uint64(bits[r, c])) * _FNV_PRIME
+        h[r] = v & mask
+    return h
+
+
+@numba.njit(cache=True)
+def split_groups(bits, cols, order, hashes, cap):
+    """Offsets into ``order`` of runs whose rows have equal bits in every column ``cols``
+    (rows sorted by hash, so equal rows are adjacent unless a collision interleaves them:
+    then they form separate, smaller groups, never a mixed one); runs longer than ``cap``
+    are cut."""
+    n = order.size
+    starts = np.empty(n + 1, np.int64)
+    g = 0
+    starts[0] = 0
+    for i in range(1, n):
+        a, b = order[i - 1], order[i]
+        same = hashes[a] == hashes[b] and i - starts[g] < cap
+        for c in cols:
+            same = same and bits[a, c] == bits[b, c]
+        if not same:
+            g += 1
+            starts[g] = i
+    starts[g + 1] = n
+    return starts[: g + 2]
+
+
+def cell_groups(x, coarse_cols, cap: int = GROUP_CAP, mask: int = 2**64 - 1):
+    """Rows of ``x`` grouped by exact equality of the columns ``coarse_cols`` (by value,
+    not position: shuffled rows regroup too).
+
+    Returns ``order`` (int64 row indices, each group's rows together) and ``starts``
+    (``(n_groups + 1,)`` offsets into ``order``). A hash of each row's coarse bits, a
+    stable argsort by hash, then runs split wherever the bits differ (so a hash collision
+    gives separate groups) or a group reaches ``cap`` rows. ``mask`` narrows the hash (a
+    test hook for collisions).
+    """
+    bits = x.view(np.uint32)
+    cols = np.asarray(coarse_cols, np.int64)
+    hashes = coarse_hashes(bits, cols, np.uint64(mask))
+    order = np.argsort(hashes, kind="stable")
+    return order, split_groups(bits, cols, order, hashes, cap)
+
+
+@numba.njit(cache=True)
+def _group_tree(xl, k, coarse, feature, threshold, left, right, value, root, buf, tmp, stack, acc):
+    # One tree over a group's ``k`` local rows: an explicit stack of (node, start, end)
+    # segments of ``buf`` (local row numbers). A coarse node sends the segment one way after
+    # one test; a fine node partitions it (branch-free: each index is written to both
+    # sides, the cursors advance by the test); a one-row segment finishes alone.
+    for j in range(k):
+        buf[j] = j
+    node, s, e, sp = root, 0, k, 0
+    while True:
+        f = feature[node]
+        if f >= 0 and e - s == 1:
+            j = buf[s]
+            acc[j] += value[_leaf_of(xl[j], feature, threshold, left, right, node)]
+        elif f >= 0:
+            th = threshold[node]
+            if coarse[f]:
+                node = left[node] if xl[buf[s], f] <= th else right[node]
+                continue
+            nl, nr = 0, 0
+            for i in range(s, e):
+                j = buf[i]
+                go = 1 if xl[j, f] <= th else 0
+                buf[s + nl] = j  # s + nl <= i: never overwrites an unread index
+                tmp[nr] = j
+                nl += go
+                nr += 1 - go
+            if nr == 0:  # the writes above left buf as it was
+                node = left[node]
+                continue
+            m = s + nl
+            for i in range(nr):
+                buf[m + i] = tmp[i]
+            if nl == 0:
+                node = right[node]
+                continue
+            stack[sp, 0], stack[sp, 1], stack[sp, 2] = right[node], m, e
+            sp += 1
+            node, e = left[node], m
+            continue
+        else:
+            v = value[node]
+            for i in range(s, e):
+                acc[buf[i]] += v
+        if sp == 0:
+            return
+        sp -= 1
+        node, s, e = stack[sp, 0], stack[sp, 1], stack[sp, 2]
+
+
+@numba.njit(parallel=True, cache=True)
+def predict_groups_cpu(
+    x, order, starts, coarse, feature, threshold, left, right, value, roots, per_block, out
+):
+    """CPU traversal of cell groups (rows with equal coarse columns, :func:`cell_groups`):
+    blocks of ``per_block`` groups in parallel; each group's rows copied to a local array,
+    then every tree in tree order walked by the whole group (:func:`_group_tree`).
+
+    Trees are summed per row in tree order from 0.0 and divided by the tree count, as the
+    other CPU kernels do, so all give the same bits. ``coarse``: ``(n_features,)`` bool.
+    """
+    n_groups = starts.size - 1
+    nf = x.shape[1]
+    cap = 1
+    for g in range(n_groups):
+        cap = max(cap, starts[g + 1] - starts[g])
+    for b in numba.prange((n_groups + per_block - 1) // per_block):
+        xl = np.empty((cap, nf), np.float32)
+        buf = np.empty(cap, np.int32)
+        tmp = np.empty(cap, np.int32)
+        acc = np.empty(cap, np.float64)
+        stack = np.empty((cap + 64, 3), np.int32)
+        for g in range(b * per_block, min(b * per_block + per_block, n_groups)):
+            s0, k = starts[g], starts[g + 1] - starts[g]
+            for j in range(k):
+                xl[j] = x[order[s0 + j]]
+                acc[j] = 0.0
+            for t in range(roots.size):
+                _group_tree(
+                    xl,
+                    k,
+                    coarse,
+                    feature,
+                    threshold,
+                    left,
+                    right,
+                    value,
+                    roots[t],
+                    buf,
+                    tmp,
+                    stack,
+                    acc,
+                )
+            for j in range(k):
+                out[order[s0 + j]] = acc[j] / roots.size
+
+
+def groups_per_block(n_groups: int) -> int:
+    """Groups per parallel task: a few tasks per thread, at most 256 groups each."""
+    per_thread = -(-n_groups // (8 * numba.get_num_threads()))
+    return int(min(256, max(1, per_thread)))
+
+
+def predict_groups(x, coarse, feature, threshold, left, right, value, roots, out=None):
+    """:func:`predict_groups_cpu` on float32 rows ``x`` with its grouping
+    (:func:`cell_groups` on the columns where ``coarse`` is True): ``(n,)`` float64."""
+    out = np.empty(x.shape[0], np.float64) if out is None else out
+    order, starts = cell_groups(x, np.flatnonzero(coarse))
+    per_block = groups_per_block(starts.size - 1)
+    predict_groups_cpu(
+        x, order, starts, coarse, feature, threshold, left, right, value, roots, per_block, out
+    )
+    return out
+
+
 @cuda.jit
 def _predict_gpu(x, feature, threshold, left, right, value, roots, out):
     r = cuda.grid(1)
