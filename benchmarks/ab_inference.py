@@ -219,6 +219,87 @@ def predict_boxes(x, feature, threshold, left, right, value, roots, boxes, same,
             out[r] = acc[r - lo] / roots.size
 
 
+@numba.njit(parallel=True, cache=True)
+def predict_groups_tree_major(
+    x, order, starts, feature, threshold, left, right, value, roots, per_block, out
+):
+    """Cell groups, tree-major: each tree walked by every group of a block of groups in
+    turn (the tree's nodes stay in L2 across groups) instead of every tree by one group."""
+    n_groups = starts.size - 1
+    nf = x.shape[1]
+    for b in numba.prange((n_groups + per_block - 1) // per_block):
+        g0, g1 = b * per_block, min(b * per_block + per_block, n_groups)
+        lo, hi = starts[g0], starts[g1]
+        cap = 1
+        for g in range(g0, g1):
+            cap = max(cap, starts[g + 1] - starts[g])
+        xl = np.empty((hi - lo, nf), np.float32)
+        acc = np.zeros(hi - lo)
+        gmin = np.empty((g1 - g0, nf), np.float32)
+        gmax = np.empty((g1 - g0, nf), np.float32)
+        for g in range(g0, g1):
+            a, k = starts[g] - lo, starts[g + 1] - starts[g]
+            fk._gather_group(x, order, starts[g], k, xl[a:], gmin[g - g0], gmax[g - g0], acc[a:])
+        buf = np.empty(cap, np.int32)
+        tmp = np.empty(cap, np.int32)
+        stack = np.empty((cap + 64, 3), np.int32)
+        for t in range(roots.size):
+            for g in range(g0, g1):
+                a, e = starts[g] - lo, starts[g + 1] - lo
+                fk._group_tree(
+                    *(xl[a:e], e - a, gmin[g - g0], gmax[g - g0], feature, threshold, left),
+                    *(right, value, roots[t], buf, tmp, stack, acc[a:e]),
+                )
+        for i in range(lo, hi):
+            out[order[i]] = acc[i - lo] / roots.size
+
+
+@numba.njit(parallel=True, cache=True)
+def coarse_hashes(bits, cols, mask):
+    """Per row a 64-bit FNV-1a hash of the float32 bit patterns ``bits[r, cols]`` (uint32
+    view of the rows), ANDed with ``mask`` (tests pass a narrow mask to force collisions)."""
+    n = bits.shape[0]
+    h = np.empty(n, np.uint64)
+    for r in numba.prange(n):
+        v = fk._FNV_OFFSET
+        for c in cols:
+            v = (v ^ np.uint64(bits[r, c])) * fk._FNV_PRIME
+        h[r] = v & mask
+    return h
+
+
+@numba.njit(cache=True)
+def split_groups(bits, cols, order, hashes, cap):
+    """Offsets into ``order`` of runs whose rows have equal bits in every column ``cols``
+    (rows sorted by hash, so equal rows are adjacent unless a collision interleaves them:
+    then they form separate, smaller groups, never a mixed one); runs longer than ``cap``
+    are cut."""
+    n = order.size
+    starts = np.empty(n + 1, np.int64)
+    g = 0
+    starts[0] = 0
+    for i in range(1, n):
+        a, b = order[i - 1], order[i]
+        same = hashes[a] == hashes[b] and i - starts[g] < cap
+        for c in cols:
+            same = same and bits[a, c] == bits[b, c]
+        if not same:
+            g += 1
+            starts[g] = i
+    starts[g + 1] = n
+    return starts[: g + 2]
+
+
+def cell_groups_sorted(x, coarse_cols, cap=fk.GROUP_CAP):
+    """The first grouping tried: hashes, a stable NumPy argsort by hash, runs split where
+    the bits differ (dropped for :func:`fk.cell_groups`' hash table)."""
+    bits = x.view(np.uint32)
+    cols = np.asarray(coarse_cols, np.int64)
+    hashes = coarse_hashes(bits, cols, np.uint64(2**64 - 1))
+    order = np.argsort(hashes, kind="stable")
+    return order, split_groups(bits, cols, order, hashes, cap)
+
+
 def bins_of(forest: PackedForest):
     """Per feature the sorted unique thresholds, and each node's threshold as its bin."""
     f, th = forest.feature, forest.threshold
@@ -289,9 +370,14 @@ def engines(est, forest, x, names):
         "cellgroups": cell_groups_sorted,
         "cellgroups_kernel": call(
             fk.predict_groups_cpu,
-            *(x, order, starts, shared, f, th, lf, rt, forest.value, forest.roots, per_block),
+            *(x, order, starts, f, th, lf, rt, forest.value, forest.roots, per_block),
+        ),
+        "cellgroups_treemajor": call(
+            predict_groups_tree_major,
+            *(x, order, starts, f, th, lf, rt, forest.value, forest.roots, per_block),
         ),
         "grouping": lambda: fk.cell_groups(x, coarse_cols)[0].astype(np.float64),
+        "grouping_sorted": lambda: cell_groups_sorted(x, coarse_cols)[0].astype(np.float64),
         "branching": call(
             fk.predict_branching_cpu, x, f, th, lf, rt, forest.value, forest.roots, block
         ),
@@ -329,7 +415,7 @@ def main() -> None:
     print(f"{len(prod):,} rows ({args.order} order), {args.trees} trees, {forest.n_nodes:,} nodes")
     bits = fk.predict_compact_cpu(prod, *forest._cpu_layout()).view(np.int64)
     for name, fn in calls.items():
-        if name == "grouping":
+        if name.startswith("grouping"):
             continue
         p = fn()
         same = (

@@ -272,65 +272,107 @@ _FNV_OFFSET = np.uint64(0xCBF29CE484222325)
 _FNV_PRIME = np.uint64(0x100000001B3)
 
 
-@numba.njit(parallel=True, cache=True)
-def coarse_hashes(bits, cols, mask):
-    """Per row a 64-bit FNV-1a hash of the float32 bit patterns ``bits[r, cols]`` (uint32
-    view of the rows), ANDed with ``mask`` (tests pass a narrow mask to force collisions)."""
-    n = bits.shape[0]
-    h = np.empty(n, np.uint64)
-    for r in numba.prange(n):
-        v = _FNV_OFFSET
-        for c in cols:
-            v = (v ^ np.uint64(bits[r, c])) * _FNV_PRIME
-        h[r] = v & mask
-    return h
+@numba.njit(inline="always")
+def _same_bits(bits, cols, a, b):
+    for c in cols:
+        if bits[a, c] != bits[b, c]:
+            return False
+    return True
 
 
 @numba.njit(cache=True)
-def split_groups(bits, cols, order, hashes, cap):
-    """Offsets into ``order`` of runs whose rows have equal bits in every column ``cols``
-    (rows sorted by hash, so equal rows are adjacent unless a collision interleaves them:
-    then they form separate, smaller groups, never a mixed one); runs longer than ``cap``
-    are cut."""
-    n = order.size
-    starts = np.empty(n + 1, np.int64)
-    g = 0
-    starts[0] = 0
-    for i in range(1, n):
-        a, b = order[i - 1], order[i]
-        same = hashes[a] == hashes[b] and i - starts[g] < cap
+def group_ids(bits, cols, mask):
+    """Per row the id of its group of rows with equal bits in every column ``cols``
+    (``bits``: uint32 view of float32 rows), ids in order of first appearance, and the
+    number of groups.
+
+    A row equal to the previous one takes its id (a 0.1° cell's pixels come in runs in
+    production order); any other is looked up in an open-addressing table by a 64-bit
+    FNV-1a hash of its bits ANDed with ``mask`` (a test hook: a narrow mask forces
+    collisions), the bits compared in full, so equal hashes never merge different rows.
+    """
+    n = bits.shape[0]
+    size = 1
+    while size < 2 * n:
+        size *= 2
+    slot_row = np.full(size, -1, np.int64)
+    gid = np.empty(n, np.int64)
+    hashes = np.empty(n, np.uint64)
+    n_groups = 0
+    for r in range(n):
+        if r > 0 and _same_bits(bits, cols, r, r - 1):
+            gid[r] = gid[r - 1]
+            hashes[r] = hashes[r - 1]
+            continue
+        h = _FNV_OFFSET
         for c in cols:
-            same = same and bits[a, c] == bits[b, c]
-        if not same:
-            g += 1
-            starts[g] = i
-    starts[g + 1] = n
-    return starts[: g + 2]
+            h = (h ^ np.uint64(bits[r, c])) * _FNV_PRIME
+        h &= mask
+        hashes[r] = h
+        i = np.int64(h & np.uint64(size - 1))
+        while True:
+            rep = slot_row[i]
+            if rep < 0:
+                slot_row[i] = r
+                gid[r] = n_groups
+                n_groups += 1
+                break
+            if hashes[rep] == h and _same_bits(bits, cols, r, rep):
+                gid[r] = gid[rep]
+                break
+            i = (i + 1) & (size - 1)
+    return gid, n_groups
+
+
+@numba.njit(cache=True)
+def order_groups(gid, n_groups, cap):
+    """Rows ordered by group (stable counting sort) and the offsets of each group's rows,
+    a group longer than ``cap`` cut into pieces of ``cap``."""
+    n = gid.size
+    count = np.zeros(n_groups + 1, np.int64)
+    for r in range(n):
+        count[gid[r] + 1] += 1
+    n_pieces = 0
+    for g in range(n_groups):
+        n_pieces += (count[g + 1] + cap - 1) // cap
+    starts = np.empty(n_pieces + 1, np.int64)
+    p = 0
+    for g in range(n_groups):
+        for off in range(0, count[g + 1], cap):
+            starts[p] = count[g] + off
+            p += 1
+        count[g + 1] += count[g]
+    starts[n_pieces] = n
+    order = np.empty(n, np.int64)
+    for r in range(n):
+        order[count[gid[r]]] = r
+        count[gid[r]] += 1
+    return order, starts
 
 
 def cell_groups(x, coarse_cols, cap: int = GROUP_CAP, mask: int = 2**64 - 1):
     """Rows of ``x`` grouped by exact equality of the columns ``coarse_cols`` (by value,
     not position: shuffled rows regroup too).
 
-    Returns ``order`` (int64 row indices, each group's rows together) and ``starts``
-    (``(n_groups + 1,)`` offsets into ``order``). A hash of each row's coarse bits, a
-    stable argsort by hash, then runs split wherever the bits differ (so a hash collision
-    gives separate groups) or a group reaches ``cap`` rows. ``mask`` narrows the hash (a
-    test hook for collisions).
+    Returns ``order`` (int64 row indices, each group's rows together, groups in order of
+    first appearance) and ``starts`` (``(n_groups + 1,)`` offsets into ``order``): by a
+    hash table on the coarse bits (:func:`group_ids`) and a counting sort
+    (:func:`order_groups`); groups of more than ``cap`` rows are cut.
     """
     bits = x.view(np.uint32)
     cols = np.asarray(coarse_cols, np.int64)
-    hashes = coarse_hashes(bits, cols, np.uint64(mask))
-    order = np.argsort(hashes, kind="stable")
-    return order, split_groups(bits, cols, order, hashes, cap)
+    gid, n_groups = group_ids(bits, cols, np.uint64(mask))
+    return order_groups(gid, n_groups, cap)
 
 
 @numba.njit(cache=True)
-def _group_tree(xl, k, coarse, feature, threshold, left, right, value, root, buf, tmp, stack, acc):
-    # One tree over a group's ``k`` local rows: an explicit stack of (node, start, end)
-    # segments of ``buf`` (local row numbers). A coarse node sends the segment one way after
-    # one test; a fine node partitions it (branch-free: each index is written to both
-    # sides, the cursors advance by the test); a one-row segment finishes alone.
+def _group_tree(xl, k, lo, hi, feature, threshold, left, right, value, root, buf, tmp, stack, acc):
+    # One tree over a group's ``k`` local rows ``xl``: an explicit stack of (node, start,
+    # end) segments of ``buf`` (local row numbers). Where the threshold lies outside the
+    # group's range of the feature (``lo``/``hi``: column minima and maxima; a coarse
+    # column has lo == hi, so every coarse node) the segment goes one way without a test
+    # per row; otherwise it is partitioned (branch-free: each index is written to both
+    # sides and the cursors advance by the test); a one-row segment finishes alone.
     for j in range(k):
         buf[j] = j
     node, s, e, sp = root, 0, k, 0
@@ -341,8 +383,11 @@ def _group_tree(xl, k, coarse, feature, threshold, left, right, value, root, buf
             acc[j] += value[_leaf_of(xl[j], feature, threshold, left, right, node)]
         elif f >= 0:
             th = threshold[node]
-            if coarse[f]:
-                node = left[node] if xl[buf[s], f] <= th else right[node]
+            if th >= hi[f]:
+                node = left[node]
+                continue
+            if th < lo[f]:
+                node = right[node]
                 continue
             nl, nr = 0, 0
             for i in range(s, e):
@@ -375,16 +420,37 @@ def _group_tree(xl, k, coarse, feature, threshold, left, right, value, root, buf
         node, s, e = stack[sp, 0], stack[sp, 1], stack[sp, 2]
 
 
+@numba.njit(inline="always")
+def _gather_group(x, order, s0, k, xl, lo, hi, acc):
+    # The group's rows into the local array, their column ranges, zeroed sums (one pass,
+    # scalar loops: row slices cost ~4× more here).
+    nf = x.shape[1]
+    for c in range(nf):
+        lo[c] = np.inf
+        hi[c] = -np.inf
+    for j in range(k):
+        r = order[s0 + j]
+        acc[j] = 0.0
+        for c in range(nf):
+            v = x[r, c]
+            xl[j, c] = v
+            lo[c] = min(lo[c], v)
+            hi[c] = max(hi[c], v)
+
+
 @numba.njit(parallel=True, cache=True)
 def predict_groups_cpu(
-    x, order, starts, coarse, feature, threshold, left, right, value, roots, per_block, out
+    x, order, starts, feature, threshold, left, right, value, roots, per_block, out
 ):
     """CPU traversal of cell groups (rows with equal coarse columns, :func:`cell_groups`):
-    blocks of ``per_block`` groups in parallel; each group's rows copied to a local array,
-    then every tree in tree order walked by the whole group (:func:`_group_tree`).
+    blocks of ``per_block`` groups in parallel; each group's rows copied to a local array
+    with their column ranges, then every tree in tree order walked by the whole group
+    (:func:`_group_tree`).
 
     Trees are summed per row in tree order from 0.0 and divided by the tree count, as the
-    other CPU kernels do, so all give the same bits. ``coarse``: ``(n_features,)`` bool.
+    other CPU kernels do, so all give the same bits. The kernel is exact for any grouping
+    (a node whose threshold splits a group's values partitions it); groups sharing their
+    coarse columns make it fast.
     """
     n_groups = starts.size - 1
     nf = x.shape[1]
@@ -393,20 +459,21 @@ def predict_groups_cpu(
         cap = max(cap, starts[g + 1] - starts[g])
     for b in numba.prange((n_groups + per_block - 1) // per_block):
         xl = np.empty((cap, nf), np.float32)
+        lo = np.empty(nf, np.float32)
+        hi = np.empty(nf, np.float32)
         buf = np.empty(cap, np.int32)
         tmp = np.empty(cap, np.int32)
         acc = np.empty(cap, np.float64)
         stack = np.empty((cap + 64, 3), np.int32)
         for g in range(b * per_block, min(b * per_block + per_block, n_groups)):
             s0, k = starts[g], starts[g + 1] - starts[g]
-            for j in range(k):
-                xl[j] = x[order[s0 + j]]
-                acc[j] = 0.0
+            _gather_group(x, order, s0, k, xl, lo, hi, acc)
             for t in range(roots.size):
                 _group_tree(
                     xl,
                     k,
-                    coarse,
+                    lo,
+                    hi,
                     feature,
                     threshold,
                     left,
@@ -435,7 +502,7 @@ def predict_groups(x, coarse, feature, threshold, left, right, value, roots, out
     order, starts = cell_groups(x, np.flatnonzero(coarse))
     per_block = groups_per_block(starts.size - 1)
     predict_groups_cpu(
-        x, order, starts, coarse, feature, threshold, left, right, value, roots, per_block, out
+        x, order, starts, feature, threshold, left, right, value, roots, per_block, out
     )
     return out
 

@@ -7,8 +7,8 @@ both sum the trees of a row in tree order) and NumPy's ``unique`` for the groupi
 import numpy as np
 import pytest
 from sklearn.ensemble import RandomForestRegressor
-
 from smci_gpu.kernels import forest as fk
+
 from smci_gpu.model.forest import PackedForest
 from smci_gpu.variables import ERA5LAND_FEATURES, FEATURES
 
@@ -42,7 +42,7 @@ def _groups_predict(pf, x, **grouping):
     order, starts = fk.cell_groups(x, np.flatnonzero(coarse), **grouping)
     out = np.empty(len(x))
     arrays = pf._branching_layout()
-    fk.predict_groups_cpu(x, order, starts, coarse, *arrays, pf.value, pf.roots, 7, out)
+    fk.predict_groups_cpu(x, order, starts, *arrays, pf.value, pf.roots, 7, out)
     return out
 
 
@@ -71,9 +71,8 @@ def test_hash_collisions_give_separate_groups_never_mixed_ones(mask):
     _, label = np.unique(x[:, :N_COARSE], axis=0, return_inverse=True)
     for a, b in zip(starts[:-1], starts[1:], strict=True):
         assert np.unique(label[order[a:b]]).size == 1
-    # With every hash equal (mask 0) the stable sort keeps the shuffled order, so most
-    # groups are single rows: still exact below.
-    assert starts.size - 1 >= 40
+    # The table compares the bits in full, so colliding hashes still give whole groups.
+    assert starts.size - 1 == 40
 
 
 def test_group_cap_cuts_large_groups():
@@ -143,3 +142,17 @@ def test_predict_takes_the_group_kernel_only_where_groups_are_large(fitted, monk
     used.clear()
     np.testing.assert_array_equal(unnamed.predict(cells), want)
     assert not used
+
+
+def test_group_kernel_is_exact_for_any_grouping(fitted):
+    # Rows of different cells in one group: a node whose threshold splits the group's
+    # values partitions it (coarse or not), so the sums still equal scikit-learn's.
+    est, pf = fitted
+    x = _cell_rows(40, 10, 15)
+    order = np.random.default_rng(16).permutation(len(x))
+    starts = np.array([0, 1, 3, 50, 51, 200, 399, 400])
+    out = np.empty(len(x))
+    arrays = pf._branching_layout()
+    fk.predict_groups_cpu(x, order, starts, *arrays, pf.value, pf.roots, 2, out)
+    np.testing.assert_allclose(out, est.predict(x), rtol=0, atol=1e-6)
+    np.testing.assert_array_equal(out, _branching_predict(pf, x))

@@ -242,9 +242,7 @@ class PackedForest:
             return None
         out = np.empty(x.shape[0], np.float64) if out is None else out
         per_block = fk.groups_per_block(n_groups)
-        fk.predict_groups_cpu(
-            x, order, starts, coarse, *arrays, self.value, self.roots, per_block, out
-        )
+        fk.predict_groups_cpu(x, order, starts, *arrays, self.value, self.roots, per_block, out)
         return out
 
     def _branching_layout(self):
