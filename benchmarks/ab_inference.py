@@ -389,6 +389,47 @@ def engines(est, forest, x, names):
     }
 
 
+def produce_infer(workdir: Path, rounds: int) -> None:
+    """The infer stage of ``predict_day`` over the world's production days with its own
+    forests, cell groups on (as production runs) and off (the same forests without feature
+    names, so the row-by-row kernels run), interleaved; the two products must be equal."""
+
+    import pandas as pd
+
+    from smci_gpu.features import Predictors
+    from smci_gpu.produce import load_forests, predict_day
+
+    cfg = load_config(workdir=workdir, overrides={"device": "cpu"})
+    forests, _ = load_forests(cfg)
+    days = pd.date_range(cfg.produce.start, cfg.produce.end, freq="D")
+    pred = Predictors.load(cfg, days[0], days[-1])
+    rowwise = {k: PackedForest(**{**vars(f), "feature_names": None}) for k, f in forests.items()}
+    engines = {"groups": forests, "rowwise": rowwise}
+    seconds: dict = {k: [] for k in engines}
+    products = {}
+    for name, fs in engines.items():  # untimed first call (JIT, layouts)
+        products[name] = [predict_day(pred, fs, d, cfg.produce.tile_size)[0] for d in days]
+    same = all(
+        np.array_equal(a, b, equal_nan=True)
+        for a, b in zip(products["groups"], products["rowwise"], strict=True)
+    )
+    for _ in range(rounds):
+        for name, fs in engines.items():
+            t = 0.0
+            for d in days:
+                t += predict_day(pred, fs, d, cfg.produce.tile_size)[1]["infer"]
+            seconds[name].append(t)
+    f0 = next(iter(forests.values()))
+    print(
+        f"{len(days)} days × {len(forests)} layers, {f0.n_trees} trees, land pixels "
+        f"{int(pred.land_mask().sum()):,}; products equal: {same}"
+    )
+    ratio = np.asarray(seconds["rowwise"]) / np.asarray(seconds["groups"])
+    for name, s in seconds.items():
+        print(f"infer, {name:8s} per round {' '.join(f'{v:.2f}' for v in s)} s")
+    print(f"rowwise ÷ groups per round {ratio.min():.2f}–{ratio.max():.2f}×")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--workdir", type=Path, default=None, help="a world (else the tiny one)")
@@ -398,7 +439,11 @@ def main() -> None:
     parser.add_argument("--trees", type=int, default=100)
     parser.add_argument("--order", choices=["production", "random"], default="production")
     parser.add_argument("--engines", default="", help="comma-separated subset (default all)")
+    parser.add_argument("--produce", action="store_true", help="the infer stage, on vs off")
     args = parser.parse_args()
+    if args.produce:
+        produce_infer(trained_world(args.workdir), args.rounds)
+        return
     rows = inference.world_rows(args.workdir, args.rows, args.train)
     prod, train = rows["production"], rows["train"]
     if args.order == "random":
