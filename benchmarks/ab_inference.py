@@ -1,15 +1,20 @@
 """The forest-inference candidates tried for issue 24, A/B against the kernels in use.
 
-python benchmarks/ab_inference.py [--workdir DIR] [--rows 200000] [--rounds 3]
+python benchmarks/ab_inference.py [--workdir DIR] [--rows 200000] [--rounds 3] [--trees 100]
+    [--order production|random] [--engines a,b,...] [--produce]
 
 Rows and forest as ``smci bench inference`` builds them (a world's production days tile by
 tile; the paper's forest on the world's predictors, 100 trees, ``--train`` rows); every
 engine is timed in interleaved rounds in this one process and checked against
-scikit-learn. The candidates (none kept: see benchmarks/RESULTS.md, "Forest inference in
-production order") are here so that the comparison can be rerun elsewhere:
+scikit-learn (``--produce``: the world's own infer stage with cell groups on and off). The
+candidates (cell groups kept, the others not: see benchmarks/RESULTS.md, "Forest inference
+in production order") are here so that the comparison can be rerun elsewhere:
 
 * ``paths``: each tree keeps the previous row's path and a row re-checks it first;
 * ``groups``: consecutive rows with equal ERA5-Land columns walk a tree together;
+* ``cellgroups``: the kernel kept (``fk.predict_groups_cpu``), grouping included;
+  ``cellgroups_kernel`` without the grouping, ``cellgroups_groupmajor`` its first version,
+  ``grouping`` / ``grouping_sorted`` the hash-table grouping and the first (argsort) one;
 * ``bins``: rows and thresholds as bin indices of the forest's own thresholds;
 * ``boxes``: a row sharing its neighbour's ERA5-Land values first tests the neighbour's
   leaf's bounds on the other columns.
@@ -220,38 +225,52 @@ def predict_boxes(x, feature, threshold, left, right, value, roots, boxes, same,
 
 
 @numba.njit(parallel=True, cache=True)
-def predict_groups_tree_major(
+def predict_groups_group_major(
     x, order, starts, feature, threshold, left, right, value, roots, per_block, out
 ):
-    """Cell groups, tree-major: each tree walked by every group of a block of groups in
-    turn (the tree's nodes stay in L2 across groups) instead of every tree by one group."""
+    """Cell groups, group-major (the first version): each group walks every tree before
+    the next group starts (its rows stay in L1; the trees' nodes do not stay in cache).
+
+    Trees are summed per row in tree order from 0.0 and divided by the tree count, as the
+    other CPU kernels do, so all give the same bits. The kernel is exact for any grouping
+    (a node whose threshold splits a group's values partitions it); groups sharing their
+    coarse columns make it fast.
+    """
     n_groups = starts.size - 1
     nf = x.shape[1]
+    cap = 1
+    for g in range(n_groups):
+        cap = max(cap, starts[g + 1] - starts[g])
     for b in numba.prange((n_groups + per_block - 1) // per_block):
-        g0, g1 = b * per_block, min(b * per_block + per_block, n_groups)
-        lo, hi = starts[g0], starts[g1]
-        cap = 1
-        for g in range(g0, g1):
-            cap = max(cap, starts[g + 1] - starts[g])
-        xl = np.empty((hi - lo, nf), np.float32)
-        acc = np.zeros(hi - lo)
-        gmin = np.empty((g1 - g0, nf), np.float32)
-        gmax = np.empty((g1 - g0, nf), np.float32)
-        for g in range(g0, g1):
-            a, k = starts[g] - lo, starts[g + 1] - starts[g]
-            fk._gather_group(x, order, starts[g], k, xl[a:], gmin[g - g0], gmax[g - g0], acc[a:])
+        xl = np.empty((cap, nf), np.float32)
+        lo = np.empty(nf, np.float32)
+        hi = np.empty(nf, np.float32)
         buf = np.empty(cap, np.int32)
         tmp = np.empty(cap, np.int32)
+        acc = np.empty(cap, np.float64)
         stack = np.empty((cap + 64, 3), np.int32)
-        for t in range(roots.size):
-            for g in range(g0, g1):
-                a, e = starts[g] - lo, starts[g + 1] - lo
+        for g in range(b * per_block, min(b * per_block + per_block, n_groups)):
+            s0, k = starts[g], starts[g + 1] - starts[g]
+            fk._gather_group(x, order, s0, k, xl, lo, hi, acc)
+            for t in range(roots.size):
                 fk._group_tree(
-                    *(xl[a:e], e - a, gmin[g - g0], gmax[g - g0], feature, threshold, left),
-                    *(right, value, roots[t], buf, tmp, stack, acc[a:e]),
+                    xl,
+                    k,
+                    lo,
+                    hi,
+                    feature,
+                    threshold,
+                    left,
+                    right,
+                    value,
+                    roots[t],
+                    buf,
+                    tmp,
+                    stack,
+                    acc,
                 )
-        for i in range(lo, hi):
-            out[order[i]] = acc[i - lo] / roots.size
+            for j in range(k):
+                out[order[s0 + j]] = acc[j] / roots.size
 
 
 @numba.njit(parallel=True, cache=True)
@@ -355,25 +374,25 @@ def engines(est, forest, x, names):
 
     coarse_cols = np.flatnonzero(shared)
     order, starts = fk.cell_groups(x, coarse_cols)
-    per_block = fk.groups_per_block(starts.size - 1)
+    per_block = fk.groups_per_block(starts.size - 1, len(x))
     sizes = np.diff(starts)
     print(
         f"cell groups: {sizes.size:,} of {len(x):,} rows, mean {sizes.mean():.1f}, "
         f"max {sizes.max()}, single rows {np.count_nonzero(sizes == 1):,}"
     )
 
-    def cell_groups_sorted():
+    def cellgroups_call():
         return fk.predict_groups(x, shared, f, th, lf, rt, forest.value, forest.roots)
 
     return {
         "sklearn": lambda: est.predict(x),
-        "cellgroups": cell_groups_sorted,
+        "cellgroups": cellgroups_call,
         "cellgroups_kernel": call(
             fk.predict_groups_cpu,
             *(x, order, starts, f, th, lf, rt, forest.value, forest.roots, per_block),
         ),
-        "cellgroups_treemajor": call(
-            predict_groups_tree_major,
+        "cellgroups_groupmajor": call(
+            predict_groups_group_major,
             *(x, order, starts, f, th, lf, rt, forest.value, forest.roots, per_block),
         ),
         "grouping": lambda: fk.cell_groups(x, coarse_cols)[0].astype(np.float64),
@@ -474,7 +493,8 @@ def main() -> None:
     for (name, _), s in seconds.items():
         ratio = base / np.asarray(s)
         print(
-            f"{name:10s} best {min(s):.2f} s  vs scikit-learn {ratio.min():.2f}–{ratio.max():.2f}×"
+            f"{name:10s} best {min(s):.3f} s  vs scikit-learn {ratio.min():.2f}–{ratio.max():.2f}× "
+            f"(median {np.median(ratio):.2f}; per round {' '.join(f'{v:.2f}' for v in ratio)})"
         )
 
 

@@ -443,9 +443,9 @@ def predict_groups_cpu(
     x, order, starts, feature, threshold, left, right, value, roots, per_block, out
 ):
     """CPU traversal of cell groups (rows with equal coarse columns, :func:`cell_groups`):
-    blocks of ``per_block`` groups in parallel; each group's rows copied to a local array
-    with their column ranges, then every tree in tree order walked by the whole group
-    (:func:`_group_tree`).
+    blocks of ``per_block`` groups in parallel; a block's rows copied to a local array
+    with each group's column ranges, then tree by tree (in tree order) every group of the
+    block walks it (:func:`_group_tree`), so the tree's nodes stay in cache across groups.
 
     Trees are summed per row in tree order from 0.0 and divided by the tree count, as the
     other CPU kernels do, so all give the same bits. The kernel is exact for any grouping
@@ -454,45 +454,40 @@ def predict_groups_cpu(
     """
     n_groups = starts.size - 1
     nf = x.shape[1]
-    cap = 1
-    for g in range(n_groups):
-        cap = max(cap, starts[g + 1] - starts[g])
     for b in numba.prange((n_groups + per_block - 1) // per_block):
-        xl = np.empty((cap, nf), np.float32)
-        lo = np.empty(nf, np.float32)
-        hi = np.empty(nf, np.float32)
+        g0, g1 = b * per_block, min(b * per_block + per_block, n_groups)
+        r0, r1 = starts[g0], starts[g1]
+        cap = 1
+        for g in range(g0, g1):
+            cap = max(cap, starts[g + 1] - starts[g])
+        xl = np.empty((r1 - r0, nf), np.float32)
+        acc = np.empty(r1 - r0, np.float64)
+        lo = np.empty((g1 - g0, nf), np.float32)
+        hi = np.empty((g1 - g0, nf), np.float32)
+        for g in range(g0, g1):
+            a = starts[g] - r0
+            k = starts[g + 1] - starts[g]
+            _gather_group(x, order, starts[g], k, xl[a:], lo[g - g0], hi[g - g0], acc[a:])
         buf = np.empty(cap, np.int32)
         tmp = np.empty(cap, np.int32)
-        acc = np.empty(cap, np.float64)
         stack = np.empty((cap + 64, 3), np.int32)
-        for g in range(b * per_block, min(b * per_block + per_block, n_groups)):
-            s0, k = starts[g], starts[g + 1] - starts[g]
-            _gather_group(x, order, s0, k, xl, lo, hi, acc)
-            for t in range(roots.size):
+        for t in range(roots.size):
+            for g in range(g0, g1):
+                a, e = starts[g] - r0, starts[g + 1] - r0
                 _group_tree(
-                    xl,
-                    k,
-                    lo,
-                    hi,
-                    feature,
-                    threshold,
-                    left,
-                    right,
-                    value,
-                    roots[t],
-                    buf,
-                    tmp,
-                    stack,
-                    acc,
+                    *(xl[a:e], e - a, lo[g - g0], hi[g - g0], feature, threshold, left),
+                    *(right, value, roots[t], buf, tmp, stack, acc[a:e]),
                 )
-            for j in range(k):
-                out[order[s0 + j]] = acc[j] / roots.size
+        for i in range(r0, r1):
+            out[order[i]] = acc[i - r0] / roots.size
 
 
-def groups_per_block(n_groups: int) -> int:
-    """Groups per parallel task: a few tasks per thread, at most 256 groups each."""
-    per_thread = -(-n_groups // (8 * numba.get_num_threads()))
-    return int(min(256, max(1, per_thread)))
+def groups_per_block(n_groups: int, n_rows: int) -> int:
+    """Groups per parallel task: two tasks per thread, of at most :data:`CPU_BLOCK` rows
+    (tree-major over a block: larger blocks reuse each tree's nodes over more groups;
+    blocks of ~10–20 k rows ran 1.2–1.5× faster than group by group, 100 trees)."""
+    rows = min(CPU_BLOCK, -(-n_rows // (2 * numba.get_num_threads())))
+    return int(max(1, rows * max(n_groups, 1) // max(n_rows, 1)))
 
 
 def predict_groups(x, coarse, feature, threshold, left, right, value, roots, out=None):
@@ -500,7 +495,7 @@ def predict_groups(x, coarse, feature, threshold, left, right, value, roots, out
     (:func:`cell_groups` on the columns where ``coarse`` is True): ``(n,)`` float64."""
     out = np.empty(x.shape[0], np.float64) if out is None else out
     order, starts = cell_groups(x, np.flatnonzero(coarse))
-    per_block = groups_per_block(starts.size - 1)
+    per_block = groups_per_block(starts.size - 1, x.shape[0])
     predict_groups_cpu(
         x, order, starts, feature, threshold, left, right, value, roots, per_block, out
     )

@@ -241,7 +241,7 @@ class PackedForest:
         if x.shape[0] < fk.GROUP_MIN_MEAN * max(n_groups, 1):
             return None
         out = np.empty(x.shape[0], np.float64) if out is None else out
-        per_block = fk.groups_per_block(n_groups)
+        per_block = fk.groups_per_block(n_groups, x.shape[0])
         fk.predict_groups_cpu(x, order, starts, *arrays, self.value, self.roots, per_block, out)
         return out
 
