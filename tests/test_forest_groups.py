@@ -129,10 +129,11 @@ def test_predict_takes_the_group_kernel_only_where_groups_are_large(fitted, monk
     used = []
     real = fk.predict_groups_cpu
     monkeypatch.setattr(fk, "predict_groups_cpu", lambda *a: used.append(1) or real(*a))
-    cells = _cell_rows(50, 12, 12)
+    cells = _cell_rows(30, fk.GROUP_MIN_MEAN, 12)
     shuffled = cells[np.random.default_rng(13).permutation(len(cells))]
+    small = _cell_rows(40, fk.GROUP_MIN_MEAN - 1, 14)  # cells cut by a tile's edge, say
     bilinear = _cell_rows(600, 1, 14)
-    for x, grouped in ((cells, True), (shuffled, True), (bilinear, False)):
+    for x, grouped in ((cells, True), (shuffled, True), (small, False), (bilinear, False)):
         used.clear()
         np.testing.assert_allclose(pf.predict(x), est.predict(x), rtol=0, atol=1e-6)
         assert bool(used) is grouped
