@@ -3,9 +3,12 @@
 Node arrays (one entry per node, all trees concatenated): ``feature`` (−1 at leaves),
 ``threshold`` (float32, go left when ``x <= threshold``), ``left``/``right`` (absolute node
 indices) and ``value`` (float64 leaf values). ``roots`` holds each tree's first node. The
-GPU twin walks these arrays directly; the CPU twin walks the breadth-first
-:func:`compact_layout` built from them. The prediction is the mean of the trees' leaf
-values, accumulated in float64.
+GPU twin walks these arrays directly; the CPU kernels are the slot kernel over the
+breadth-first :func:`compact_layout` (scattered rows), the branching kernel (a tile's
+pixels in row order) and the cell-group kernel (rows sharing their ERA5-Land columns walk
+each tree together: :func:`cell_groups`, :func:`predict_groups_cpu`). The prediction is
+the mean of the trees' leaf values, accumulated in float64 in tree order by every CPU
+kernel, so they give the same bits.
 """
 
 from __future__ import annotations

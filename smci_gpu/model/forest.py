@@ -200,7 +200,11 @@ class PackedForest:
         """Mean leaf value over trees for each row of ``x`` (float64).
 
         ``device`` defaults to where ``x`` lives; ``"gpu"`` with a host array copies it to
-        the GPU once. NaN or a wrong column count is a ``ValueError``.
+        the GPU once. NaN or a wrong column count is a ``ValueError``. On the CPU, rows
+        sharing their ERA5-Land columns (a 0.1° cell's pixels of a day, in any row order)
+        walk the trees as groups where the forest has feature names and the groups are
+        large enough (:meth:`_predict_cell_groups`); otherwise a tile's pixels in order
+        take the branching kernel, other rows the slot kernel. All give the same bits.
         """
         x = check_features(x, self.n_features, self.feature_names)
         on_gpu = device == "gpu" or (device is None and backend.is_device_array(x))
