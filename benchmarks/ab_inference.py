@@ -410,9 +410,10 @@ def engines(est, forest, x, names):
 
 def produce_infer(workdir: Path, rounds: int) -> None:
     """The infer stage of ``predict_day`` over the world's production days with its own
-    forests: cell groups on (as production runs), the same with the group-major kernel,
-    and off (the same forests without feature names, so the row-by-row kernels run),
-    interleaved; the products must be equal."""
+    forests: cell groups on (as production runs), the same with blocks of few groups,
+    the group-major kernel (with those blocks, as first measured), and off (the same
+    forests without feature names, so the row-by-row kernels run), interleaved; the
+    products must be equal."""
     import pandas as pd
 
     from smci_gpu.features import Predictors
@@ -423,20 +424,25 @@ def produce_infer(workdir: Path, rounds: int) -> None:
     days = pd.date_range(cfg.produce.start, cfg.produce.end, freq="D")
     pred = Predictors.load(cfg, days[0], days[-1])
     rowwise = {k: PackedForest(**{**vars(f), "feature_names": None}) for k, f in forests.items()}
-    kept = fk.predict_groups_cpu
+    kept, blocks = fk.predict_groups_cpu, fk.groups_per_block
+
+    def small_blocks(n_groups: int, n_rows: int) -> int:  # 8 blocks per thread
+        rows = min(fk.CPU_BLOCK, -(-n_rows // (8 * numba.get_num_threads())))
+        return int(max(1, rows * max(n_groups, 1) // max(n_rows, 1)))
+
     engines = {
-        "groups": (forests, kept),
-        "groupmajor": (forests, predict_groups_group_major),
-        "rowwise": (rowwise, kept),
+        "groups": (forests, kept, blocks),
+        "groups_smallblocks": (forests, kept, small_blocks),
+        "groupmajor": (forests, predict_groups_group_major, small_blocks),
+        "rowwise": (rowwise, kept, blocks),
     }
 
     def infer(name):
-        fs, kernel = engines[name]
-        fk.predict_groups_cpu = kernel
+        fs, fk.predict_groups_cpu, fk.groups_per_block = engines[name]
         try:
             runs = [predict_day(pred, fs, d, cfg.produce.tile_size) for d in days]
         finally:
-            fk.predict_groups_cpu = kept
+            fk.predict_groups_cpu, fk.groups_per_block = kept, blocks
         return [r[0] for r in runs], sum(r[1]["infer"] for r in runs)
 
     products = {name: infer(name)[0] for name in engines}  # untimed: JIT, layouts

@@ -488,10 +488,14 @@ def predict_groups_cpu(
 
 
 def groups_per_block(n_groups: int, n_rows: int) -> int:
-    """Groups per parallel task: two tasks per thread, of at most :data:`CPU_BLOCK` rows
-    (tree-major over a block: larger blocks reuse each tree's nodes over more groups;
-    blocks of ~10–20 k rows ran 1.2–1.5× faster than group by group, 100 trees)."""
-    rows = min(CPU_BLOCK, -(-n_rows // (2 * numba.get_num_threads())))
+    """Groups per parallel task: blocks of :data:`CPU_BLOCK` rows where each thread gets
+    four or more (tree-major over a block: larger blocks reuse each tree's nodes over more
+    groups), else eight smaller blocks per thread, so that a tile's cells of uneven cost
+    still share out evenly. Measured on 2 cores, 100 trees: 160,000 rows ran 1.1× faster
+    in blocks of 16,384 rows than of 10,000; a 14,000-row tile 1.15× faster in 16 blocks
+    than in 4."""
+    per_thread = -(-n_rows // numba.get_num_threads())
+    rows = CPU_BLOCK if per_thread >= 4 * CPU_BLOCK else -(-per_thread // 8)
     return int(max(1, rows * max(n_groups, 1) // max(n_rows, 1)))
 
 
