@@ -157,3 +157,14 @@ def test_group_kernel_is_exact_for_any_grouping(fitted):
     fk.predict_groups_cpu(x, order, starts, *arrays, pf.value, pf.roots, 2, out)
     np.testing.assert_allclose(out, est.predict(x), rtol=0, atol=1e-6)
     np.testing.assert_array_equal(out, _branching_predict(pf, x))
+
+
+def test_blocks_are_full_size_for_many_rows_and_eight_per_thread_for_a_tile():
+    import numba
+
+    threads = numba.get_num_threads()
+    many = 4 * fk.CPU_BLOCK * threads
+    assert fk.groups_per_block(many // 100, many) == fk.CPU_BLOCK // 100
+    tile = 8 * 100 * threads  # 100 rows per block: 8 blocks per thread
+    assert fk.groups_per_block(tile // 10, tile) == 10
+    assert fk.groups_per_block(1, 1) == 1 and fk.groups_per_block(0, 0) == 1
