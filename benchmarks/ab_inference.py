@@ -1,15 +1,20 @@
 """The forest-inference candidates tried for issue 24, A/B against the kernels in use.
 
-python benchmarks/ab_inference.py [--workdir DIR] [--rows 200000] [--rounds 3]
+python benchmarks/ab_inference.py [--workdir DIR] [--rows 200000] [--rounds 3] [--trees 100]
+    [--order production|random] [--engines a,b,...] [--produce]
 
 Rows and forest as ``smci bench inference`` builds them (a world's production days tile by
 tile; the paper's forest on the world's predictors, 100 trees, ``--train`` rows); every
 engine is timed in interleaved rounds in this one process and checked against
-scikit-learn. The candidates (none kept: see benchmarks/RESULTS.md, "Forest inference in
-production order") are here so that the comparison can be rerun elsewhere:
+scikit-learn (``--produce``: the world's own infer stage with cell groups on and off). The
+candidates (cell groups kept, the others not: see benchmarks/RESULTS.md, "Forest inference
+in production order") are here so that the comparison can be rerun elsewhere:
 
 * ``paths``: each tree keeps the previous row's path and a row re-checks it first;
 * ``groups``: consecutive rows with equal ERA5-Land columns walk a tree together;
+* ``cellgroups``: the kernel kept (``fk.predict_groups_cpu``), grouping included;
+  ``cellgroups_kernel`` without the grouping, ``cellgroups_groupmajor`` its first version,
+  ``grouping`` / ``grouping_sorted`` the hash-table grouping and the first (argsort) one;
 * ``bins``: rows and thresholds as bin indices of the forest's own thresholds;
 * ``boxes``: a row sharing its neighbour's ERA5-Land values first tests the neighbour's
   leaf's bounds on the other columns.
@@ -219,6 +224,101 @@ def predict_boxes(x, feature, threshold, left, right, value, roots, boxes, same,
             out[r] = acc[r - lo] / roots.size
 
 
+@numba.njit(parallel=True, cache=True)
+def predict_groups_group_major(
+    x, order, starts, feature, threshold, left, right, value, roots, per_block, out
+):
+    """Cell groups, group-major (the first version): each group walks every tree before
+    the next group starts (its rows stay in L1; the trees' nodes do not stay in cache).
+
+    Trees are summed per row in tree order from 0.0 and divided by the tree count, as the
+    other CPU kernels do, so all give the same bits. The kernel is exact for any grouping
+    (a node whose threshold splits a group's values partitions it); groups sharing their
+    coarse columns make it fast.
+    """
+    n_groups = starts.size - 1
+    nf = x.shape[1]
+    cap = 1
+    for g in range(n_groups):
+        cap = max(cap, starts[g + 1] - starts[g])
+    for b in numba.prange((n_groups + per_block - 1) // per_block):
+        xl = np.empty((cap, nf), np.float32)
+        lo = np.empty(nf, np.float32)
+        hi = np.empty(nf, np.float32)
+        buf = np.empty(cap, np.int32)
+        tmp = np.empty(cap, np.int32)
+        acc = np.empty(cap, np.float64)
+        stack = np.empty((cap + 64, 3), np.int32)
+        for g in range(b * per_block, min(b * per_block + per_block, n_groups)):
+            s0, k = starts[g], starts[g + 1] - starts[g]
+            fk._gather_group(x, order, s0, k, xl, lo, hi, acc)
+            for t in range(roots.size):
+                fk._group_tree(
+                    xl,
+                    k,
+                    lo,
+                    hi,
+                    feature,
+                    threshold,
+                    left,
+                    right,
+                    value,
+                    roots[t],
+                    buf,
+                    tmp,
+                    stack,
+                    acc,
+                )
+            for j in range(k):
+                out[order[s0 + j]] = acc[j] / roots.size
+
+
+@numba.njit(parallel=True, cache=True)
+def coarse_hashes(bits, cols, mask):
+    """Per row a 64-bit FNV-1a hash of the float32 bit patterns ``bits[r, cols]`` (uint32
+    view of the rows), ANDed with ``mask`` (tests pass a narrow mask to force collisions)."""
+    n = bits.shape[0]
+    h = np.empty(n, np.uint64)
+    for r in numba.prange(n):
+        v = fk._FNV_OFFSET
+        for c in cols:
+            v = (v ^ np.uint64(bits[r, c])) * fk._FNV_PRIME
+        h[r] = v & mask
+    return h
+
+
+@numba.njit(cache=True)
+def split_groups(bits, cols, order, hashes, cap):
+    """Offsets into ``order`` of runs whose rows have equal bits in every column ``cols``
+    (rows sorted by hash, so equal rows are adjacent unless a collision interleaves them:
+    then they form separate, smaller groups, never a mixed one); runs longer than ``cap``
+    are cut."""
+    n = order.size
+    starts = np.empty(n + 1, np.int64)
+    g = 0
+    starts[0] = 0
+    for i in range(1, n):
+        a, b = order[i - 1], order[i]
+        same = hashes[a] == hashes[b] and i - starts[g] < cap
+        for c in cols:
+            same = same and bits[a, c] == bits[b, c]
+        if not same:
+            g += 1
+            starts[g] = i
+    starts[g + 1] = n
+    return starts[: g + 2]
+
+
+def cell_groups_sorted(x, coarse_cols, cap=fk.GROUP_CAP):
+    """The first grouping tried: hashes, a stable NumPy argsort by hash, runs split where
+    the bits differ (dropped for :func:`fk.cell_groups`' hash table)."""
+    bits = x.view(np.uint32)
+    cols = np.asarray(coarse_cols, np.int64)
+    hashes = coarse_hashes(bits, cols, np.uint64(2**64 - 1))
+    order = np.argsort(hashes, kind="stable")
+    return order, split_groups(bits, cols, order, hashes, cap)
+
+
 def bins_of(forest: PackedForest):
     """Per feature the sorted unique thresholds, and each node's threshold as its bin."""
     f, th = forest.feature, forest.threshold
@@ -272,8 +372,31 @@ def engines(est, forest, x, names):
         args = (binned(x, edges), f, tb, lf, rt, forest.value, forest.roots, block)
         return call(fk.predict_branching_cpu, *args)()
 
+    coarse_cols = np.flatnonzero(shared)
+    order, starts = fk.cell_groups(x, coarse_cols)
+    per_block = fk.groups_per_block(starts.size - 1, len(x))
+    sizes = np.diff(starts)
+    print(
+        f"cell groups: {sizes.size:,} of {len(x):,} rows, mean {sizes.mean():.1f}, "
+        f"max {sizes.max()}, single rows {np.count_nonzero(sizes == 1):,}"
+    )
+
+    def cellgroups_call():
+        return fk.predict_groups(x, shared, f, th, lf, rt, forest.value, forest.roots)
+
     return {
         "sklearn": lambda: est.predict(x),
+        "cellgroups": cellgroups_call,
+        "cellgroups_kernel": call(
+            fk.predict_groups_cpu,
+            *(x, order, starts, f, th, lf, rt, forest.value, forest.roots, per_block),
+        ),
+        "cellgroups_groupmajor": call(
+            predict_groups_group_major,
+            *(x, order, starts, f, th, lf, rt, forest.value, forest.roots, per_block),
+        ),
+        "grouping": lambda: fk.cell_groups(x, coarse_cols)[0].astype(np.float64),
+        "grouping_sorted": lambda: cell_groups_sorted(x, coarse_cols)[0].astype(np.float64),
         "branching": call(
             fk.predict_branching_cpu, x, f, th, lf, rt, forest.value, forest.roots, block
         ),
@@ -285,29 +408,112 @@ def engines(est, forest, x, names):
     }
 
 
+def produce_infer(workdir: Path, rounds: int) -> None:
+    """The infer stage of ``predict_day`` over the world's production days with its own
+    forests: cell groups on (as production runs), the same with blocks of few groups,
+    the group-major kernel (with those blocks, as first measured), and off (the same
+    forests without feature names, so the row-by-row kernels run), interleaved; the
+    products must be equal."""
+    import pandas as pd
+
+    from smci_gpu.features import Predictors
+    from smci_gpu.produce import load_forests, predict_day
+
+    cfg = load_config(workdir=workdir, overrides={"device": "cpu"})
+    forests, _ = load_forests(cfg)
+    days = pd.date_range(cfg.produce.start, cfg.produce.end, freq="D")
+    pred = Predictors.load(cfg, days[0], days[-1])
+    rowwise = {k: PackedForest(**{**vars(f), "feature_names": None}) for k, f in forests.items()}
+    kept, blocks = fk.predict_groups_cpu, fk.groups_per_block
+
+    def small_blocks(n_groups: int, n_rows: int) -> int:  # 8 blocks per thread
+        rows = min(fk.CPU_BLOCK, -(-n_rows // (8 * numba.get_num_threads())))
+        return int(max(1, rows * max(n_groups, 1) // max(n_rows, 1)))
+
+    engines = {
+        "groups": (forests, kept, blocks),
+        "groups_smallblocks": (forests, kept, small_blocks),
+        "groupmajor": (forests, predict_groups_group_major, small_blocks),
+        "rowwise": (rowwise, kept, blocks),
+    }
+
+    def infer(name):
+        fs, fk.predict_groups_cpu, fk.groups_per_block = engines[name]
+        try:
+            runs = [predict_day(pred, fs, d, cfg.produce.tile_size) for d in days]
+        finally:
+            fk.predict_groups_cpu, fk.groups_per_block = kept, blocks
+        return [r[0] for r in runs], sum(r[1]["infer"] for r in runs)
+
+    products = {name: infer(name)[0] for name in engines}  # untimed: JIT, layouts
+    same = all(
+        np.array_equal(a, b, equal_nan=True)
+        for name in engines
+        for a, b in zip(products[name], products["groups"], strict=True)
+    )
+    seconds: dict = {k: [] for k in engines}
+    for _ in range(rounds):
+        for name in engines:
+            seconds[name].append(infer(name)[1])
+    f0 = next(iter(forests.values()))
+    print(
+        f"{len(days)} days × {len(forests)} layers, {f0.n_trees} trees, land pixels "
+        f"{int(pred.land_mask().sum()):,}; products equal: {same}"
+    )
+    for name, s in seconds.items():
+        ratio = np.asarray(seconds["rowwise"]) / np.asarray(s)
+        print(
+            f"infer, {name:10s} per round {' '.join(f'{v:.2f}' for v in s)} s; rowwise ÷ "
+            f"this {ratio.min():.2f}–{ratio.max():.2f}× (median {np.median(ratio):.2f})"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--workdir", type=Path, default=None, help="a world (else the tiny one)")
     parser.add_argument("--rows", type=int, default=200_000)
     parser.add_argument("--train", type=int, default=200_000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--trees", type=int, default=100)
+    parser.add_argument("--order", choices=["production", "random"], default="production")
+    parser.add_argument("--engines", default="", help="comma-separated subset (default all)")
+    parser.add_argument("--produce", action="store_true", help="the infer stage, on vs off")
     args = parser.parse_args()
+    if args.produce:
+        produce_infer(trained_world(args.workdir), args.rounds)
+        return
     rows = inference.world_rows(args.workdir, args.rows, args.train)
     prod, train = rows["production"], rows["train"]
-    est = inference.fit_forest(train, inference.synthetic_target(train), 100)
+    if args.order == "random":
+        prod = np.ascontiguousarray(prod[np.random.default_rng(1).permutation(len(prod))])
+    est = inference.fit_forest(train, inference.synthetic_target(train), args.trees)
     est.n_jobs = -1
     forest = PackedForest.from_sklearn(est)
     names = load_config(workdir=trained_world(args.workdir)).features
     calls = engines(est, forest, prod, names)
+    if args.engines:
+        keep = ["sklearn", *args.engines.split(",")]
+        calls = {k: calls[k] for k in keep}
     ref = est.predict(prod)
+    print(f"{len(prod):,} rows ({args.order} order), {args.trees} trees, {forest.n_nodes:,} nodes")
+    bits = fk.predict_compact_cpu(prod, *forest._cpu_layout()).view(np.int64)
     for name, fn in calls.items():
-        print(f"{name}: max |diff| vs scikit-learn {np.abs(fn() - ref).max():.1e}")
+        if name.startswith("grouping"):
+            continue
+        p = fn()
+        same = (
+            ""
+            if name == "sklearn"
+            else f", bits differ from slots: {np.sum(p.view(np.int64) != bits)}"
+        )
+        print(f"{name}: max |diff| vs scikit-learn {np.abs(p - ref).max():.1e}{same}")
     seconds = inference.interleaved_seconds({(k, "cpu"): v for k, v in calls.items()}, args.rounds)
     base = np.asarray(seconds["sklearn", "cpu"])
     for (name, _), s in seconds.items():
         ratio = base / np.asarray(s)
         print(
-            f"{name:10s} best {min(s):.2f} s  vs scikit-learn {ratio.min():.2f}–{ratio.max():.2f}×"
+            f"{name:10s} best {min(s):.3f} s  vs scikit-learn {ratio.min():.2f}–{ratio.max():.2f}× "
+            f"(median {np.median(ratio):.2f}; per round {' '.join(f'{v:.2f}' for v in ratio)})"
         )
 
 

@@ -113,14 +113,15 @@ def test_inference_bench_is_exact_and_schema_valid(trained, tmp_path, monkeypatc
     jsonschema.validate(doc, json.loads(SCHEMA.read_text()))
     cells = {(r["stage"], r["impl"]): r for r in doc["records"]}
     onnx = _has("onnxruntime") and _has("skl2onnx")  # the optional `bench` extra
-    impls = {"sklearn", "packed"} | ({"onnxruntime"} if onnx else set())
+    impls = {"sklearn", "packed", "packed_rowwise"} | ({"onnxruntime"} if onnx else set())
     assert set(cells) == {(s, i) for s in ("predict", "predict_tile_order") for i in impls}
     for stage in ("predict", "predict_tile_order"):
-        packed = cells[(stage, "packed")]
-        assert packed["extra"]["max_abs_diff_vs_sklearn"] <= 1e-6
-        assert packed["extra"]["int16_changed_vs_sklearn"] == 0
-        assert packed["rate"] == pytest.approx(20_000 / packed["seconds"]["median"])
-        assert packed["size"]["trees"] == 10
+        for impl in ("packed", "packed_rowwise"):
+            packed = cells[(stage, impl)]
+            assert packed["extra"]["max_abs_diff_vs_sklearn"] <= 1e-6
+            assert packed["extra"]["int16_changed_vs_sklearn"] == 0
+            assert packed["rate"] == pytest.approx(20_000 / packed["seconds"]["median"])
+            assert packed["size"]["trees"] == 10
 
 
 def _has(module: str) -> bool:

@@ -127,6 +127,7 @@ def world_rows(workdir: Path | None, n_rows: int | None, n_train: int, seed: int
     rng = np.random.default_rng(seed)
     train = pool[rng.choice(len(pool), n_train, replace=n_train > len(pool))]
     info = {
+        "features": list(cfg.features),
         "world": wd.name,
         "production_days": f"{start.date()}..{end.date()}",
         "rows_per_day": per_day,
@@ -212,7 +213,11 @@ def run(
     for n_trees in tree_counts:
         est = fit_forest(train, y, n_trees)
         est.n_jobs = -1  # predict on every core (2 threads on the project's VM)
-        packed = PackedForest.from_sklearn(est)
+        # Named like production's forests, so PackedForest picks its kernels as there
+        # (cell groups where rows share their ERA5-Land columns); the same forest without
+        # names cannot group and shows the row-by-row kernels alone.
+        packed = PackedForest.from_sklearn(est, _feature_names(rows["info"], train.shape[1]))
+        rowwise = PackedForest.from_sklearn(est)
         onnx = _onnx_session(est)
         depth = max(e.tree_.max_depth for e in est.estimators_)
         for stage, x in (("predict", shuffled), ("predict_tile_order", prod)):
@@ -224,7 +229,7 @@ def run(
                 "order": "random" if stage == "predict" else "production (tile)",
             }
             records += _predict_records(
-                stage, est, packed, onnx, x, shape, devices, max(1, repeats)
+                stage, est, (packed, rowwise), onnx, x, shape, devices, max(1, repeats)
             )
     info = rows["info"]
     source = f"{info['world']} {info['production_days']} ×{info['cycles']}"
@@ -233,13 +238,29 @@ def run(
     return records
 
 
+def _feature_names(info: dict, n_columns: int) -> list[str] | None:
+    """The rows' column names: the world's features, or for saved rows without them the
+    default 25 (:data:`smci_gpu.variables.FEATURES`) when the column count matches."""
+    from smci_gpu.variables import FEATURES
+
+    names = info.get("features") or (list(FEATURES) if n_columns == len(FEATURES) else None)
+    return names if names and len(names) == n_columns else None
+
+
 def _predict_records(stage, est, packed, onnx, x, shape, devices, reps) -> list[Record]:
     """scikit-learn, each PackedForest twin, onnxruntime (and nvForest) on rows ``x``,
     timed in interleaved rounds (one call of each engine per round, so that a load
-    change on a shared machine falls on all of them alike)."""
+    change on a shared machine falls on all of them alike).
+
+    ``packed`` is (the forest as production holds it, the same without feature names):
+    on the CPU the first is "packed" (cell groups where rows share their ERA5-Land
+    columns, grouping included in its time), the second "packed_rowwise" (the
+    row-by-row kernels alone)."""
+    packed, rowwise = packed
     engines: dict[tuple[str, str], object] = {("sklearn", "cpu"): lambda: est.predict(x)}
     if "cpu" in devices:
         engines["packed", "cpu"] = lambda: packed.predict(x, device="cpu")
+        engines["packed_rowwise", "cpu"] = lambda: rowwise.predict(x, device="cpu")
         if onnx is not None:
             engines["onnxruntime", "cpu"] = lambda: onnx.run(None, {"X": x})[0]
     if "gpu" in devices:

@@ -200,7 +200,11 @@ class PackedForest:
         """Mean leaf value over trees for each row of ``x`` (float64).
 
         ``device`` defaults to where ``x`` lives; ``"gpu"`` with a host array copies it to
-        the GPU once. NaN or a wrong column count is a ``ValueError``.
+        the GPU once. NaN or a wrong column count is a ``ValueError``. On the CPU, rows
+        sharing their ERA5-Land columns (a 0.1° cell's pixels of a day, in any row order)
+        walk the trees as groups where the forest has feature names and the groups are
+        large enough (:meth:`_predict_cell_groups`); otherwise a tile's pixels in order
+        take the branching kernel, other rows the slot kernel. All give the same bits.
         """
         x = check_features(x, self.n_features, self.feature_names)
         on_gpu = device == "gpu" or (device is None and backend.is_device_array(x))
@@ -209,12 +213,41 @@ class PackedForest:
             return fk.predict_gpu(x, *self._on_device(), out=out)
         x = np.ascontiguousarray(backend.to_host(x))
         arrays = self._branching_layout() if self.n_nodes < 2**31 else None
+        coarse = self.coarse_mask() if arrays else None
+        if coarse is not None:
+            grouped = self._predict_cell_groups(x, coarse, arrays, out)
+            if grouped is not None:
+                return grouped
         if arrays and fk.rows_agree(x, *arrays, self.roots):  # a tile's pixels in order
             out = np.empty(x.shape[0], np.float64) if out is None else out
             block = fk.cpu_block(x.shape[0])
             fk.predict_branching_cpu(x, *arrays, self.value, self.roots, block, out)
             return out
         return fk.predict_compact_cpu(x, *self._cpu_layout(), out=out)
+
+    def coarse_mask(self) -> np.ndarray | None:
+        """``(n_features,)`` bool: the columns that are ERA5-Land features (shared by a 0.1°
+        cell's pixels when upsampled by nearest), or None without feature names or such
+        columns."""
+        if not self.feature_names:
+            return None
+        from smci_gpu.variables import ERA5LAND_FEATURES
+
+        mask = np.array([n in ERA5LAND_FEATURES for n in self.feature_names])
+        return mask if mask.any() else None
+
+    def _predict_cell_groups(self, x, coarse, arrays, out):
+        """The cell-group kernel when rows with equal coarse columns form groups of
+        :data:`~smci_gpu.kernels.forest.GROUP_MIN_MEAN` rows or more on average (by value,
+        so in any row order); None otherwise (bilinear ERA5-Land, station rows)."""
+        order, starts = fk.cell_groups(x, np.flatnonzero(coarse))
+        n_groups = starts.size - 1
+        if x.shape[0] < fk.GROUP_MIN_MEAN * max(n_groups, 1):
+            return None
+        out = np.empty(x.shape[0], np.float64) if out is None else out
+        per_block = fk.groups_per_block(n_groups, x.shape[0])
+        fk.predict_groups_cpu(x, order, starts, *arrays, self.value, self.roots, per_block, out)
+        return out
 
     def _branching_layout(self):
         """Feature, threshold and int32 children for the branching CPU kernel (int32: with
