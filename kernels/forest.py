@@ -439,8 +439,12 @@ def _gather_group(x, order, s0, k, xl, lo, hi, acc):
         for c in range(nf):
             v = x[r, c]
             xl[j, c] = v
-            lo[c] = min(lo[c], v)
-            hi[c] = max(hi[c], v)
+            if v != v:  # NaN: no range decides a node, so every test is made per row
+                lo[c] = -np.inf
+                hi[c] = np.inf
+            else:
+                lo[c] = min(lo[c], v)
+                hi[c] = max(hi[c], v)
 
 
 @numba.njit(parallel=True, cache=True)

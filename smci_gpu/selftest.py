@@ -100,6 +100,7 @@ def forest_checks(devices: tuple[str, ...]) -> list[Check]:
     from sklearn.ensemble import RandomForestRegressor
 
     from smci_gpu.model.forest import PackedForest
+    from smci_gpu.variables import ERA5LAND_FEATURES
 
     rng = np.random.default_rng(0)
     x = rng.random((4000, 25), dtype=np.float32)
@@ -110,11 +111,24 @@ def forest_checks(devices: tuple[str, ...]) -> list[Check]:
     packed = PackedForest.from_sklearn(est)
     rows = rng.random((20000, 25), dtype=np.float32)
     want = est.predict(rows)
+    # Production's case too: a forest that knows its features, on rows whose ERA5-Land
+    # columns repeat within cells of 144 (the CPU's cell-group kernel).
+    names = [*ERA5LAND_FEATURES[:16], *[f"fine_{i}" for i in range(9)]]
+    named = PackedForest.from_sklearn(est, feature_names=names)
+    cells = np.repeat(rng.random((140, 16), dtype=np.float32), 144, axis=0)
+    grouped = np.concatenate([cells, rng.random((cells.shape[0], 9), dtype=np.float32)], 1)
+    want_grouped = est.predict(grouped)
 
     def check(device: str) -> tuple[bool, str]:
         got = _host(packed.predict(rows, device=device))
         diff = float(np.max(np.abs(got - want)))
-        return diff <= 1e-6, f"max |diff| {diff:.1e} over {rows.shape[0]:,} rows"
+        got = _host(named.predict(grouped, device=device))
+        diff_g = float(np.max(np.abs(got - want_grouped)))
+        ok = diff <= 1e-6 and diff_g <= 1e-6
+        return ok, (
+            f"max |diff| {diff:.1e} over {rows.shape[0]:,} scattered rows, "
+            f"{diff_g:.1e} over {grouped.shape[0]:,} rows in cells of 144"
+        )
 
     return [_timed("forest PackedForest vs scikit-learn", d, lambda d=d: check(d)) for d in devices]
 

@@ -121,3 +121,23 @@ def test_gdal_reads_the_same_counts(tmp_path):
             bands.append(src.read())
             assert src.nodata == FILL and src.crs.to_epsg() == 4326
     np.testing.assert_array_equal(bands[1], bands[0])
+
+
+def test_raw_chunks_refused_for_another_fill_value_or_a_missing_variable(tmp_path):
+    import h5py
+
+    path = tmp_path / "fill.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset(
+            "sm",
+            shape=(4, 4),
+            dtype="<i2",
+            chunks=(2, 2),
+            shuffle=True,
+            compression="gzip",
+            fillvalue=0,
+        )
+    with pytest.raises(OutputError, match="fill value 0; expected -999"):
+        chunks.write_pieces(path, "sm", [((0, 0), b"")], (2, 2), np.int16(FILL))
+    with pytest.raises(OutputError, match="no variable 'soil'"):
+        chunks.write_pieces(path, "soil", [((0, 0), b"")], (2, 2))

@@ -168,3 +168,13 @@ def test_blocks_are_full_size_for_many_rows_and_eight_per_thread_for_a_tile():
     tile = 8 * 100 * threads  # 100 rows per block: 8 blocks per thread
     assert fk.groups_per_block(tile // 10, tile) == 10
     assert fk.groups_per_block(1, 1) == 1 and fk.groups_per_block(0, 0) == 1
+
+
+def test_nan_in_a_fine_column_walks_as_the_branching_kernel(fitted):
+    # PackedForest.predict refuses NaN, but the kernel itself must not let a NaN slip past
+    # a group's column range (x <= t is false for NaN: the row goes right, as it walks).
+    _, pf = fitted
+    x = _cell_rows(20, 12, 9)
+    rng = np.random.default_rng(10)
+    x[rng.random(x.shape) < 0.05] = np.nan
+    np.testing.assert_array_equal(_groups_predict(pf, x), _branching_predict(pf, x))

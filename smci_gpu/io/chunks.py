@@ -108,7 +108,7 @@ def deflate_chunks(
 
     Parameters
     ----------
-    values : ndarray, any shape, fixed-size dtype
+    values : ndarray, any shape, integer dtype
         The variable's data in its stored type and byte order (e.g. ``(1, 10, ny, nx)``
         int16 counts).
     chunk : tuple of int
@@ -141,13 +141,14 @@ def deflate_chunks(
         pieces = [one(s) for s in starts]
     else:
         with ThreadPoolExecutor(max_workers=n, thread_name_prefix="smci-deflate") as pool:
-            pieces = list(pool.map(one, starts, chunksize=max(1, len(starts) // (8 * n))))
+            pieces = list(pool.map(one, starts))
     return [p for p in pieces if p is not None]
 
 
-def check_filters(dataset, chunk: tuple[int, ...], path: Path) -> None:
+def check_filters(dataset, chunk: tuple[int, ...], path: Path, fill=None) -> None:
     """Refuse to file raw chunks unless the dataset's pipeline is exactly shuffle then
-    deflate with this chunk shape (otherwise readers would decode garbage)."""
+    deflate with this chunk shape (otherwise readers would decode garbage) and, when
+    ``fill`` is given, its HDF5 fill value is ``fill`` (chunks of fill are not written)."""
     plist = dataset.id.get_create_plist()
     codes = [plist.get_filter(i)[0] for i in range(plist.get_nfilters())]
     if codes != [H5Z_FILTER_SHUFFLE, H5Z_FILTER_DEFLATE] or dataset.chunks != chunk:
@@ -155,26 +156,37 @@ def check_filters(dataset, chunk: tuple[int, ...], path: Path) -> None:
             f"{path}: variable {dataset.name!r} has filters {codes} and chunks "
             f"{dataset.chunks}; expected shuffle + deflate ({[2, 1]}) and chunks {chunk}"
         )
+    if fill is not None and dataset.fillvalue != fill:
+        raise OutputError(
+            f"{path}: variable {dataset.name!r} has fill value {dataset.fillvalue}; "
+            f"expected {fill} (chunks holding only fill are left unwritten)"
+        )
 
 
-def write_pieces(path: str | Path, name: str, pieces: list[Piece], chunk: tuple[int, ...]) -> None:
+def write_pieces(
+    path: str | Path, name: str, pieces: list[Piece], chunk: tuple[int, ...], fill=None
+) -> None:
     """File compressed chunks into variable ``name`` of an existing NetCDF4 file.
 
-    The variable must exist with chunks ``chunk`` and filters shuffle + deflate; its
-    attributes, dimensions and the other variables are left as netCDF-C wrote them.
+    The variable must exist with chunks ``chunk``, filters shuffle + deflate and (when
+    given) the fill value ``fill``; its attributes, dimensions and the other variables are
+    left as netCDF-C wrote them.
 
     Raises
     ------
     OutputError
-        The file cannot be opened for writing, or the variable's filters differ.
+        The file cannot be opened for writing, it lacks the variable, or the variable's
+        filters, chunks or fill value differ.
     """
     import h5py
 
     path = Path(path)
     try:
         with h5py.File(path, "r+") as f:
+            if name not in f:
+                raise OutputError(f"{path} has no variable {name!r} to write chunks into")
             dataset = f[name]
-            check_filters(dataset, chunk, path)
+            check_filters(dataset, chunk, path, fill)
             for offset, data in pieces:
                 dataset.id.write_direct_chunk(offset, data, filter_mask=0)
     except OSError as exc:

@@ -321,7 +321,7 @@ def write_day(
             ds.to_netcdf(tmp, format="NETCDF4", engine="netcdf4", encoding=enc)
             if direct:
                 _define_int16(tmp, "sm", sm_dims, sm_attrs, chunks)
-                write_pieces(tmp, "sm", pieces, chunks)
+                write_pieces(tmp, "sm", pieces, chunks, np.int16(FILL))
     except OSError as exc:
         raise OutputError(f"could not write {path}: {exc}") from exc
     return path
