@@ -14,6 +14,7 @@ import os
 import re
 import sys
 import typing
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -120,6 +121,38 @@ def _apply_shared(
     logging.getLogger().setLevel(level)
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(level)
+    guard_warning_filters()
+
+
+#: scikit-learn's complaint when a task starts while the process's warning filters are empty.
+SKLEARN_DISPATCH_WARNING = "`sklearn.utils.parallel.delayed` should be used with"
+
+
+def guard_warning_filters() -> None:
+    """Keep scikit-learn's threaded fits from flooding the output (once per process).
+
+    scikit-learn runs each forest task inside ``warnings.catch_warnings()`` with the filters
+    reset; before Python 3.14 that is not thread-safe, so two of its threads restoring in
+    the wrong order can leave the process with no filters at all. From then on every task
+    warns that its filters could not be passed on (991 lines in one `make demo`'s
+    validation). The tasks do run through scikit-learn's ``Parallel``, so the message says
+    nothing here: this hook drops it and puts back the filters the process started with.
+    A ``showwarning`` hook is used because the resets would remove a filter.
+    """
+    if getattr(warnings.showwarning, "_smci_guard", False):
+        return
+    startup_filters = list(warnings.filters)
+    original = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if SKLEARN_DISPATCH_WARNING in str(message):
+            if not warnings.filters:
+                warnings.filters[:] = startup_filters
+            return
+        original(message, category, filename, lineno, file, line)
+
+    show._smci_guard = True
+    warnings.showwarning = show
 
 
 def shared_options(func=None, *, device: bool = True):

@@ -222,3 +222,27 @@ def test_produce_logs_progress_lines_without_a_terminal(trained, tmp_path):
     assert [(d, p) for d, p, _ in lines] == [("1", "33"), ("2", "67"), ("3", "100")], r.stdout
     assert lines[-1][2].startswith("done in") and lines[0][2].startswith("ETA")
     assert "\x1b[" not in r.stdout  # no terminal control codes in a batch log
+
+
+def test_sklearn_dispatch_warning_is_dropped_and_the_filters_come_back(tmp_path):
+    # In a fresh interpreter: pytest's own warning capture would replace the hook.
+    import textwrap
+
+    script = textwrap.dedent(
+        """
+        import warnings
+        from smci_gpu.cli import SKLEARN_DISPATCH_WARNING, guard_warning_filters
+        guard_warning_filters()
+        guard_warning_filters()  # installed once
+        warnings.resetwarnings()  # what scikit-learn's thread race leaves: no filters
+        warnings.warn(SKLEARN_DISPATCH_WARNING + " ...Parallel", UserWarning)
+        print(len(warnings.filters) > 0)
+        warnings.warn("another warning", UserWarning)
+        """
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "True"
+    assert "another warning" in proc.stderr and "sklearn.utils.parallel" not in proc.stderr
