@@ -188,7 +188,9 @@ def run_suite(
         out_dir / "bench.json",
         out_dir / "bench.md",
         title=f"smci bench ({', '.join(names)}; size {size})",
-        notes=NOTES + world_notes(records),
+        notes=NOTES
+        + [n for name in names for n in SUITE_NOTES.get(name, [])]
+        + world_notes(records),
         tables=tables,
     )
     for name in names:
@@ -205,12 +207,23 @@ def run_suite(
 
 NOTES = [
     "Times are medians of repeats after one untimed warm-up; spread = (max − min) / median.",
-    "Kernel GB/s count each input read once and each output written once.",
-    "The extrapolation assumes days are independent (they are) and that reading scales with "
-    "the devices (a parallel file system); it divides one device's hours by N.",
-    "produce/total xarray+sklearn is the plain approach for the same days: same readers, "
-    "xarray sel/interp, scikit-learn predict, to_netcdf float32.",
 ]
+#: Notes that concern one suite, shown when it ran.
+SUITE_NOTES = {
+    "kernels": ["Kernel GB/s count each input read once and each output written once."],
+    "inference": [
+        "Inference engines: packed = PackedForest as production runs it (cell groups where "
+        "rows share their ERA5-Land columns, the grouping timed with it); packed_rowwise = "
+        "the same forest walked row by row; predict = rows in random order, "
+        "predict_tile_order = production order (a tile's pixels in turn).",
+    ],
+    "produce": [
+        "The extrapolation assumes days are independent (they are) and that reading scales "
+        "with the devices (a parallel file system); it divides one device's hours by N.",
+        "produce/total xarray+sklearn is the plain approach for the same days: same readers, "
+        "xarray sel/interp, scikit-learn predict, to_netcdf float32.",
+    ],
+}
 
 
 def script_main(suite: str, description: str, default_repeats: int = 5) -> None:
