@@ -505,7 +505,10 @@ def groups_per_block(n_groups: int, n_rows: int) -> int:
 
 def predict_groups(x, coarse, feature, threshold, left, right, value, roots, out=None):
     """:func:`predict_groups_cpu` on float32 rows ``x`` with its grouping
-    (:func:`cell_groups` on the columns where ``coarse`` is True): ``(n,)`` float64."""
+    (:func:`cell_groups` on the columns where ``coarse`` is True): ``(n,)`` float64.
+
+    The kernel alone, for tests and benchmarks: no check of the rows (NaN walks as in the
+    branching kernel) and no minimum group size; ``PackedForest.predict`` adds both."""
     out = np.empty(x.shape[0], np.float64) if out is None else out
     order, starts = cell_groups(x, np.flatnonzero(coarse))
     per_block = groups_per_block(starts.size - 1, x.shape[0])

@@ -239,7 +239,9 @@ class PackedForest:
     def _predict_cell_groups(self, x, coarse, arrays, out):
         """The cell-group kernel when rows with equal coarse columns form groups of
         :data:`~smci_gpu.kernels.forest.GROUP_MIN_MEAN` rows or more on average (by value,
-        so in any row order); None otherwise (bilinear ERA5-Land, station rows)."""
+        so in any row order); None otherwise (bilinear ERA5-Land, station rows). The
+        grouping is built before the choice: ~40 bytes and a few ns per row (1–7 ms per
+        56,000 rows), small beside the walk; production calls this per tile."""
         order, starts = fk.cell_groups(x, np.flatnonzero(coarse))
         n_groups = starts.size - 1
         if x.shape[0] < fk.GROUP_MIN_MEAN * max(n_groups, 1):
