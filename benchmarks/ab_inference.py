@@ -230,12 +230,7 @@ def predict_groups_group_major(
 ):
     """Cell groups, group-major (the first version): each group walks every tree before
     the next group starts (its rows stay in L1; the trees' nodes do not stay in cache).
-
-    Trees are summed per row in tree order from 0.0 and divided by the tree count, as the
-    other CPU kernels do, so all give the same bits. The kernel is exact for any grouping
-    (a node whose threshold splits a group's values partitions it); groups sharing their
-    coarse columns make it fast.
-    """
+    Sums and exactness as in ``kernels.forest.predict_groups_cpu`` (the same bits)."""
     n_groups = starts.size - 1
     nf = x.shape[1]
     cap = 1
