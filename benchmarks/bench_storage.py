@@ -29,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
+from smci_gpu.bench.produce import textured_counts
+
 ROOT = Path(__file__).resolve().parents[1]
 MASK = ROOT.parent / "shared" / "data" / "era5" / "landmask_0.1_0.1.nc"
 NY, NX, RES, WEST, SOUTH = 4320, 7560, 30.0 / 3600.0, 73.0, 18.0
@@ -50,18 +52,7 @@ def china_day(layers: int, seed: int = 0) -> np.ndarray:
     iy = np.abs(lat[:, None] - lat01[None, :]).argmin(axis=1)
     ix = np.abs(lon[:, None] - lon01[None, :]).argmin(axis=1)
     land = land01[iy][:, ix] > 0.5
-    rng = np.random.default_rng(seed)
-    texture01 = rng.normal(0.0, 0.03, (len(lat01), len(lon01)))
-    y = np.linspace(0, 1, NY)[:, None]
-    x = np.linspace(0, 1, NX)[None, :]
-    base = 0.22 + 0.1 * np.sin(3.0 * np.pi * y) * np.cos(4.0 * np.pi * x) + 0.05 * x
-    field = base + texture01[iy][:, ix]
-    out = np.empty((layers, NY, NX), dtype=np.int16)
-    for k in range(layers):
-        noise = rng.normal(0.0, 2.0, (NY, NX))
-        counts = np.clip(np.round((field + 0.01 * k) * 1000.0 + noise), 0, 600)
-        out[k] = np.where(land, counts, FILL).astype(np.int16)
-    return out
+    return textured_counts(land, layers, seed, cells=(iy, ix, land01.shape))
 
 
 def _timed(fn) -> tuple[float, float]:

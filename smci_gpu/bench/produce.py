@@ -328,11 +328,12 @@ def run_china(workdir: Path, out_dir: Path, days: int | None = None, log=print) 
 
     names = list(STATIC_FEATURES)
     static = static_maps(cfg.path("inputs", "static"), cfg.product_grid(), names, copy=False)
-    land = int(land_mask(static, names).sum())
+    land_bool = land_mask(static, names)
+    land = int(land_bool.sum())
     month = runs["month"]
     stages = stage_table(month["per_day"][1:] or month["per_day"])  # day 1 holds the JIT
     log("a textured day through the same writer (realistic bytes)")
-    textured = textured_write(cfg, land_mask(static, names), all_days[0], out_dir)
+    textured = textured_write(cfg, land_bool, all_days[0], out_dir)
     grid = cfg.product_grid()
     plan = memory_plan(
         grid.shape,
@@ -374,24 +375,34 @@ def run_china(workdir: Path, out_dir: Path, days: int | None = None, log=print) 
     return doc
 
 
-def textured_counts(land: np.ndarray, layers: int, seed: int = 0) -> np.ndarray:
+def textured_counts(
+    land: np.ndarray,
+    layers: int,
+    seed: int = 0,
+    cells: tuple[np.ndarray, np.ndarray, tuple[int, int]] | None = None,
+) -> np.ndarray:
     """``(layers, ny, nx)`` int16 counts with a realistic day's texture, fill off ``land``.
 
-    A smooth large-scale field (0.12–0.42 m³/m³), a random texture constant over 12 × 12
-    pixels (0.1° at 30″: ERA5-Land's cells; s.d. 0.03) and per-pixel noise of s.d. 2
-    counts, as ``benchmarks/bench_storage.py`` builds its China day: it compresses to
-    ~210 MB per 10-layer China day at zlib 1 + shuffle, the size the issue measured for a
-    real day, where the China world's shallow forests give maps of ~15 MB.
+    A smooth large-scale field (0.12–0.42 m³/m³), a random texture constant over each 0.1°
+    cell (ERA5-Land's cells; s.d. 0.03) and per-pixel noise of s.d. 2 counts: ~210 MB per
+    10-layer China day at zlib 1 + shuffle, the size the issue measured for a real day,
+    where the China world's shallow forests give maps of ~15 MB. ``cells`` = (cell row of
+    each pixel row, cell column of each pixel column, cell grid shape); by default 12 × 12
+    pixels a cell (0.1° at 30″). ``benchmarks/bench_storage.py`` passes the real land
+    mask's nearest cells.
     """
     from smci_gpu.io.writer import FILL
 
     ny, nx = land.shape
+    if cells is None:
+        cells = (np.arange(ny) // 12, np.arange(nx) // 12, (-(-ny // 12), -(-nx // 12)))
+    iy, ix, shape = cells
     rng = np.random.default_rng(seed)
-    texture = rng.normal(0.0, 0.03, (-(-ny // 12), -(-nx // 12)))
+    texture = rng.normal(0.0, 0.03, shape)
     y = np.linspace(0.0, 1.0, ny)[:, None]
     x = np.linspace(0.0, 1.0, nx)[None, :]
     field = 0.22 + 0.1 * np.sin(3.0 * np.pi * y) * np.cos(4.0 * np.pi * x) + 0.05 * x
-    field = field + np.repeat(np.repeat(texture, 12, axis=0), 12, axis=1)[:ny, :nx]
+    field = field + texture[iy][:, ix]
     out = np.empty((layers, ny, nx), np.int16)
     for k in range(layers):
         noise = rng.normal(0.0, 2.0, (ny, nx))
@@ -403,6 +414,7 @@ def textured_counts(land: np.ndarray, layers: int, seed: int = 0) -> np.ndarray:
 def textured_write(cfg, land: np.ndarray, day, out_dir: Path) -> dict[str, Any]:
     """Write one textured day (:func:`textured_counts`) with produce's writer and settings
     into ``out_dir`` (then delete it): wall and process CPU seconds, bytes on disk."""
+    from smci_gpu.io.chunks import default_threads
     from smci_gpu.io.writer import product_dataset, write_day
 
     counts = textured_counts(np.asarray(land, bool), len(cfg.layers))
@@ -425,7 +437,7 @@ def textured_write(cfg, land: np.ndarray, day, out_dir: Path) -> dict[str, Any]:
         "cpu_s": cpu,
         "bytes": size,
         "compressor": cfg.produce.compressor,
-        "threads": cfg.produce.write_threads or os.cpu_count(),
+        "threads": cfg.produce.write_threads or default_threads(),
     }
 
 
