@@ -503,15 +503,20 @@ def groups_per_block(n_groups: int, n_rows: int) -> int:
     return int(max(1, rows * max(n_groups, 1) // max(n_rows, 1)))
 
 
-def predict_groups(x, coarse, feature, threshold, left, right, value, roots, out=None):
+def predict_groups(
+    x, coarse, feature, threshold, left, right, value, roots, out=None, min_mean: int = 0
+):
     """:func:`predict_groups_cpu` on float32 rows ``x`` with its grouping
-    (:func:`cell_groups` on the columns where ``coarse`` is True): ``(n,)`` float64.
-
-    The kernel alone, for tests and benchmarks: no check of the rows (NaN walks as in the
-    branching kernel) and no minimum group size; ``PackedForest.predict`` adds both."""
-    out = np.empty(x.shape[0], np.float64) if out is None else out
+    (:func:`cell_groups` on the columns where ``coarse`` is True): ``(n,)`` float64, or
+    None when the groups hold fewer than ``min_mean`` rows on average (``PackedForest``
+    passes :data:`GROUP_MIN_MEAN` and then walks row by row). No check of the rows: NaN
+    walks as in the branching kernel; ``PackedForest.predict`` refuses it first."""
     order, starts = cell_groups(x, np.flatnonzero(coarse))
-    per_block = groups_per_block(starts.size - 1, x.shape[0])
+    n_groups = starts.size - 1
+    if x.shape[0] < min_mean * max(n_groups, 1):
+        return None
+    out = np.empty(x.shape[0], np.float64) if out is None else out
+    per_block = groups_per_block(n_groups, x.shape[0])
     predict_groups_cpu(
         x, order, starts, feature, threshold, left, right, value, roots, per_block, out
     )

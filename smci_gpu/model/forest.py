@@ -242,14 +242,9 @@ class PackedForest:
         so in any row order); None otherwise (bilinear ERA5-Land, station rows). The
         grouping is built before the choice: ~40 bytes and a few ns per row (1–7 ms per
         56,000 rows), small beside the walk; production calls this per tile."""
-        order, starts = fk.cell_groups(x, np.flatnonzero(coarse))
-        n_groups = starts.size - 1
-        if x.shape[0] < fk.GROUP_MIN_MEAN * max(n_groups, 1):
-            return None
-        out = np.empty(x.shape[0], np.float64) if out is None else out
-        per_block = fk.groups_per_block(n_groups, x.shape[0])
-        fk.predict_groups_cpu(x, order, starts, *arrays, self.value, self.roots, per_block, out)
-        return out
+        return fk.predict_groups(
+            x, coarse, *arrays, self.value, self.roots, out=out, min_mean=fk.GROUP_MIN_MEAN
+        )
 
     def _branching_layout(self):
         """Feature, threshold and int32 children for the branching CPU kernel (int32: with
